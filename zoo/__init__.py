@@ -1,0 +1,43 @@
+"""zoo: a JAX functional model zoo, from recurrent networks to Transformers.
+
+The public API is flat::
+
+    import zoo
+    rnn = zoo.RNN(zoo.LSTMCell(features=256))
+"""
+
+from zoo._version import __version__
+from zoo.checks import checked
+from zoo.layers import (
+    RNN,
+    Bidirectional,
+    GRUCell,
+    LSTMCell,
+    MinGRUCell,
+    MinLSTMCell,
+    RecurrentCell,
+    RNNStack,
+    SimpleRNNCell,
+    flip_sequences,
+    fused_recurrence,
+    lengths_to_mask,
+    linear_recurrence,
+)
+
+__all__ = [
+    "__version__",
+    "checked",
+    "RecurrentCell",
+    "SimpleRNNCell",
+    "LSTMCell",
+    "GRUCell",
+    "MinGRUCell",
+    "MinLSTMCell",
+    "RNN",
+    "Bidirectional",
+    "RNNStack",
+    "fused_recurrence",
+    "linear_recurrence",
+    "flip_sequences",
+    "lengths_to_mask",
+]

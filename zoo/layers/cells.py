@@ -1,0 +1,457 @@
+"""Recurrent cells: one time step ``(carry, x) -> (carry, y)``, plus a fast sequence path.
+
+Each cell is a thin linen module around pure functions. It has the call
+convention of ``flax.linen``'s cells, so it steps by hand or runs under
+:class:`zoo.RNN`:
+
+    cell = zoo.LSTMCell(features=256)
+    carry = cell.initialize_carry(key, x[:, 0].shape)     # x: (batch, seq, in)
+    params = cell.init(key, carry, x[:, 0])
+    carry, y = cell.apply(params, carry, x[:, 0])         # y: (batch, 256)
+
+``run_sequence`` is the path :class:`zoo.RNN` uses: it computes the
+input-to-hidden products of all steps in one matmul and hands the loop to a
+kernel in ``scan.py`` (a custom-VJP recurrence for the classic cells, an
+associative scan for minGRU/minLSTM).
+
+Parameters are plain arrays named ``input_kernel`` (in, gates*hidden),
+``recurrent_kernel`` (hidden, gates*hidden), ``bias`` (gates*hidden) and, for
+the PyTorch-convention GRU, ``recurrent_bias`` (hidden). Gates are
+concatenated along the last axis in PyTorch's order, so ``torch.nn.RNN``,
+``nn.LSTM`` and ``nn.GRU`` weights map exactly (layer 0 shown; ``.T`` is a
+transpose):
+
+=========  ==============================================================
+cell       mapping from PyTorch
+=========  ==============================================================
+SimpleRNN  input_kernel = weight_ih.T; recurrent_kernel = weight_hh.T;
+           bias = bias_ih + bias_hh
+LSTM       gates (i, f, g, o); input_kernel = weight_ih.T;
+           recurrent_kernel = weight_hh.T; bias = bias_ih + bias_hh
+GRU        gates (r, z, n), ``reset_after=True``; input_kernel = weight_ih.T;
+           recurrent_kernel = weight_hh.T;
+           bias = bias_ih + concat(bias_hh[:2H], zeros(H));
+           recurrent_bias = bias_hh[2H:]  (PyTorch's b_hn, which the reset
+           gate multiplies)
+=========  ==============================================================
+
+Numerics: matmuls run in ``dtype`` (default: the promoted dtype of inputs
+and parameters) and accumulate in at least float32; gates and the carry are
+computed and kept in at least float32, so bfloat16 compute does not let the
+state drift; outputs are cast to ``dtype``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, ClassVar
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from zoo.checks import shape_str
+from zoo.layers import scan as _scan
+
+Array = jax.Array
+Initializer = Callable[..., Array]
+
+__all__ = [
+    "RecurrentCell",
+    "SimpleRNNCell",
+    "LSTMCell",
+    "GRUCell",
+    "MinGRUCell",
+    "MinLSTMCell",
+]
+
+
+def _per_gate(init: Initializer, num_gates: int) -> Initializer:
+    """Initialise a (rows, num_gates*hidden) kernel one (rows, hidden) block per gate.
+
+    An orthogonal recurrent kernel should be orthogonal per gate, as with
+    separate per-gate matrices (flax.linen's cells), not as one wide matrix.
+    """
+
+    def wrapped(key, shape, dtype=jnp.float32):
+        rows, cols = shape
+        keys = jax.random.split(key, num_gates)
+        blocks = [init(k, (rows, cols // num_gates), dtype) for k in keys]
+        return jnp.concatenate(blocks, axis=-1)
+
+    return wrapped
+
+
+class RecurrentCell(nn.Module):
+    """Base of zoo's cells: parameters, dtype handling, shape checks.
+
+    Subclasses set ``num_gates`` (the input projection has
+    ``num_gates * features`` columns) and implement ``step_from_projection``
+    and ``run_sequence``.
+    """
+
+    features: int
+    kernel_init: Initializer = nn.initializers.lecun_normal()
+    recurrent_kernel_init: Initializer = nn.initializers.orthogonal()
+    bias_init: Initializer = nn.initializers.zeros_init()
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    num_gates: ClassVar[int] = 1
+    has_recurrent_kernel: ClassVar[bool] = True
+
+    # -- parameters ---------------------------------------------------------
+
+    def param_specs(self, in_features: int) -> dict[str, tuple[tuple[int, ...], Initializer]]:
+        g = self.num_gates * self.features
+        specs = {"input_kernel": ((in_features, g), self.kernel_init)}
+        if self.has_recurrent_kernel:
+            specs["recurrent_kernel"] = (
+                (self.features, g),
+                _per_gate(self.recurrent_kernel_init, self.num_gates),
+            )
+        specs["bias"] = ((g,), self.bias_init)
+        return specs
+
+    @nn.compact
+    def weights(self, in_features: int) -> dict[str, Array]:
+        """The cell's parameters for inputs of ``in_features`` features (created on init)."""
+        out = {}
+        for name, (shape, init) in self.param_specs(in_features).items():
+            if self.has_variable("params", name):
+                have = self.get_variable("params", name).shape
+                if have != shape:
+                    raise ValueError(
+                        f"{type(self).__name__}: inputs have {in_features} features, but parameter "
+                        f"'{name}' has shape {shape_str(have)}; expected {shape_str(shape)} "
+                        f"(features={self.features})"
+                    )
+            out[name] = self.param(name, init, shape, self.param_dtype)
+        return out
+
+    # -- dtypes -------------------------------------------------------------
+
+    def compute_dtype(self, x: Array) -> Any:
+        return self.dtype if self.dtype is not None else jnp.result_type(x.dtype, self.param_dtype)
+
+    def carry_dtype(self) -> Any:
+        return jnp.promote_types(self.param_dtype, jnp.float32)
+
+    def project(self, p: dict[str, Array], x: Array) -> Array:
+        """Input-to-hidden products ``x @ input_kernel + bias`` for any leading axes."""
+        cdt = self.compute_dtype(x)
+        acc = jnp.promote_types(cdt, jnp.float32)
+        xp = jnp.dot(x.astype(cdt), p["input_kernel"].astype(cdt), preferred_element_type=acc)
+        return xp + p["bias"].astype(acc)  # (..., gates*hidden)
+
+    # -- carry --------------------------------------------------------------
+
+    def initialize_carry(self, rng: Array, input_shape: tuple[int, ...]) -> Any:
+        """Zero carry for inputs of shape ``(batch..., features)``; ``rng`` is unused."""
+        del rng
+        return jnp.zeros(tuple(input_shape[:-1]) + (self.features,), self.carry_dtype())
+
+    @property
+    def num_feature_axes(self) -> int:
+        return 1
+
+    def check_step_inputs(self, carry: Any, inputs: Array) -> None:
+        if inputs.ndim < 1:
+            raise ValueError(
+                f"{type(self).__name__}: inputs must have shape (batch..., features); "
+                f"got shape {shape_str(inputs.shape)}"
+            )
+        expected = tuple(inputs.shape[:-1]) + (self.features,)
+        for leaf in jax.tree.leaves(carry):
+            if tuple(leaf.shape) != expected:
+                raise ValueError(
+                    f"{type(self).__name__}: carry has a leaf of shape {shape_str(leaf.shape)}, "
+                    f"expected {shape_str(expected)} for inputs of shape {shape_str(inputs.shape)}"
+                )
+
+    # -- stepping -----------------------------------------------------------
+
+    def __call__(self, carry: Any, inputs: Array) -> tuple[Any, Array]:
+        """One step: ``inputs`` (batch..., in) -> ``(carry, y)`` with y (batch..., features)."""
+        self.check_step_inputs(carry, inputs)
+        p = self.weights(inputs.shape[-1])
+        cdt = self.compute_dtype(inputs)
+        carry, y = self.step_from_projection(p, carry, self.project(p, inputs), cdt)
+        return carry, y.astype(cdt)
+
+    def step_from_projection(self, p, carry, xp, cdt):
+        """One step from the input projection ``xp`` (batch..., gates*hidden)."""
+        raise NotImplementedError
+
+    def run_sequence(self, carry: Any, xs: Array, mask: Array | None, unroll: int = 1):
+        """Whole sequence, time-major: xs (seq, batch, in) -> (carry, ys (seq, batch, features))."""
+        raise NotImplementedError
+
+
+# ----------------------------------------------------------------------------
+# cells with a recurrent matmul: one fused kernel, three pointwise steps
+
+
+def _elman_pointwise(xp, hh, h, *, activation):
+    h = activation(xp + hh)
+    return h, h
+
+
+def _lstm_pointwise(xp, hh, carry):
+    c, _ = carry
+    i, f, g, o = jnp.split(xp + hh, 4, axis=-1)
+    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    h = jax.nn.sigmoid(o) * jnp.tanh(c)
+    return (c, h), h
+
+
+def _gru_reset_after_pointwise(xp, hh, h):
+    # hh = h @ W_h + [0, 0, b_hn]: the reset gate multiplies the whole
+    # recurrent term of the candidate, PyTorch/cuDNN style.
+    xr, xz, xn = jnp.split(xp, 3, axis=-1)
+    hr, hz, hn = jnp.split(hh, 3, axis=-1)
+    r = jax.nn.sigmoid(xr + hr)
+    z = jax.nn.sigmoid(xz + hz)
+    n = jnp.tanh(xn + r * hn)
+    h = (1.0 - z) * n + z * h
+    return h, h
+
+
+def _identity(carry):
+    return carry
+
+
+def _lstm_hidden(carry):
+    return carry[1]
+
+
+class _FusedCell(RecurrentCell):
+    """A cell whose step is ``pointwise(xp, h @ recurrent_kernel [+ b], carry)``."""
+
+    hidden = staticmethod(_identity)
+
+    def pointwise(self) -> Callable:
+        raise NotImplementedError
+
+    def recurrent_bias(self, p, cdt) -> Array | None:
+        return None
+
+    def step_from_projection(self, p, carry, xp, cdt):
+        hh = _scan._hidden_matmul(self.hidden(carry), p["recurrent_kernel"].astype(cdt), self.recurrent_bias(p, cdt))
+        return self.pointwise()(xp, hh, carry)
+
+    def run_sequence(self, carry, xs, mask, unroll=1):
+        p = self.weights(xs.shape[-1])
+        cdt = self.compute_dtype(xs)
+        xp = self.project(p, xs)  # (seq, batch, gates*hidden), all steps in one matmul
+        carry, ys = _scan.fused_recurrence(
+            self.pointwise(), self.hidden, unroll,
+            p["recurrent_kernel"].astype(cdt), self.recurrent_bias(p, cdt), xp, carry, mask,
+        )
+        return carry, ys.astype(cdt)
+
+
+class SimpleRNNCell(_FusedCell):
+    """Elman RNN: ``h' = activation(x W_i + b + h W_h)``; carry ``h``.
+
+    ``activation_fn`` is tanh by default (``jax.nn.relu`` matches PyTorch's
+    ``nonlinearity='relu'``).
+    """
+
+    activation_fn: Callable[[Array], Array] = jnp.tanh
+    num_gates: ClassVar[int] = 1
+
+    def pointwise(self):
+        return functools.partial(_elman_pointwise, activation=self.activation_fn)
+
+
+class LSTMCell(_FusedCell):
+    """Long short-term memory (Hochreiter and Schmidhuber 1997, with forget gate).
+
+    Gates (i, f, g, o) in PyTorch's order, carry ``(c, h)`` as in
+    ``flax.linen.LSTMCell``::
+
+        i, f, g, o = split(x W_i + b + h W_h)
+        c' = sigmoid(f) * c + sigmoid(i) * tanh(g)
+        h' = sigmoid(o) * tanh(c')
+
+    ``forget_bias`` is added to the forget gate's initial bias: 1.0 by
+    default, so the cell remembers from the start (Gers et al. 2000;
+    Jozefowicz et al. 2015). Use 0.0 for PyTorch's initialisation.
+    """
+
+    forget_bias: float = 1.0
+    num_gates: ClassVar[int] = 4
+    hidden = staticmethod(_lstm_hidden)
+
+    def param_specs(self, in_features):
+        specs = super().param_specs(in_features)
+        shape, init = specs["bias"]
+        h, fb = self.features, self.forget_bias
+
+        def bias_init(key, shape, dtype=jnp.float32):
+            return init(key, shape, dtype).at[h : 2 * h].add(fb)
+
+        specs["bias"] = (shape, bias_init)
+        return specs
+
+    def pointwise(self):
+        return _lstm_pointwise
+
+    def initialize_carry(self, rng, input_shape):
+        h = super().initialize_carry(rng, input_shape)
+        return (h, h)  # (c, h)
+
+
+class GRUCell(_FusedCell):
+    """Gated recurrent unit, gates (r, z, n); carry ``h``.
+
+    ``reset_after=True`` (default) is the PyTorch/cuDNN form, which keeps a
+    separate recurrent bias ``b_hn`` inside the reset gate's product::
+
+        r = sigmoid(x W_ir + b_r + h W_hr);   z = sigmoid(x W_iz + b_z + h W_hz)
+        n = tanh(x W_in + b_n + r * (h W_hn + b_hn))
+        h' = (1 - z) * n + z * h
+
+    ``reset_after=False`` is Cho et al. (2014): ``n = tanh(x W_in + b_n +
+    (r * h) W_hn)``, with no ``recurrent_bias``. It needs a second matmul per
+    step after the reset gate, so it cannot use the fused kernel's single
+    recurrent product and runs a plain differentiated ``lax.scan``: slower,
+    which is why cuDNN chose the other form.
+    """
+
+    reset_after: bool = True
+    num_gates: ClassVar[int] = 3
+
+    def param_specs(self, in_features):
+        specs = super().param_specs(in_features)
+        if self.reset_after:
+            specs["recurrent_bias"] = ((self.features,), self.bias_init)
+        return specs
+
+    def pointwise(self):
+        return _gru_reset_after_pointwise
+
+    def recurrent_bias(self, p, cdt):
+        acc = jnp.promote_types(cdt, jnp.float32)
+        zeros = jnp.zeros((2 * self.features,), acc)
+        return jnp.concatenate([zeros, p["recurrent_bias"].astype(acc)])  # (3*hidden,)
+
+    def step_from_projection(self, p, carry, xp, cdt):
+        if self.reset_after:
+            return super().step_from_projection(p, carry, xp, cdt)
+        return _gru_reset_before_step(p["recurrent_kernel"].astype(cdt), carry, xp)
+
+    def run_sequence(self, carry, xs, mask, unroll=1):
+        if self.reset_after:
+            return super().run_sequence(carry, xs, mask, unroll)
+        p = self.weights(xs.shape[-1])
+        cdt = self.compute_dtype(xs)
+        xp = self.project(p, xs)  # (seq, batch, 3*hidden)
+        carry, ys = _scan.autodiff_recurrence(
+            _gru_reset_before_step, p["recurrent_kernel"].astype(cdt), xp, carry, mask, unroll
+        )
+        return carry, ys.astype(cdt)
+
+
+def _gru_reset_before_step(w_h, h, xp):
+    hidden = h.shape[-1]
+    xr, xz, xn = jnp.split(xp, 3, axis=-1)
+    hrz = _scan._hidden_matmul(h, w_h[:, : 2 * hidden], None)  # (batch, 2*hidden)
+    r = jax.nn.sigmoid(xr + hrz[..., :hidden])
+    z = jax.nn.sigmoid(xz + hrz[..., hidden:])
+    n = jnp.tanh(xn + _scan._hidden_matmul(r * h, w_h[:, 2 * hidden :], None))
+    h = (1.0 - z) * n + z * h
+    return h, h
+
+
+# ----------------------------------------------------------------------------
+# minimal RNNs: gates from the input alone, so the sequence is a linear scan
+
+
+def _log_g(x):
+    """log g(x) for g(x) = x + 1/2 (x >= 0), sigmoid(x) (x < 0): a positive,
+    continuous candidate activation (Feng et al. 2024). Written so that
+    neither branch produces a non-finite value or gradient."""
+    return jnp.where(x >= 0, jnp.log(jnp.maximum(x, 0.0) + 0.5), -jax.nn.softplus(-x))
+
+
+class _MinimalCell(RecurrentCell):
+    """``h_t = a_t * h_{t-1} + b_t`` with ``a_t``, ``b_t`` from ``x_t`` alone.
+
+    ``parallel=True`` trains with ``lax.associative_scan`` over time (depth
+    O(log T)); ``parallel=False`` runs the same recurrence step by step (the
+    form generation uses, one step at a time through ``__call__``).
+
+    ``log_space=True`` (the paper's default) uses the positive candidate
+    activation ``g`` and scans logarithms; ``log_space=False`` uses a linear
+    candidate (the paper's plain version) and scans in linear space. Both
+    are stable: ``0 < a_t < 1``, so products only shrink. Input domain: any
+    finite inputs and any finite initial state (in log space the initial
+    state enters linearly, ``h_t = A_t h_0 + S_t``, so negative states are
+    fine); padding may hold any value, even non-finite.
+    """
+
+    parallel: bool = True
+    log_space: bool = True
+    has_recurrent_kernel: ClassVar[bool] = False
+
+    def terms(self, k: Array) -> tuple[Array, Array]:
+        """From pre-activations k (..., num_gates*hidden): ``(log a, b)``, or
+        ``(log a, log b)`` with ``log_space``; float32 or wider."""
+        raise NotImplementedError
+
+    def _candidate(self, k):
+        return _log_g(k) if self.log_space else k
+
+    def step_from_projection(self, p, carry, xp, cdt):
+        log_a, b = self.terms(xp)
+        h = jnp.exp(log_a) * carry + (jnp.exp(b) if self.log_space else b)
+        return h, h
+
+    def run_sequence(self, carry, xs, mask, unroll=1):
+        p = self.weights(xs.shape[-1])
+        log_a, b = self.terms(self.project(p, xs))  # (seq, batch, hidden) each
+        carry, ys = _scan.linear_recurrence(
+            log_a, b, carry, mask, log_space=self.log_space, parallel=self.parallel
+        )
+        return carry, ys.astype(self.compute_dtype(xs))
+
+
+class MinGRUCell(_MinimalCell):
+    """minGRU (Feng et al. 2024, "Were RNNs All We Needed?"); carry ``h``.
+
+    ``z = sigmoid(x W_z + b_z)``, ``h~ = g(x W_h + b_h)`` (log space) or
+    ``x W_h + b_h`` (linear), ``h' = (1 - z) * h + z * h~``. Gates (z, h~)
+    are concatenated in ``input_kernel`` (in, 2*hidden).
+    """
+
+    num_gates: ClassVar[int] = 2
+
+    def terms(self, k):
+        kz, kh = jnp.split(k, 2, axis=-1)
+        log_a = -jax.nn.softplus(kz)  # log(1 - z)
+        if self.log_space:
+            return log_a, -jax.nn.softplus(-kz) + _log_g(kh)  # log z + log g(h~)
+        return log_a, jax.nn.sigmoid(kz) * kh
+
+
+class MinLSTMCell(_MinimalCell):
+    """minLSTM (Feng et al. 2024); carry ``h``.
+
+    ``f = sigmoid(x W_f + b_f)``, ``i = sigmoid(x W_i + b_i)``, normalised
+    ``f' = f / (f + i)``, ``i' = i / (f + i)`` (computed in log space),
+    ``h' = f' * h + i' * h~`` with ``h~`` as in :class:`MinGRUCell`. Gates
+    (f, i, h~) are concatenated in ``input_kernel`` (in, 3*hidden).
+    """
+
+    num_gates: ClassVar[int] = 3
+
+    def terms(self, k):
+        kf, ki, kh = jnp.split(k, 3, axis=-1)
+        diff = jax.nn.softplus(-kf) - jax.nn.softplus(-ki)  # log i - log f
+        log_f = -jax.nn.softplus(diff)  # log f'
+        log_i = -jax.nn.softplus(-diff)  # log i'
+        if self.log_space:
+            return log_f, log_i + _log_g(kh)
+        return log_f, jnp.exp(log_i) * kh

@@ -1,0 +1,300 @@
+"""Sequence kernels for recurrent layers: pure functions, time-major.
+
+Everything here takes and returns time-major arrays, ``(seq, batch, ...)``,
+because that is the axis ``lax.scan`` walks. The layer driver in
+``recurrent.py`` transposes batch-major inputs once on the way in and once on
+the way out.
+
+Two kernels:
+
+``fused_recurrence``
+    For cells whose step is ``carry' = pointwise(xp_t, h_{t-1} @ W_h + b_h, carry)``
+    (Elman RNN, LSTM, GRU with the reset gate after the matmul). The
+    input-to-hidden products ``xp`` of every step are computed by the caller
+    in one large matmul before the loop; only ``h @ W_h`` stays inside. A
+    custom VJP makes the backward loop carry only the hidden-state gradient
+    and stack the per-step gradients of ``h @ W_h``; the weight gradient
+    ``dW_h = sum_t h_{t-1}^T dhh_t`` is then one large matmul after the loop,
+    as cuDNN does. Autodiff of a plain scan would instead accumulate ``dW_h``
+    step by step inside the loop, one skinny (H, B) x (B, G) matmul per step.
+
+``linear_recurrence``
+    For ``h_t = a_t * h_{t-1} + b_t`` with gates that depend on the input only
+    (minGRU, minLSTM). ``parallel=True`` runs ``lax.associative_scan`` over
+    time (depth O(log T)); ``parallel=False`` runs the same recurrence step by
+    step. ``log_space=True`` scans pairs of logarithms ``(log a_t, log b_t)``
+    (for ``b_t > 0``), the form of Feng et al. (2024) and Heinsen (2023); the
+    initial state enters linearly, ``h_t = A_t h_0 + S_t``, so it may have any
+    sign.
+
+Masks are *prefix* masks: ``mask[t, b]`` is True for the first
+``seq_lengths[b]`` steps of sequence ``b`` and False after. Masked steps leave
+the carry unchanged and produce zero outputs, so the final carry is the state
+at each sequence's last valid step.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Array = jax.Array
+Carry = Any  # a pytree of (batch, hidden) arrays
+
+__all__ = [
+    "fused_recurrence",
+    "linear_recurrence",
+    "flip_sequences",
+    "lengths_to_mask",
+]
+
+
+# ----------------------------------------------------------------------------
+# helpers
+
+
+def lengths_to_mask(seq_lengths: Array, num_steps: int) -> Array:
+    """Prefix mask of shape (seq, batch): True where ``t < seq_lengths[b]``."""
+    return jnp.arange(num_steps)[:, None] < seq_lengths[None, :]  # (seq, batch)
+
+
+def flip_sequences(x: Array, seq_lengths: Array | None) -> Array:
+    """Reverse each sequence of a time-major (seq, batch, ...) array within its length.
+
+    Padding stays at the end: with length 3 and 5 steps, ``[x0 x1 x2 p3 p4]``
+    becomes ``[x2 x1 x0 p4 p3]``. The operation is its own inverse.
+    """
+    if seq_lengths is None:
+        return jnp.flip(x, axis=0)
+    num_steps = x.shape[0]
+    # Step t of the output reads step (L - 1 - t) mod T of the input.
+    idx = (seq_lengths[None, :] - 1 - jnp.arange(num_steps)[:, None]) % num_steps  # (seq, batch)
+    idx = idx.reshape(idx.shape + (1,) * (x.ndim - 2))  # (seq, batch, 1...)
+    return jnp.take_along_axis(x, idx, axis=0)
+
+
+def _where_mask(m_t: Array | None, new: Carry, old: Carry) -> Carry:
+    if m_t is None:
+        return new
+    keep = m_t[:, None]  # (batch, 1)
+    return jax.tree.map(lambda n, o: jnp.where(keep, n, o), new, old)
+
+
+def _masked_pointwise(pointwise, xp_t, hh_t, carry, m_t):
+    new, y = pointwise(xp_t, hh_t, carry)
+    new = _where_mask(m_t, new, carry)
+    if m_t is not None:
+        y = jnp.where(m_t[:, None], y, jnp.zeros_like(y))
+    return new, y
+
+
+def _accumulation_dtype(dtype) -> Any:
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+def _hidden_matmul(h: Array, w_h: Array, b_h: Array | None) -> Array:
+    """h (batch, hidden) @ w_h (hidden, gates) [+ b_h], accumulated in >= float32."""
+    acc = _accumulation_dtype(w_h.dtype)
+    hh = jnp.dot(h.astype(w_h.dtype), w_h, preferred_element_type=acc)  # (batch, gates)
+    if b_h is not None:
+        hh = hh + b_h.astype(acc)
+    return hh
+
+
+def _tree_add(a: Carry, b: Carry) -> Carry:
+    return jax.tree.map(jnp.add, a, b)
+
+
+# ----------------------------------------------------------------------------
+# fused recurrence with a hand-written backward pass
+
+
+def _fused_scan(pointwise, hidden, unroll, w_h, b_h, xp, carry0, mask, save):
+    def step(carry, inputs):
+        xp_t, m_t = inputs
+        hh = _hidden_matmul(hidden(carry), w_h, b_h)  # (batch, gates)
+        new, y = _masked_pointwise(pointwise, xp_t, hh, carry, m_t)
+        return new, (y, (carry, hh) if save else None)
+
+    carry, (ys, saved) = lax.scan(step, carry0, (xp, mask), unroll=unroll)
+    return carry, ys, saved
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def fused_recurrence(
+    pointwise: Callable,
+    hidden: Callable,
+    unroll: int,
+    w_h: Array,
+    b_h: Array | None,
+    xp: Array,
+    carry0: Carry,
+    mask: Array | None,
+) -> tuple[Carry, Array]:
+    """Run ``carry_t, y_t = pointwise(xp_t, hidden(carry_{t-1}) @ w_h + b_h, carry_{t-1})``.
+
+    Args:
+      pointwise: elementwise step ``(xp_t, hh_t, carry) -> (carry, y_t)``; it
+        holds no weights. Pass a module-level function (or a ``partial`` of
+        one): it is a static argument.
+      hidden: picks the (batch, hidden) array that multiplies ``w_h`` out of
+        the carry (``lambda c: c`` for an Elman RNN or GRU, ``lambda c: c[1]``
+        for an LSTM's ``(c, h)``). Applied to the stacked carries too, so use
+        indexing, not arithmetic.
+      unroll: ``lax.scan`` unroll factor, for the forward and backward loops.
+      w_h: (hidden, gates) recurrent kernel, in the compute dtype.
+      b_h: (gates,) bias added to ``h @ w_h``, or None.
+      xp: (seq, batch, gates) input projections of every step.
+      carry0: initial carry.
+      mask: (seq, batch) boolean prefix mask, or None.
+
+    Returns:
+      ``(carry, ys)``: the carry after the last valid step and the
+      (seq, batch, hidden) outputs, zero where ``mask`` is False.
+    """
+    carry, ys, _ = _fused_scan(pointwise, hidden, unroll, w_h, b_h, xp, carry0, mask, save=False)
+    return carry, ys
+
+
+def _fused_fwd(pointwise, hidden, unroll, w_h, b_h, xp, carry0, mask):
+    carry, ys, (carries, hhs) = _fused_scan(
+        pointwise, hidden, unroll, w_h, b_h, xp, carry0, mask, save=True
+    )
+    # carries: the carry *entering* each step, (seq, batch, hidden) leaves.
+    # hhs: h_{t-1} @ w_h + b_h of each step, (seq, batch, gates).
+    return (carry, ys), (w_h, b_h, xp, mask, carries, hhs)
+
+
+def _fused_bwd(pointwise, hidden, unroll, residuals, cotangents):
+    w_h, b_h, xp, mask, carries, hhs = residuals
+    d_carry_last, d_ys = cotangents
+    acc = _accumulation_dtype(w_h.dtype)
+
+    def step(d_carry, inputs):
+        xp_t, hh_t, carry_t, m_t, dy_t = inputs
+        _, vjp = jax.vjp(
+            lambda a, b, c: _masked_pointwise(pointwise, a, b, c, m_t), xp_t, hh_t, carry_t
+        )
+        dxp_t, dhh_t, d_prev = vjp((d_carry, dy_t))
+        # Gradient through h_{t-1} @ w_h: the only matmul left in the loop.
+        dh = jnp.dot(dhh_t.astype(w_h.dtype), w_h.T, preferred_element_type=acc)  # (batch, hidden)
+        _, hidden_vjp = jax.vjp(hidden, carry_t)
+        (dh_tree,) = hidden_vjp(dh.astype(hidden(carry_t).dtype))
+        return _tree_add(d_prev, dh_tree), (dxp_t, dhh_t)
+
+    d_carry0, (d_xp, d_hh) = lax.scan(
+        step, d_carry_last, (xp, hhs, carries, mask, d_ys), reverse=True, unroll=unroll
+    )
+    # Weight gradient as one (hidden, seq*batch) x (seq*batch, gates) matmul.
+    h_prev = hidden(carries)  # (seq, batch, hidden)
+    d_w_h = jnp.einsum(
+        "tbh,tbg->hg", h_prev.astype(w_h.dtype), d_hh.astype(w_h.dtype), preferred_element_type=acc
+    ).astype(w_h.dtype)
+    d_b_h = None if b_h is None else d_hh.sum(axis=(0, 1)).astype(b_h.dtype)
+    return d_w_h, d_b_h, d_xp.astype(xp.dtype), d_carry0, None
+
+
+fused_recurrence.defvjp(_fused_fwd, _fused_bwd)
+
+
+def autodiff_recurrence(step: Callable, params: Any, xp: Array, carry0: Carry, mask: Array | None, unroll: int = 1):
+    """Plain ``lax.scan`` of ``step(params, carry, xp_t) -> (carry, y)`` with masking.
+
+    For cells that do not fit ``fused_recurrence`` (the GRU with the reset
+    gate before the matmul, which needs a second matmul on ``r * h``); JAX
+    differentiates the loop.
+    """
+
+    def body(carry, inputs):
+        xp_t, m_t = inputs
+        new, y = step(params, carry, xp_t)
+        new = _where_mask(m_t, new, carry)
+        if m_t is not None:
+            y = jnp.where(m_t[:, None], y, jnp.zeros_like(y))
+        return new, y
+
+    return lax.scan(body, carry0, (xp, mask), unroll=unroll)
+
+
+# ----------------------------------------------------------------------------
+# linear recurrence h_t = a_t * h_{t-1} + b_t
+
+
+def _combine_linear(left, right):
+    a1, b1 = left
+    a2, b2 = right
+    return a1 * a2, a2 * b1 + b2
+
+
+def _combine_log(left, right):
+    la1, lb1 = left
+    la2, lb2 = right
+    return la1 + la2, jnp.logaddexp(lb1 + la2, lb2)
+
+
+def linear_recurrence(
+    log_a: Array,
+    b: Array,
+    h0: Array,
+    mask: Array | None = None,
+    *,
+    log_space: bool = False,
+    parallel: bool = True,
+) -> tuple[Array, Array]:
+    """Solve ``h_t = a_t * h_{t-1} + b_t`` for t = 1..T.
+
+    Args:
+      log_a: (seq, batch, hidden) logarithms of the decay ``a_t`` (so
+        ``a_t > 0``); minGRU and minLSTM compute them stably from their
+        pre-activations.
+      b: (seq, batch, hidden) the input term ``b_t``; with ``log_space=True``
+        this is ``log b_t`` instead (so ``b_t > 0``).
+      h0: (batch, hidden) initial state, any sign.
+      mask: (seq, batch) prefix mask, or None.
+      log_space: scan pairs of logarithms (see the module docstring).
+      parallel: associative scan (depth O(log T)) if True, else a sequential
+        ``lax.scan``. Both give the same values up to rounding.
+
+    Returns:
+      ``(h_last, hs)``: the state after each sequence's last valid step and
+      the (seq, batch, hidden) states, zero where ``mask`` is False.
+    """
+    if mask is not None:
+        # Padding steps are neutral (a = 1, b = 0 in linear space; log a = 0
+        # and a finite log b in log space, whose output is then discarded).
+        # Sanitising them also keeps non-finite padding out of the gradients.
+        m = mask[..., None]
+        log_a = jnp.where(m, log_a, 0.0)
+        b = jnp.where(m, b, 0.0)
+
+    if parallel:
+        if log_space:
+            log_big_a, log_s = lax.associative_scan(_combine_log, (log_a, b), axis=0)
+            hs = jnp.exp(log_big_a) * h0[None] + jnp.exp(log_s)  # (seq, batch, hidden)
+        else:
+            a = jnp.exp(log_a)
+            # Fold h0 into the first input term: b_1' = a_1 h0 + b_1.
+            b = b.at[0].add(a[0] * h0)
+            _, hs = lax.associative_scan(_combine_linear, (a, b), axis=0)
+    else:
+        bb = jnp.exp(b) if log_space else b
+
+        def step(h, inputs):
+            la_t, b_t = inputs
+            h = jnp.exp(la_t) * h + b_t
+            return h, h
+
+        _, hs = lax.scan(step, h0, (log_a, bb))
+
+    if mask is None:
+        return hs[-1], hs
+    # The carry is the state at the last valid step (h0 for an empty sequence).
+    lengths = mask.sum(axis=0)  # (batch,)
+    last = jnp.take_along_axis(hs, jnp.maximum(lengths - 1, 0)[None, :, None], axis=0)[0]
+    h_last = jnp.where((lengths > 0)[:, None], last, h0)
+    hs = jnp.where(mask[..., None], hs, jnp.zeros_like(hs))
+    return h_last, hs
