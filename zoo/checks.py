@@ -32,7 +32,8 @@ __all__ = ["checked", "is_concrete", "check_range", "shape_str"]
 
 
 def shape_str(shape) -> str:
-    return "(" + ", ".join(str(d) for d in shape) + ")"
+    """A shape as Python writes a tuple: (7,) (2, 3) ()."""
+    return str(tuple(int(d) for d in shape))
 
 
 def is_concrete(x: Any) -> bool:

@@ -1,5 +1,96 @@
-"""The `zoo` command (placeholder until the benchmark CLI lands)."""
+"""The ``zoo`` command: a thin dispatcher over a tree of subcommands.
+
+    zoo --version
+    zoo bench recurrent --quick
+
+Each leaf is a :class:`Command` naming a function ``"module:function"`` that
+takes ``(argv, prog)`` (the remaining arguments and the command's full name,
+for its own ``--help``) and returns an exit code (or None for 0). Modules are
+imported only when their command runs. Adding a command is one entry in
+:data:`COMMANDS`, e.g. ``"pretrain": Command("zoo.train.pretrain:main", ...)``
+at the top level or ``"attention": Command("zoo.bench.attention:main", ...)``
+under ``bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import sys
+from typing import Callable, Sequence, Union
+
+from zoo._version import __version__
 
 
-def main(argv=None):
-    raise SystemExit("zoo: no commands yet")
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """A leaf: ``target`` is ``"module:function"``, called as ``function(argv, prog=prog)``."""
+
+    target: str
+    help: str
+
+    def resolve(self) -> Callable[..., int | None]:
+        module, _, name = self.target.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """A node with named children (commands or further groups)."""
+
+    help: str
+    commands: dict[str, Union[Command, "Group"]]
+
+
+COMMANDS = Group(
+    "zoo: a JAX model zoo, from recurrent networks to Transformers.",
+    {
+        "bench": Group(
+            "Run a benchmark; print a Markdown table (stdout), progress on stderr.",
+            {
+                "recurrent": Command(
+                    "zoo.bench.recurrent:main",
+                    "fwd and fwd+bwd tokens/s of zoo's recurrent cells vs flax.linen and torch",
+                ),
+            },
+        ),
+    },
+)
+
+
+def _parser(node: Group, prog: str, top: bool) -> argparse.ArgumentParser:
+    width = max(map(len, node.commands)) + 2
+    listing = "\n".join(
+        f"  {name:<{width}}{child.help.splitlines()[0]}" for name, child in node.commands.items()
+    )
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=node.help,
+        epilog=f"commands:\n{listing}\n\nRun '{prog} COMMAND --help' for a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if top:
+        parser.add_argument("--version", action="version", version=f"zoo {__version__}")
+    parser.add_argument("command", metavar="COMMAND", choices=list(node.commands), help="one of: %(choices)s")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def dispatch(node: Group | Command, argv: Sequence[str], prog: str, top: bool = False) -> int:
+    """Walk ``argv`` down the command tree and run the leaf it names."""
+    if isinstance(node, Command):
+        code = node.resolve()(list(argv), prog=prog)
+        return 0 if code is None else int(code)
+    parser = _parser(node, prog, top)
+    if not argv:
+        parser.print_help(sys.stderr)
+        return 2
+    ns = parser.parse_args(list(argv))  # unknown COMMAND: lists the choices, exits 2
+    return dispatch(node.commands[ns.command], ns.args, f"{prog} {ns.command}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``zoo`` console script and of ``python -m zoo``."""
+    argv = sys.argv[1:] if argv is None else argv
+    return dispatch(COMMANDS, argv, "zoo", top=True)

@@ -35,6 +35,7 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from zoo.checks import check_range, shape_str
 from zoo.layers.scan import flip_sequences, lengths_to_mask
@@ -52,6 +53,8 @@ def _first(*values):
 
 
 def _check_seq_lengths(seq_lengths: Any, batch_shape: tuple[int, ...], num_steps: int) -> Array:
+    if not hasattr(seq_lengths, "dtype"):  # a list or tuple of Python numbers
+        seq_lengths = np.asarray(seq_lengths)
     shape = tuple(jnp.shape(seq_lengths))
     if shape != batch_shape:
         raise ValueError(
@@ -163,6 +166,12 @@ class RNN(nn.Module):
         mask = None if lengths is None else lengths_to_mask(lengths, num_steps)  # (seq, batch)
         if reverse:
             x = flip_sequences(x, lengths)
+        if mask is not None:
+            # Padding may hold any value, even inf/NaN. The cells mask their
+            # outputs and carries, but the gradients of the input projection
+            # and of the gates would still meet 0 * NaN = NaN on padded steps,
+            # so zero the padded inputs before they reach the cell.
+            x = jnp.where(mask[..., None], x, jnp.zeros((), x.dtype))
         carry, ys = self.cell.run_sequence(carry, x, mask, self.unroll)  # ys: (seq, batch, hidden)
         if reverse and keep_order:
             ys = flip_sequences(ys, lengths)

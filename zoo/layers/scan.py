@@ -113,29 +113,44 @@ def _tree_add(a: Carry, b: Carry) -> Carry:
 # fused recurrence with a hand-written backward pass
 
 
-def _fused_scan(pointwise, hidden, unroll, w_h, b_h, xp, carry0, mask, save):
+def _fused_scan(pointwise, hidden, unroll, b_x, w_h, b_h, xp, carry0, mask, save):
+    acc = xp.dtype
+
     def step(carry, inputs):
         xp_t, m_t = inputs
+        # The input bias is added here, inside the loop's elementwise fusion,
+        # rather than in a separate pass over the whole (seq, batch, gates) array.
         hh = _hidden_matmul(hidden(carry), w_h, b_h)  # (batch, gates)
-        new, y = _masked_pointwise(pointwise, xp_t, hh, carry, m_t)
+        new, y = _masked_pointwise(pointwise, xp_t + b_x.astype(acc), hh, carry, m_t)
         return new, (y, (carry, hh) if save else None)
 
     carry, (ys, saved) = lax.scan(step, carry0, (xp, mask), unroll=unroll)
     return carry, ys, saved
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _project(x, w_x):
+    acc = _accumulation_dtype(w_x.dtype)
+    return jnp.dot(x, w_x, preferred_element_type=acc)  # (seq, batch, gates)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
 def fused_recurrence(
     pointwise: Callable,
     hidden: Callable,
+    additive: bool,
     unroll: int,
+    w_x: Array,
+    b_x: Array,
     w_h: Array,
     b_h: Array | None,
-    xp: Array,
+    x: Array,
     carry0: Carry,
     mask: Array | None,
 ) -> tuple[Carry, Array]:
-    """Run ``carry_t, y_t = pointwise(xp_t, hidden(carry_{t-1}) @ w_h + b_h, carry_{t-1})``.
+    """A recurrent layer: ``carry_t, y_t = pointwise(x_t @ w_x + b_x, h_{t-1} @ w_h + b_h, carry_{t-1})``.
+
+    ``x @ w_x`` is one matmul over all steps before the loop; ``h @ w_h`` is
+    the only matmul inside it.
 
     Args:
       pointwise: elementwise step ``(xp_t, hh_t, carry) -> (carry, y_t)``; it
@@ -145,10 +160,16 @@ def fused_recurrence(
         the carry (``lambda c: c`` for an Elman RNN or GRU, ``lambda c: c[1]``
         for an LSTM's ``(c, h)``). Applied to the stacked carries too, so use
         indexing, not arithmetic.
+      additive: True when ``pointwise`` reads ``xp_t`` and ``hh_t`` only
+        through their sum (Elman RNN, LSTM). Their gradients are then equal:
+        the backward loop stacks one (seq, batch, gates) array, not two, and
+        both weight gradients come from one matmul.
       unroll: ``lax.scan`` unroll factor, for the forward and backward loops.
+      w_x: (features, gates) input kernel, in the compute dtype.
+      b_x: (gates,) bias added to ``x @ w_x``.
       w_h: (hidden, gates) recurrent kernel, in the compute dtype.
       b_h: (gates,) bias added to ``h @ w_h``, or None.
-      xp: (seq, batch, gates) input projections of every step.
+      x: (seq, batch, features) inputs, in the compute dtype.
       carry0: initial carry.
       mask: (seq, batch) boolean prefix mask, or None.
 
@@ -156,32 +177,40 @@ def fused_recurrence(
       ``(carry, ys)``: the carry after the last valid step and the
       (seq, batch, hidden) outputs, zero where ``mask`` is False.
     """
-    carry, ys, _ = _fused_scan(pointwise, hidden, unroll, w_h, b_h, xp, carry0, mask, save=False)
+    xp = _project(x, w_x)
+    carry, ys, _ = _fused_scan(pointwise, hidden, unroll, b_x, w_h, b_h, xp, carry0, mask, save=False)
     return carry, ys
 
 
-def _fused_fwd(pointwise, hidden, unroll, w_h, b_h, xp, carry0, mask):
+def _fused_fwd(pointwise, hidden, additive, unroll, w_x, b_x, w_h, b_h, x, carry0, mask):
+    xp = _project(x, w_x)
     carry, ys, (carries, hhs) = _fused_scan(
-        pointwise, hidden, unroll, w_h, b_h, xp, carry0, mask, save=True
+        pointwise, hidden, unroll, b_x, w_h, b_h, xp, carry0, mask, save=True
     )
     # carries: the carry *entering* each step, (seq, batch, hidden) leaves.
     # hhs: h_{t-1} @ w_h + b_h of each step, (seq, batch, gates).
-    return (carry, ys), (w_h, b_h, xp, mask, carries, hhs)
+    return (carry, ys), (w_x, b_x, w_h, b_h, x, xp, mask, carries, hhs)
 
 
-def _fused_bwd(pointwise, hidden, unroll, residuals, cotangents):
-    w_h, b_h, xp, mask, carries, hhs = residuals
+def _fused_bwd(pointwise, hidden, additive, unroll, residuals, cotangents):
+    w_x, b_x, w_h, b_h, x, xp, mask, carries, hhs = residuals
     d_carry_last, d_ys = cotangents
-    acc = _accumulation_dtype(w_h.dtype)
+    cdt, acc = w_h.dtype, _accumulation_dtype(w_h.dtype)
 
     def step(d_carry, inputs):
         xp_t, hh_t, carry_t, m_t, dy_t = inputs
-        _, vjp = jax.vjp(
-            lambda a, b, c: _masked_pointwise(pointwise, a, b, c, m_t), xp_t, hh_t, carry_t
-        )
-        dxp_t, dhh_t, d_prev = vjp((d_carry, dy_t))
+        xp_t = xp_t + b_x.astype(acc)
+        if additive:
+            _, vjp = jax.vjp(lambda b, c: _masked_pointwise(pointwise, xp_t, b, c, m_t), hh_t, carry_t)
+            dhh_t, d_prev = vjp((d_carry, dy_t))
+            dxp_t = None  # equal to dhh_t
+        else:
+            _, vjp = jax.vjp(
+                lambda a, b, c: _masked_pointwise(pointwise, a, b, c, m_t), xp_t, hh_t, carry_t
+            )
+            dxp_t, dhh_t, d_prev = vjp((d_carry, dy_t))
         # Gradient through h_{t-1} @ w_h: the only matmul left in the loop.
-        dh = jnp.dot(dhh_t.astype(w_h.dtype), w_h.T, preferred_element_type=acc)  # (batch, hidden)
+        dh = jnp.dot(dhh_t.astype(cdt), w_h.T, preferred_element_type=acc)  # (batch, hidden)
         _, hidden_vjp = jax.vjp(hidden, carry_t)
         (dh_tree,) = hidden_vjp(dh.astype(hidden(carry_t).dtype))
         return _tree_add(d_prev, dh_tree), (dxp_t, dhh_t)
@@ -189,13 +218,27 @@ def _fused_bwd(pointwise, hidden, unroll, residuals, cotangents):
     d_carry0, (d_xp, d_hh) = lax.scan(
         step, d_carry_last, (xp, hhs, carries, mask, d_ys), reverse=True, unroll=unroll
     )
-    # Weight gradient as one (hidden, seq*batch) x (seq*batch, gates) matmul.
-    h_prev = hidden(carries)  # (seq, batch, hidden)
-    d_w_h = jnp.einsum(
-        "tbh,tbg->hg", h_prev.astype(w_h.dtype), d_hh.astype(w_h.dtype), preferred_element_type=acc
-    ).astype(w_h.dtype)
+    if additive:
+        d_xp = d_hh
+    # Weight gradients after the loop, as matmuls over all (seq * batch) rows,
+    # and the input gradient.
+    h_prev = hidden(carries).astype(cdt)  # (seq, batch, hidden)
+    d_xp_c, d_hh_c = d_xp.astype(cdt), d_hh.astype(cdt)
+    if additive:
+        # One matmul for both kernels: [x, h_prev]^T @ d_gates.
+        xh = jnp.concatenate([x, h_prev], axis=-1)  # (seq, batch, features + hidden)
+        d_w = jnp.einsum("tbk,tbg->kg", xh, d_hh_c, preferred_element_type=acc)
+        d_w_x, d_w_h = d_w[: x.shape[-1]], d_w[x.shape[-1] :]
+    else:
+        d_w_x = jnp.einsum("tbf,tbg->fg", x, d_xp_c, preferred_element_type=acc)
+        d_w_h = jnp.einsum("tbh,tbg->hg", h_prev, d_hh_c, preferred_element_type=acc)
+    d_x = jnp.dot(d_xp_c, w_x.T, preferred_element_type=acc)  # (seq, batch, features)
+    d_b_x = d_xp.sum(axis=(0, 1))
     d_b_h = None if b_h is None else d_hh.sum(axis=(0, 1)).astype(b_h.dtype)
-    return d_w_h, d_b_h, d_xp.astype(xp.dtype), d_carry0, None
+    return (
+        d_w_x.astype(w_x.dtype), d_b_x.astype(b_x.dtype), d_w_h.astype(w_h.dtype), d_b_h,
+        d_x.astype(x.dtype), d_carry0, None,
+    )
 
 
 fused_recurrence.defvjp(_fused_fwd, _fused_bwd)

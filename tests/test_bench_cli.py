@@ -1,0 +1,139 @@
+"""The ``zoo`` command line and ``zoo bench recurrent --quick`` (tiny shapes, no torch).
+
+The benchmark runs once per module, in a subprocess, as a user would run it;
+the tests then check its table and its JSON.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ZOO_ROWS = [
+    "zoo SimpleRNNCell", "zoo LSTMCell", "zoo GRUCell",
+    "zoo MinGRUCell (parallel)", "zoo MinGRUCell (sequential)",
+    "zoo MinLSTMCell (parallel)", "zoo MinLSTMCell (sequential)",
+]
+FLAX_ROWS = ["flax.linen SimpleCell", "flax.linen LSTMCell", "flax.linen GRUCell"]
+
+
+def zoo_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "zoo", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    proc = zoo_cli("bench", "recurrent", "--quick", "--no-torch", "--out", str(out))
+    return proc, out
+
+
+def table_rows(markdown: str) -> dict[str, list[str]]:
+    """Markdown table rows keyed by their first cell (header and rule excluded)."""
+    rows = {}
+    for line in markdown.splitlines():
+        if line.startswith("| ") and not line.startswith(("| implementation", "| ---")):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_quick_bench_prints_a_row_per_implementation(quick_run):
+    proc, _ = quick_run
+    assert proc.returncode == 0, proc.stderr
+    rows = table_rows(proc.stdout)
+    assert set(rows) == set(ZOO_ROWS + FLAX_ROWS)
+    assert "command: `zoo bench recurrent --quick --no-torch --out" in proc.stdout
+    assert "batch 4 × seq 16" in proc.stdout
+    assert "--no-torch" in proc.stdout  # the note on skipped torch rows
+    # zoo rows of cell types flax has carry a ratio against flax
+    for name in ("zoo SimpleRNNCell", "zoo LSTMCell", "zoo GRUCell"):
+        assert rows[name][3].endswith("×")
+
+
+def test_quick_bench_writes_json_with_positive_rates(quick_run):
+    proc, out = quick_run
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((out / "recurrent.json").read_text())
+    assert (out / "recurrent.md").read_text().strip() == proc.stdout.strip()
+    assert sorted(r["name"] for r in data["rows"]) == sorted(ZOO_ROWS + FLAX_ROWS)
+    assert data["config"]["batch"] == 4 and data["tokens_per_call"] == 4 * 16
+    for row in data["rows"]:
+        for mode in ("fwd", "fwd_bwd"):
+            m = row[mode]
+            assert m["tokens_per_s"] > 0, (row["name"], mode)
+            assert len(m["times_s"]) == 2 and m["min_s"] <= m["median_s"] <= m["max_s"]
+            assert m["compile_s"] > 0
+    assert data["environment"]["versions"]["jax"]
+
+
+def test_unknown_subcommand_lists_choices():
+    proc = zoo_cli("bench", "nonsense", timeout=60)
+    assert proc.returncode != 0
+    assert "recurrent" in proc.stderr and "nonsense" in proc.stderr
+    proc = zoo_cli("nonsense", timeout=60)
+    assert proc.returncode != 0 and "bench" in proc.stderr
+
+
+def test_help_and_version():
+    top = zoo_cli("--help", timeout=60)
+    assert top.returncode == 0 and "bench" in top.stdout
+    bench = zoo_cli("bench", "recurrent", "--help", timeout=60)
+    assert bench.returncode == 0
+    for flag in ("--batch", "--seq-len", "--hidden", "--input-size", "--repeats", "--cells", "--no-torch",
+                 "--out", "--quick"):
+        assert flag in bench.stdout, flag
+    version = zoo_cli("--version", timeout=60)
+    assert version.returncode == 0 and version.stdout.startswith("zoo ")
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("bench_script", ROOT / "benchmarks" / "recurrent.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_readme_markers_are_replaced_or_missing_is_an_error():
+    script = load_script()
+    text = f"intro\n{script.START}\nold table\n{script.END}\noutro\n"
+    new = script.replace_between_markers(text, "| new |\n")
+    assert new == f"intro\n{script.START}\n| new |\n{script.END}\noutro\n"
+    assert script.replace_between_markers(new, "| new |") == new
+    with pytest.raises(ValueError, match="markers"):
+        script.replace_between_markers("no markers here", "x")
+
+
+def test_torch_is_optional(monkeypatch):
+    # torch is never imported just by importing the command line or the benchmark
+    code = "import sys, zoo.cli, zoo.bench.recurrent; assert 'torch' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=60).returncode == 0
+    # without torch, its rows are skipped with a note
+    from zoo.bench import recurrent, timing
+
+    monkeypatch.setattr(timing, "torch_available", lambda: False)
+    cfg = recurrent.Config(quick=True, cells=("lstm",), flax=False, progress=False)
+    data, markdown = recurrent.run(cfg, command="test")
+    assert [r["name"] for r in data["rows"]] == ["zoo LSTMCell"]
+    assert "torch is not installed" in markdown
+
+
+def test_update_readme_refuses_missing_markers_and_quick(tmp_path, monkeypatch, capsys):
+    script = load_script()
+    readme = tmp_path / "README.md"
+    readme.write_text("# no markers\n")
+    monkeypatch.setattr(script, "README", readme)
+    assert script.main(["--update-readme"]) == 2  # before running anything
+    assert "markers" in capsys.readouterr().err
+    readme.write_text(f"{script.START}\n{script.END}\n")
+    assert script.main(["--update-readme", "--quick"]) == 2
+    assert "--quick" in capsys.readouterr().err
+    assert readme.read_text() == f"{script.START}\n{script.END}\n"
