@@ -202,38 +202,31 @@ def _sigmoid(x):
     return 0.5 * jnp.tanh(0.5 * x) + 0.5
 
 
+# Each pointwise step takes the gates as tuples of (batch, hidden) arrays:
+# xp from the input projection (bias included), hh from the recurrent one.
+
+
 def _elman_pointwise(xp, hh, h, *, activation):
-    h = activation(xp + hh)
+    h = activation(xp[0] + hh[0])
     return h, h
-
-
-# Per-gate scale for the LSTM's one tanh: sigmoid(x) = (1 + tanh(x/2)) / 2 for
-# i, f, o, and plain tanh for g.
-_LSTM_SCALE = ((0.5,), (0.5,), (1.0,), (0.5,))  # (4, 1): gates (i, f, g, o)
 
 
 def _lstm_pointwise(xp, hh, carry):
     c, _ = carry
-    gates = (xp + hh).reshape(xp.shape[:-1] + (4, -1))  # (batch, 4, hidden)
-    # All four activations in one elementwise pass over the gates. Written as
-    # separate sigmoids and tanhs on slices, XLA:CPU fuses the c update into
-    # a loop that runs several times slower.
-    act = jnp.tanh(gates * jnp.asarray(_LSTM_SCALE, gates.dtype))
-    i, f, o = (0.5 * act[..., k, :] + 0.5 for k in (0, 1, 3))
-    g = act[..., 2, :]
-    c = f * c + i * g
-    h = o * jnp.tanh(c)
+    i, f, g, o = (a + b for a, b in zip(xp, hh))
+    c = _sigmoid(f) * c + _sigmoid(i) * jnp.tanh(g)
+    h = _sigmoid(o) * jnp.tanh(c)
     return (c, h), h
 
 
 def _gru_reset_after_pointwise(xp, hh, h):
-    # hh = h @ W_h + [0, 0, b_hn]: the reset gate multiplies the whole
-    # recurrent term of the candidate, PyTorch/cuDNN style.
-    hidden = h.shape[-1]
-    # Both gates in one elementwise pass (see _lstm_pointwise).
-    rz = _sigmoid(xp[..., : 2 * hidden] + hh[..., : 2 * hidden])  # (batch, 2*hidden)
-    r, z = rz[..., :hidden], rz[..., hidden:]
-    n = jnp.tanh(xp[..., 2 * hidden :] + r * hh[..., 2 * hidden :])
+    # hh[2] = h @ W_hn + b_hn: the reset gate multiplies the whole recurrent
+    # term of the candidate, PyTorch/cuDNN style.
+    xr, xz, xn = xp
+    hr, hz, hn = hh
+    r = _sigmoid(xr + hr)
+    z = _sigmoid(xz + hz)
+    n = jnp.tanh(xn + r * hn)
     h = n + z * (h - n)  # (1 - z) * n + z * h
     return h, h
 
@@ -259,14 +252,18 @@ class _FusedCell(RecurrentCell):
         return None
 
     def step_from_projection(self, p, carry, xp, cdt):
-        hh = _scan._hidden_matmul(self.hidden(carry), p["recurrent_kernel"].astype(cdt), self.recurrent_bias(p, cdt))
-        return self.pointwise()(xp, hh, carry)
+        hh = _scan._dot(self.hidden(carry), p["recurrent_kernel"].astype(cdt))  # (batch, gates*hidden)
+        b_h = self.recurrent_bias(p, cdt)
+        if b_h is not None:
+            hh = hh + b_h
+        g = self.num_gates
+        return self.pointwise()(_scan.split_gates(xp, g), _scan.split_gates(hh, g), carry)
 
     def run_sequence(self, carry, xs, mask, unroll=1):
         p = self.weights(xs.shape[-1])
         cdt = self.compute_dtype(xs)
         carry, ys = _scan.fused_recurrence(
-            self.pointwise(), self.hidden, self.additive, unroll,
+            self.pointwise(), self.hidden, self.num_gates, self.additive, unroll,
             p["input_kernel"].astype(cdt), p["bias"], p["recurrent_kernel"].astype(cdt),
             self.recurrent_bias(p, cdt), xs.astype(cdt), carry, mask,
         )
@@ -380,10 +377,10 @@ class GRUCell(_FusedCell):
 def _gru_reset_before_step(w_h, h, xp):
     hidden = h.shape[-1]
     xr, xz, xn = jnp.split(xp, 3, axis=-1)
-    hrz = _scan._hidden_matmul(h, w_h[:, : 2 * hidden], None)  # (batch, 2*hidden)
+    hrz = _scan._dot(h, w_h[:, : 2 * hidden])  # (batch, 2*hidden)
     r = _sigmoid(xr + hrz[..., :hidden])
     z = _sigmoid(xz + hrz[..., hidden:])
-    n = jnp.tanh(xn + _scan._hidden_matmul(r * h, w_h[:, 2 * hidden :], None))
+    n = jnp.tanh(xn + _scan._dot(r * h, w_h[:, 2 * hidden :]))
     h = (1.0 - z) * n + z * h
     return h, h
 

@@ -96,47 +96,74 @@ def _accumulation_dtype(dtype) -> Any:
     return jnp.promote_types(dtype, jnp.float32)
 
 
-def _hidden_matmul(h: Array, w_h: Array, b_h: Array | None) -> Array:
-    """h (batch, hidden) @ w_h (hidden, gates) [+ b_h], accumulated in >= float32."""
-    acc = _accumulation_dtype(w_h.dtype)
-    hh = jnp.dot(h.astype(w_h.dtype), w_h, preferred_element_type=acc)  # (batch, gates)
-    if b_h is not None:
-        hh = hh + b_h.astype(acc)
-    return hh
+def _dot(a: Array, b: Array) -> Array:
+    """a @ b in the compute dtype of ``b``, accumulated in >= float32."""
+    return jnp.dot(a.astype(b.dtype), b, preferred_element_type=_accumulation_dtype(b.dtype))
+
+
+def split_gates(a: Array, num_gates: int) -> tuple[Array, ...]:
+    """Split the last axis of (..., num_gates * hidden) into ``num_gates`` arrays."""
+    return tuple(jnp.split(a, num_gates, axis=-1))
 
 
 def _tree_add(a: Carry, b: Carry) -> Carry:
     return jax.tree.map(jnp.add, a, b)
 
 
+def _sum(arrays):
+    out = arrays[0]
+    for a in arrays[1:]:
+        out = out + a
+    return out
+
+
 # ----------------------------------------------------------------------------
 # fused recurrence with a hand-written backward pass
+#
+# Inside the kernel every gate is its own contiguous (..., hidden) array: the
+# input projection is one (seq*batch, features) x (features, hidden) matmul
+# per gate, stored (seq, batch, hidden); the recurrent product one small
+# matmul per gate. Then the elementwise step reads whole arrays, never slices
+# of a concatenated (batch, gates*hidden) one: XLA:CPU does not vectorise a
+# fused loop that slices its operands at several offsets, which made the
+# gate arithmetic several times slower than the matmuls around it.
 
 
 def _fused_scan(pointwise, hidden, unroll, b_x, w_h, b_h, xp, carry0, mask, save):
-    acc = xp.dtype
+    acc = xp[0].dtype
 
     def step(carry, inputs):
         xp_t, m_t = inputs
+        h = hidden(carry)
+        if isinstance(w_h, tuple):
+            hh = tuple(_dot(h, w) + (0.0 if b is None else b.astype(acc)) for w, b in zip(w_h, b_h))
+        else:  # one matmul for all gates, then split the materialised product
+            hh = _dot(h, w_h)
+            if b_h is not None:
+                hh = hh + b_h.astype(acc)
+            hh = split_gates(hh, len(xp_t))
         # The input bias is added here, inside the loop's elementwise fusion,
-        # rather than in a separate pass over the whole (seq, batch, gates) array.
-        hh = _hidden_matmul(hidden(carry), w_h, b_h)  # (batch, gates)
-        new, y = _masked_pointwise(pointwise, xp_t + b_x.astype(acc), hh, carry, m_t)
+        # rather than in a separate pass over the whole (seq, batch, hidden) arrays.
+        xb = tuple(x + b.astype(acc) for x, b in zip(xp_t, b_x))
+        new, y = _masked_pointwise(pointwise, xb, hh, carry, m_t)
         return new, (y, (carry, hh) if save else None)
 
     carry, (ys, saved) = lax.scan(step, carry0, (xp, mask), unroll=unroll)
     return carry, ys, saved
 
 
-def _project(x, w_x):
-    acc = _accumulation_dtype(w_x.dtype)
-    return jnp.dot(x, w_x, preferred_element_type=acc)  # (seq, batch, gates)
+def _gate_params(num_gates, w_x, b_x, w_h, b_h):
+    """Per-gate (features, hidden), (hidden,), (hidden, hidden) and (hidden,) or None."""
+    split = lambda a: None if a is None else split_gates(a, num_gates)
+    b_h = split(b_h) or (None,) * num_gates
+    return split(w_x), split(b_x), split(w_h), b_h
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3, 4))
 def fused_recurrence(
     pointwise: Callable,
     hidden: Callable,
+    num_gates: int,
     additive: bool,
     unroll: int,
     w_x: Array,
@@ -149,26 +176,29 @@ def fused_recurrence(
 ) -> tuple[Carry, Array]:
     """A recurrent layer: ``carry_t, y_t = pointwise(x_t @ w_x + b_x, h_{t-1} @ w_h + b_h, carry_{t-1})``.
 
-    ``x @ w_x`` is one matmul over all steps before the loop; ``h @ w_h`` is
-    the only matmul inside it.
+    ``x @ w_x`` is computed for all steps before the loop, as large matmuls;
+    ``h @ w_h`` is the only matmul inside it.
 
     Args:
-      pointwise: elementwise step ``(xp_t, hh_t, carry) -> (carry, y_t)``; it
-        holds no weights. Pass a module-level function (or a ``partial`` of
-        one): it is a static argument.
+      pointwise: elementwise step ``(xp_t, hh_t, carry) -> (carry, y_t)``,
+        where ``xp_t`` and ``hh_t`` are tuples of ``num_gates`` (batch,
+        hidden) arrays, in the order of the gates in the kernels. It holds no
+        weights. Pass a module-level function (or a ``partial`` of one): it
+        is a static argument.
       hidden: picks the (batch, hidden) array that multiplies ``w_h`` out of
         the carry (``lambda c: c`` for an Elman RNN or GRU, ``lambda c: c[1]``
         for an LSTM's ``(c, h)``). Applied to the stacked carries too, so use
         indexing, not arithmetic.
+      num_gates: G; the kernels have G * hidden columns, gate after gate.
       additive: True when ``pointwise`` reads ``xp_t`` and ``hh_t`` only
-        through their sum (Elman RNN, LSTM). Their gradients are then equal:
-        the backward loop stacks one (seq, batch, gates) array, not two, and
-        both weight gradients come from one matmul.
+        through their sums gate by gate (Elman RNN, LSTM). Their gradients are
+        then equal: the backward loop stacks one set of gate gradients, not
+        two, and both weight gradients come from the same matmuls.
       unroll: ``lax.scan`` unroll factor, for the forward and backward loops.
-      w_x: (features, gates) input kernel, in the compute dtype.
-      b_x: (gates,) bias added to ``x @ w_x``.
-      w_h: (hidden, gates) recurrent kernel, in the compute dtype.
-      b_h: (gates,) bias added to ``h @ w_h``, or None.
+      w_x: (features, G * hidden) input kernel, in the compute dtype.
+      b_x: (G * hidden,) bias added to ``x @ w_x``.
+      w_h: (hidden, G * hidden) recurrent kernel, in the compute dtype.
+      b_h: (G * hidden,) bias added to ``h @ w_h``, or None.
       x: (seq, batch, features) inputs, in the compute dtype.
       carry0: initial carry.
       mask: (seq, batch) boolean prefix mask, or None.
@@ -177,29 +207,34 @@ def fused_recurrence(
       ``(carry, ys)``: the carry after the last valid step and the
       (seq, batch, hidden) outputs, zero where ``mask`` is False.
     """
-    xp = _project(x, w_x)
-    carry, ys, _ = _fused_scan(pointwise, hidden, unroll, b_x, w_h, b_h, xp, carry0, mask, save=False)
+    gw_x, gb_x, _, _ = _gate_params(num_gates, w_x, b_x, w_h, b_h)
+    xp = tuple(_dot(x, w) for w in gw_x)  # G x (seq, batch, hidden)
+    carry, ys, _ = _fused_scan(pointwise, hidden, unroll, gb_x, w_h, b_h, xp, carry0, mask, save=False)
     return carry, ys
 
 
-def _fused_fwd(pointwise, hidden, additive, unroll, w_x, b_x, w_h, b_h, x, carry0, mask):
-    xp = _project(x, w_x)
+def _fused_fwd(pointwise, hidden, num_gates, additive, unroll, w_x, b_x, w_h, b_h, x, carry0, mask):
+    gw_x, gb_x, gw_h, gb_h = _gate_params(num_gates, w_x, b_x, w_h, b_h)
+    xp = tuple(_dot(x, w) for w in gw_x)  # G x (seq, batch, hidden)
     carry, ys, (carries, hhs) = _fused_scan(
-        pointwise, hidden, unroll, b_x, w_h, b_h, xp, carry0, mask, save=True
+        pointwise, hidden, unroll, gb_x, w_h, b_h, xp, carry0, mask, save=True
     )
     # carries: the carry *entering* each step, (seq, batch, hidden) leaves.
-    # hhs: h_{t-1} @ w_h + b_h of each step, (seq, batch, gates).
+    # hhs: G x h_{t-1} @ w_h + b_h of each step, (seq, batch, hidden).
     return (carry, ys), (w_x, b_x, w_h, b_h, x, xp, mask, carries, hhs)
 
 
-def _fused_bwd(pointwise, hidden, additive, unroll, residuals, cotangents):
+def _fused_bwd(pointwise, hidden, num_gates, additive, unroll, residuals, cotangents):
     w_x, b_x, w_h, b_h, x, xp, mask, carries, hhs = residuals
+    gw_x, gb_x, gw_h, _ = _gate_params(num_gates, w_x, b_x, w_h, b_h)
     d_carry_last, d_ys = cotangents
-    cdt, acc = w_h.dtype, _accumulation_dtype(w_h.dtype)
+    cdt = w_h.dtype
+    acc = _accumulation_dtype(cdt)
+    gw_h_t = tuple(w.T for w in gw_h)  # (hidden, hidden) each, transposed once
 
     def step(d_carry, inputs):
         xp_t, hh_t, carry_t, m_t, dy_t = inputs
-        xp_t = xp_t + b_x.astype(acc)
+        xp_t = tuple(a + b.astype(acc) for a, b in zip(xp_t, gb_x))
         if additive:
             _, vjp = jax.vjp(lambda b, c: _masked_pointwise(pointwise, xp_t, b, c, m_t), hh_t, carry_t)
             dhh_t, d_prev = vjp((d_carry, dy_t))
@@ -209,8 +244,8 @@ def _fused_bwd(pointwise, hidden, additive, unroll, residuals, cotangents):
                 lambda a, b, c: _masked_pointwise(pointwise, a, b, c, m_t), xp_t, hh_t, carry_t
             )
             dxp_t, dhh_t, d_prev = vjp((d_carry, dy_t))
-        # Gradient through h_{t-1} @ w_h: the only matmul left in the loop.
-        dh = jnp.dot(dhh_t.astype(cdt), w_h.T, preferred_element_type=acc)  # (batch, hidden)
+        # Gradient through h_{t-1} @ w_h: the only matmuls left in the loop.
+        dh = _sum([_dot(d, w) for d, w in zip(dhh_t, gw_h_t)])  # (batch, hidden)
         _, hidden_vjp = jax.vjp(hidden, carry_t)
         (dh_tree,) = hidden_vjp(dh.astype(hidden(carry_t).dtype))
         return _tree_add(d_prev, dh_tree), (dxp_t, dhh_t)
@@ -220,21 +255,21 @@ def _fused_bwd(pointwise, hidden, additive, unroll, residuals, cotangents):
     )
     if additive:
         d_xp = d_hh
-    # Weight gradients after the loop, as matmuls over all (seq * batch) rows,
-    # and the input gradient.
+    # Weight gradients after the loop, as matmuls over all (seq * batch) rows
+    # (contracting the leading two axes), and the input gradient.
     h_prev = hidden(carries).astype(cdt)  # (seq, batch, hidden)
-    d_xp_c, d_hh_c = d_xp.astype(cdt), d_hh.astype(cdt)
+    wgrad = lambda a, d: jnp.einsum("tbk,tbh->kh", a, d.astype(cdt), preferred_element_type=acc)
     if additive:
-        # One matmul for both kernels: [x, h_prev]^T @ d_gates.
+        # Both kernels from the same gate gradients: [x, h_prev]^T @ d_gate.
         xh = jnp.concatenate([x, h_prev], axis=-1)  # (seq, batch, features + hidden)
-        d_w = jnp.einsum("tbk,tbg->kg", xh, d_hh_c, preferred_element_type=acc)
+        d_w = jnp.concatenate([wgrad(xh, d) for d in d_hh], axis=-1)  # (features + hidden, G*hidden)
         d_w_x, d_w_h = d_w[: x.shape[-1]], d_w[x.shape[-1] :]
     else:
-        d_w_x = jnp.einsum("tbf,tbg->fg", x, d_xp_c, preferred_element_type=acc)
-        d_w_h = jnp.einsum("tbh,tbg->hg", h_prev, d_hh_c, preferred_element_type=acc)
-    d_x = jnp.dot(d_xp_c, w_x.T, preferred_element_type=acc)  # (seq, batch, features)
-    d_b_x = d_xp.sum(axis=(0, 1))
-    d_b_h = None if b_h is None else d_hh.sum(axis=(0, 1)).astype(b_h.dtype)
+        d_w_x = jnp.concatenate([wgrad(x, d) for d in d_xp], axis=-1)
+        d_w_h = jnp.concatenate([wgrad(h_prev, d) for d in d_hh], axis=-1)
+    d_x = _sum([_dot(d, w.T) for d, w in zip(d_xp, gw_x)])  # (seq, batch, features)
+    d_b_x = jnp.concatenate([d.sum(axis=(0, 1)) for d in d_xp])
+    d_b_h = None if b_h is None else jnp.concatenate([d.sum(axis=(0, 1)) for d in d_hh]).astype(b_h.dtype)
     return (
         d_w_x.astype(w_x.dtype), d_b_x.astype(b_x.dtype), d_w_h.astype(w_h.dtype), d_b_h,
         d_x.astype(x.dtype), d_carry0, None,
