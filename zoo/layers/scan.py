@@ -8,15 +8,16 @@ the way out.
 Two kernels:
 
 ``fused_recurrence``
-    For cells whose step is ``carry' = pointwise(xp_t, h_{t-1} @ W_h + b_h, carry)``
+    For cells whose step is ``carry' = pointwise(x_t W_x + b_x, h_{t-1} W_h + b_h, carry)``
     (Elman RNN, LSTM, GRU with the reset gate after the matmul). The
-    input-to-hidden products ``xp`` of every step are computed by the caller
-    in one large matmul before the loop; only ``h @ W_h`` stays inside. A
-    custom VJP makes the backward loop carry only the hidden-state gradient
-    and stack the per-step gradients of ``h @ W_h``; the weight gradient
-    ``dW_h = sum_t h_{t-1}^T dhh_t`` is then one large matmul after the loop,
-    as cuDNN does. Autodiff of a plain scan would instead accumulate ``dW_h``
-    step by step inside the loop, one skinny (H, B) x (B, G) matmul per step.
+    input-to-hidden products of every step are computed before the loop, as
+    large matmuls over all ``seq * batch`` rows; only ``h @ W_h`` stays
+    inside. A custom VJP makes the backward loop carry only the hidden-state
+    gradient and stack the per-step gate gradients; the weight gradients
+    ``dW_h = sum_t h_{t-1}^T dg_t`` (and ``dW_x``) are then large matmuls after
+    the loop, as cuDNN does. Autodiff of a plain scan would instead accumulate
+    ``dW_h`` step by step inside the loop, one skinny (H, B) x (B, G) matmul
+    per step.
 
 ``linear_recurrence``
     For ``h_t = a_t * h_{t-1} + b_t`` with gates that depend on the input only
@@ -120,28 +121,27 @@ def _sum(arrays):
 # ----------------------------------------------------------------------------
 # fused recurrence with a hand-written backward pass
 #
-# Inside the kernel every gate is its own contiguous (..., hidden) array: the
-# input projection is one (seq*batch, features) x (features, hidden) matmul
-# per gate, stored (seq, batch, hidden); the recurrent product one small
-# matmul per gate. Then the elementwise step reads whole arrays, never slices
-# of a concatenated (batch, gates*hidden) one: XLA:CPU does not vectorise a
-# fused loop that slices its operands at several offsets, which made the
-# gate arithmetic several times slower than the matmuls around it.
+# Inside the kernel every gate is its own contiguous (seq, batch, hidden)
+# array: the input projection is one (seq*batch, features) x (features,
+# hidden) matmul per gate. In the loop, the one recurrent product
+# (batch, G*hidden) is split into gates; the elementwise step reads those
+# materialised pieces and the per-gate input arrays, never slices of a fused
+# sum such as (x_t W_x + h W_h)[:, k*H:(k+1)*H]: XLA:CPU does not vectorise a
+# fused loop that slices a computed operand at several offsets, which made the
+# gate arithmetic several times slower than the matmuls around it (measured
+# with jax.profiler on the benchmark's shapes).
 
 
 def _fused_scan(pointwise, hidden, unroll, b_x, w_h, b_h, xp, carry0, mask, save):
     acc = xp[0].dtype
+    num_gates = len(xp)
 
     def step(carry, inputs):
         xp_t, m_t = inputs
-        h = hidden(carry)
-        if isinstance(w_h, tuple):
-            hh = tuple(_dot(h, w) + (0.0 if b is None else b.astype(acc)) for w, b in zip(w_h, b_h))
-        else:  # one matmul for all gates, then split the materialised product
-            hh = _dot(h, w_h)
-            if b_h is not None:
-                hh = hh + b_h.astype(acc)
-            hh = split_gates(hh, len(xp_t))
+        hh = _dot(hidden(carry), w_h)  # (batch, G*hidden)
+        if b_h is not None:
+            hh = hh + b_h.astype(acc)
+        hh = split_gates(hh, num_gates)
         # The input bias is added here, inside the loop's elementwise fusion,
         # rather than in a separate pass over the whole (seq, batch, hidden) arrays.
         xb = tuple(x + b.astype(acc) for x, b in zip(xp_t, b_x))
@@ -150,13 +150,6 @@ def _fused_scan(pointwise, hidden, unroll, b_x, w_h, b_h, xp, carry0, mask, save
 
     carry, (ys, saved) = lax.scan(step, carry0, (xp, mask), unroll=unroll)
     return carry, ys, saved
-
-
-def _gate_params(num_gates, w_x, b_x, w_h, b_h):
-    """Per-gate (features, hidden), (hidden,), (hidden, hidden) and (hidden,) or None."""
-    split = lambda a: None if a is None else split_gates(a, num_gates)
-    b_h = split(b_h) or (None,) * num_gates
-    return split(w_x), split(b_x), split(w_h), b_h
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3, 4))
@@ -176,8 +169,8 @@ def fused_recurrence(
 ) -> tuple[Carry, Array]:
     """A recurrent layer: ``carry_t, y_t = pointwise(x_t @ w_x + b_x, h_{t-1} @ w_h + b_h, carry_{t-1})``.
 
-    ``x @ w_x`` is computed for all steps before the loop, as large matmuls;
-    ``h @ w_h`` is the only matmul inside it.
+    ``x @ w_x`` is computed for all steps before the loop, as large matmuls
+    (one per gate); ``h @ w_h`` is the only matmul inside it.
 
     Args:
       pointwise: elementwise step ``(xp_t, hh_t, carry) -> (carry, y_t)``,
@@ -207,14 +200,14 @@ def fused_recurrence(
       ``(carry, ys)``: the carry after the last valid step and the
       (seq, batch, hidden) outputs, zero where ``mask`` is False.
     """
-    gw_x, gb_x, _, _ = _gate_params(num_gates, w_x, b_x, w_h, b_h)
+    gw_x, gb_x = split_gates(w_x, num_gates), split_gates(b_x, num_gates)
     xp = tuple(_dot(x, w) for w in gw_x)  # G x (seq, batch, hidden)
     carry, ys, _ = _fused_scan(pointwise, hidden, unroll, gb_x, w_h, b_h, xp, carry0, mask, save=False)
     return carry, ys
 
 
 def _fused_fwd(pointwise, hidden, num_gates, additive, unroll, w_x, b_x, w_h, b_h, x, carry0, mask):
-    gw_x, gb_x, gw_h, gb_h = _gate_params(num_gates, w_x, b_x, w_h, b_h)
+    gw_x, gb_x = split_gates(w_x, num_gates), split_gates(b_x, num_gates)
     xp = tuple(_dot(x, w) for w in gw_x)  # G x (seq, batch, hidden)
     carry, ys, (carries, hhs) = _fused_scan(
         pointwise, hidden, unroll, gb_x, w_h, b_h, xp, carry0, mask, save=True
@@ -226,11 +219,11 @@ def _fused_fwd(pointwise, hidden, num_gates, additive, unroll, w_x, b_x, w_h, b_
 
 def _fused_bwd(pointwise, hidden, num_gates, additive, unroll, residuals, cotangents):
     w_x, b_x, w_h, b_h, x, xp, mask, carries, hhs = residuals
-    gw_x, gb_x, gw_h, _ = _gate_params(num_gates, w_x, b_x, w_h, b_h)
+    gw_x, gb_x = split_gates(w_x, num_gates), split_gates(b_x, num_gates)
     d_carry_last, d_ys = cotangents
     cdt = w_h.dtype
     acc = _accumulation_dtype(cdt)
-    gw_h_t = tuple(w.T for w in gw_h)  # (hidden, hidden) each, transposed once
+    gw_h_t = tuple(w.T for w in split_gates(w_h, num_gates))  # (hidden, hidden) each, transposed once
 
     def step(d_carry, inputs):
         xp_t, hh_t, carry_t, m_t, dy_t = inputs
