@@ -197,8 +197,8 @@ class RecurrentCell(nn.Module):
 
 
 def _sigmoid(x):
-    # sigmoid(x) = (1 + tanh(x / 2)) / 2: one tanh, which XLA:CPU evaluates
-    # faster than logistic's exp and division; absolute error ~1e-7.
+    # sigmoid(x) = (1 + tanh(x / 2)) / 2: one transcendental and no division;
+    # absolute error ~1e-7 against jax.nn.sigmoid.
     return 0.5 * jnp.tanh(0.5 * x) + 0.5
 
 
