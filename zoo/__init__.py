@@ -10,6 +10,12 @@ from zoo._version import __version__
 from zoo.checks import checked
 from zoo.layers import (
     RNN,
+    attention_weights,
+    causal_mask,
+    combine_masks,
+    dot_product_attention,
+    make_attention_mask,
+    padding_mask,
     Bidirectional,
     GRUCell,
     LSTMCell,
@@ -40,4 +46,10 @@ __all__ = [
     "linear_recurrence",
     "flip_sequences",
     "lengths_to_mask",
+    "dot_product_attention",
+    "attention_weights",
+    "causal_mask",
+    "padding_mask",
+    "make_attention_mask",
+    "combine_masks",
 ]

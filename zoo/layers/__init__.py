@@ -1,4 +1,13 @@
-"""Generic layers: recurrent cells and drivers (attention and Transformer blocks come later)."""
+"""Generic layers: recurrent cells and drivers, attention (Transformer blocks come later)."""
+
+from zoo.layers.attention import (
+    attention_weights,
+    causal_mask,
+    combine_masks,
+    dot_product_attention,
+    make_attention_mask,
+    padding_mask,
+)
 
 from zoo.layers.cells import GRUCell, LSTMCell, MinGRUCell, MinLSTMCell, RecurrentCell, SimpleRNNCell
 from zoo.layers.recurrent import RNN, Bidirectional, RNNStack
@@ -8,4 +17,6 @@ __all__ = [
     "RecurrentCell", "SimpleRNNCell", "LSTMCell", "GRUCell", "MinGRUCell", "MinLSTMCell",
     "RNN", "Bidirectional", "RNNStack",
     "fused_recurrence", "linear_recurrence", "flip_sequences", "lengths_to_mask",
+    "dot_product_attention", "attention_weights", "causal_mask", "padding_mask",
+    "make_attention_mask", "combine_masks",
 ]

@@ -1,0 +1,406 @@
+"""Memory-efficient attention in pure JAX: the FlashAttention algorithm, block by block.
+
+Dense attention builds the (T, S) matrix of logits for every batch row and
+head. This module never does: it walks over blocks of ``block_q`` queries and,
+for each, over blocks of ``block_k`` keys, and keeps per query row only
+
+* ``m``   the running maximum of the logits seen so far,
+* ``l``   the running sum of ``exp(logit - m)``,
+* ``acc`` the running sum of ``exp(logit - m) * value`` (an (H,) vector),
+
+all in float32. When a new key block raises the maximum from ``m`` to
+``m'``, the old sums are rescaled by ``exp(m - m')`` (the *online softmax* of
+Milakov & Gimelshein, 2018). After the last key block the output row is
+``acc / l``. Working memory is O(T x block) per batch row and head, never
+O(T x S), when the masking comes from ``is_causal``, lengths or a local window
+(those masks are computed per block from positions).
+
+Whole key blocks that no query of the block can see are skipped, not merely
+masked: each query block loops (``lax.fori_loop`` with traced bounds) only
+over the key blocks between the first and last one that the causal diagonal,
+the local window and the largest ``kv_lengths`` leave visible; a query block
+beyond the largest ``q_lengths`` runs no key block at all. Causal attention
+thus does about half the work of the dense product.
+
+The backward pass (a ``jax.custom_vjp``) follows FlashAttention-2 (Dao,
+2023). The forward pass saves only its output ``O`` and the per-row
+log-sum-exp ``lse = m + log l``. The backward pass loops over key blocks and,
+inside, over the query blocks that can see them, recomputing each block of
+probabilities ``P = exp(S - lse)`` from q and k; with ``D = rowsum(dO * O)``:
+
+    dV += P^T dO        dP = dO V^T        dS = P * (dP - D)
+    dQ += scale * dS K  dK += scale * dS^T Q     dbias += dS
+
+``dK`` and ``dV`` of the current key block live in the loop carry; ``dQ`` is
+a float32 buffer of the query's size, updated block by block.
+
+Conventions and differences from ``jax.nn.dot_product_attention``:
+
+* A query row that can see no key (causal + window + lengths + mask leave it
+  nothing, or it is beyond its ``q_lengths``) returns zeros, never NaN and not
+  the mean of the values. Its gradients are zero.
+* Grouped-query attention (K key/value heads, N = K * G query heads) reshapes
+  the query heads to (K, G); keys and values are never repeated. Query head
+  ``n`` uses key/value head ``n // G``, as in ``jax.nn``.
+* T and S need not be multiples of the block sizes: the inputs are padded
+  internally and the padding is masked and sliced off. A block larger than
+  the sequence shrinks to the sequence length.
+* Softmax statistics and accumulators are float32 for bfloat16 / float16 /
+  float32 inputs (float64 for float64 inputs); the probabilities are cast to
+  the value dtype before the ``P @ V`` product, as ``jax.nn`` does.
+* ``bias`` and ``mask`` are dense (broadcastable to (B, N, T, S)) and cost
+  their own size in memory (plus one padded copy when T or S is not a
+  multiple of the block); the (block_q, block_k) tile of each is sliced out
+  per block pair, and axes of size 1 stay broadcast. The gradient with
+  respect to ``bias`` is computed block-wise into a float32 buffer of the
+  bias's (broadcast) shape.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Array = jax.Array
+
+__all__ = ["blockwise_attention"]
+
+
+class _Config(NamedTuple):
+    """The static part of one attention call (hashable: a ``nondiff_argnums`` argument)."""
+
+    scale: float
+    is_causal: bool
+    window: tuple[int, int] | None  # (left, right)
+    seq_q: int  # T before padding
+    seq_k: int  # S before padding
+
+
+# ----------------------------------------------------------------------------
+# public entry point
+
+
+def blockwise_attention(
+    query: Array,
+    key: Array,
+    value: Array,
+    *,
+    scale: float,
+    is_causal: bool = False,
+    q_lengths: Array | None = None,
+    kv_lengths: Array | None = None,
+    local_window: tuple[int, int] | None = None,
+    bias: Array | None = None,
+    mask: Array | None = None,
+    block_q: int = 128,
+    block_k: int = 128,
+) -> Array:
+    """Scaled dot-product attention, computed block by block (FlashAttention).
+
+    Args:
+      query: (B, T, N, H).
+      key, value: (B, S, K, H) with ``N % K == 0`` (grouped-query attention when K < N).
+      scale: multiplies ``q . k`` (a Python number, e.g. ``H ** -0.5``).
+      is_causal: query i sees key j only if ``j <= i``; requires T == S.
+      q_lengths: optional (B,) ints; query rows ``>= q_lengths[b]`` output zeros.
+      kv_lengths: optional (B,) ints; keys ``>= kv_lengths[b]`` are invisible.
+      local_window: optional pair ``(left, right)`` of non-negative ints: query i
+        sees key j only if ``i - left <= j <= i + right`` (ANDed with the other masks).
+      bias: optional additive logits, broadcastable to (B, N, T, S); added after
+        ``scale``. Differentiable (the gradient is computed block-wise).
+      mask: optional booleans broadcastable to (B, N, T, S); True = may attend.
+      block_q, block_k: block sizes along T and S.
+
+    Returns:
+      (B, T, N, H) in ``query.dtype``. Rows that see no key are zero.
+
+    Memory is O(T x block) besides the inputs, except that ``bias`` and ``mask``
+    are dense arrays that cost their own size (see the module docstring).
+    """
+    B, T, N, H = query.shape
+    Bk, S, K, Hk = key.shape
+    if key.shape != value.shape:
+        raise ValueError(f"key {key.shape} and value {value.shape} must have the same shape")
+    if Bk != B or Hk != H:
+        raise ValueError(f"query {query.shape} and key {key.shape} disagree on batch or head size")
+    if N % K:
+        raise ValueError(f"query heads ({N}) must be a multiple of key/value heads ({K})")
+    if is_causal and T != S:
+        raise ValueError(f"is_causal requires as many queries as keys, got T={T}, S={S}")
+    if local_window is not None:
+        if (
+            not isinstance(local_window, (tuple, list))
+            or len(local_window) != 2
+            or any(int(w) != w or w < 0 for w in local_window)
+        ):
+            raise ValueError(
+                f"local_window must be a pair (left, right) of non-negative ints, got {local_window!r}"
+            )
+        # Beyond T (left) or S (right) a window bounds nothing; clamping keeps the
+        # position arithmetic in int32.
+        local_window = (min(int(local_window[0]), T), min(int(local_window[1]), S))
+    if block_q < 1 or block_k < 1:
+        raise ValueError(f"block sizes must be positive, got block_q={block_q}, block_k={block_k}")
+    if T == 0 or S == 0:  # no query, or no key to see: all rows are empty
+        return jnp.zeros(query.shape, query.dtype)
+    G = N // K
+    bq, bk = min(block_q, T), min(block_k, S)  # a block never exceeds its sequence
+    nq, nk = -(-T // bq), -(-S // bk)  # number of blocks (ceil)
+    Tp, Sp = nq * bq, nk * bk  # padded lengths
+
+    # Blocked layouts, padding at the end of the sequence axis.
+    q = jnp.pad(query, ((0, 0), (0, Tp - T), (0, 0), (0, 0)))  # (B, Tp, N, H)
+    q = q.reshape(B, nq, bq, K, G, H)  # (B, nq, bq, K, G, H): head n = k * G + g
+    q = q.transpose(1, 0, 2, 3, 4, 5)  # (nq, B, bq, K, G, H)
+    kv_pad = ((0, 0), (0, Sp - S), (0, 0), (0, 0))
+    k = jnp.pad(key, kv_pad).reshape(B, nk, bk, K, H)  # (B, nk, bk, K, H)
+    k = k.transpose(1, 0, 2, 3, 4)  # (nk, B, bk, K, H)
+    v = jnp.pad(value, kv_pad).reshape(B, nk, bk, K, H)  # (B, nk, bk, K, H)
+    v = v.transpose(1, 0, 2, 3, 4)  # (nk, B, bk, K, H)
+
+    dims = (B, N, K, T, S, Tp, Sp)
+    bias5 = None if bias is None else _dense_to_grouped(jnp.asarray(bias), "bias", *dims, 0)
+    mask5 = None if mask is None else _dense_to_grouped(jnp.asarray(mask, bool), "mask", *dims, False)
+    if q_lengths is not None:
+        q_lengths = jnp.asarray(q_lengths, jnp.int32).reshape(B)  # (B,)
+    if kv_lengths is not None:
+        kv_lengths = jnp.asarray(kv_lengths, jnp.int32).reshape(B)  # (B,)
+
+    cfg = _Config(float(scale), bool(is_causal), local_window, T, S)
+    out = _flash(cfg, q, k, v, bias5, mask5, q_lengths, kv_lengths)  # (nq, B, bq, K, G, H)
+    out = out.transpose(1, 0, 2, 3, 4, 5).reshape(B, Tp, N, H)  # (B, Tp, N, H)
+    return out[:, :T]  # (B, T, N, H)
+
+
+def _dense_to_grouped(x, name, B, N, K, T, S, Tp, Sp, pad_value):
+    """A bias or mask broadcastable to (B, N, T, S) -> (B|1, K|1, G|1, Tp|1, Sp|1).
+
+    Axes of size 1 stay size 1 (broadcast per block); the head axis splits
+    into (K, G) like the query heads; T and S are padded with ``pad_value``.
+    """
+    if x.ndim > 4:
+        raise ValueError(f"{name} must have at most 4 dims (B, N, T, S), got shape {x.shape}")
+    x = x.reshape((1,) * (4 - x.ndim) + x.shape)  # (B|1, N|1, T|1, S|1)
+    for size, full in zip(x.shape, (B, N, T, S)):
+        if size not in (1, full):
+            raise ValueError(f"{name} of shape {x.shape} does not broadcast to (B, N, T, S) = {(B, N, T, S)}")
+    b, n, t, s = x.shape
+    x = x.reshape(b, K if n == N else 1, N // K if n == N else 1, t, s)  # (B|1, K|1, G|1, T|1, S|1)
+    pads = ((0, 0),) * 3 + ((0, Tp - T if t != 1 else 0), (0, Sp - S if s != 1 else 0))
+    return jnp.pad(x, pads, constant_values=pad_value)  # (B|1, K|1, G|1, Tp|1, Sp|1)
+
+
+# ----------------------------------------------------------------------------
+# one block pair: positions -> visibility, and logits
+
+
+def _tile_starts(t, s, i0, j0):
+    zero = jnp.int32(0)  # int32 like i0 and j0, also under jax_enable_x64
+    return (zero, zero, zero, i0 if t != 1 else zero, j0 if s != 1 else zero)
+
+
+def _tile(x, i0, bq, j0, bk):
+    """The (bq, bk) tile of a (..., Tp|1, Sp|1) array at rows i0, columns j0 (size-1 axes stay 1)."""
+    t, s = x.shape[-2:]
+    starts = _tile_starts(t, s, i0, j0)
+    sizes = x.shape[:3] + (bq if t != 1 else 1, bk if s != 1 else 1)
+    return lax.dynamic_slice(x, starts, sizes)  # (B|1, K|1, G|1, bq|1, bk|1)
+
+
+def _visible(cfg, i0, bq, j0, bk, mask5, q_lengths, kv_lengths):
+    """Boolean (B|1, K|1, G|1, bq, bk): may query row i0 + a see key j0 + b?"""
+    rows = (i0 + lax.iota(jnp.int32, bq))[:, None]  # (bq, 1)
+    cols = (j0 + lax.iota(jnp.int32, bk))[None, :]  # (1, bk)
+    vis = (rows < cfg.seq_q) & (cols < cfg.seq_k)  # (bq, bk): padding is invisible
+    if cfg.is_causal:
+        vis &= cols <= rows
+    if cfg.window is not None:
+        left, right = cfg.window
+        vis &= (cols >= rows - left) & (cols <= rows + right)
+    vis = vis[None, None, None]  # (1, 1, 1, bq, bk)
+    if q_lengths is not None:
+        vis &= (rows[None] < q_lengths[:, None, None])[:, None, None]  # (B, 1, 1, bq, 1)
+    if kv_lengths is not None:
+        vis &= (cols[None] < kv_lengths[:, None, None])[:, None, None]  # (B, 1, 1, 1, bk)
+    if mask5 is not None:
+        vis &= _tile(mask5, i0, bq, j0, bk)  # (B|1, K|1, G|1, bq|1, bk|1)
+    return vis
+
+
+def _logits(cfg, q_blk, k_blk, bias5, vis, i0, j0, acc_dtype):
+    """Masked logits (B, K, G, bq, bk) in ``acc_dtype``; invisible entries are -inf."""
+    bq, bk = q_blk.shape[1], k_blk.shape[1]
+    # q_blk (B, bq, K, G, H), k_blk (B, bk, K, H) -> (B, K, G, bq, bk)
+    s = jnp.einsum("bqkgh,bskh->bkgqs", q_blk, k_blk, preferred_element_type=acc_dtype)
+    s = s * jnp.asarray(cfg.scale, acc_dtype)
+    if bias5 is not None:
+        s = s + _tile(bias5, i0, bq, j0, bk).astype(acc_dtype)
+    return jnp.where(vis, s, -jnp.inf)
+
+
+# ----------------------------------------------------------------------------
+# which blocks can see each other (traced integers; the loops skip the rest)
+
+
+def _max_length(lengths, full):
+    return jnp.int32(full) if lengths is None else jnp.clip(jnp.max(lengths), 0, full)
+
+
+def _key_block_range(cfg, i, bq, bk, q_lengths, kv_lengths):
+    """[lo, hi): the key blocks that some query of query block ``i`` may see."""
+    row_lo = i * bq
+    row_hi = jnp.minimum(row_lo + bq, _max_length(q_lengths, cfg.seq_q))  # rows [row_lo, row_hi)
+    col_lo, col_hi = jnp.int32(0), _max_length(kv_lengths, cfg.seq_k)  # keys [col_lo, col_hi)
+    if cfg.is_causal:
+        col_hi = jnp.minimum(col_hi, row_hi)  # key j <= last row
+    if cfg.window is not None:
+        left, right = cfg.window
+        col_lo = jnp.maximum(col_lo, row_lo - left)
+        col_hi = jnp.minimum(col_hi, row_hi + right)
+    col_hi = jnp.where(row_hi > row_lo, col_hi, col_lo)  # no valid row: no key block
+    lo = col_lo // bk
+    return lo, jnp.maximum(-(-col_hi // bk), lo)
+
+
+def _query_block_range(cfg, j, bq, bk, q_lengths, kv_lengths):
+    """[lo, hi): the query blocks with some row that may see a key of key block ``j``."""
+    col_lo = j * bk
+    col_hi = jnp.minimum(col_lo + bk, _max_length(kv_lengths, cfg.seq_k))  # keys [col_lo, col_hi)
+    row_lo, row_hi = jnp.int32(0), _max_length(q_lengths, cfg.seq_q)  # rows [row_lo, row_hi)
+    if cfg.is_causal:
+        row_lo = jnp.maximum(row_lo, col_lo)  # row i >= first key
+    if cfg.window is not None:
+        left, right = cfg.window
+        row_lo = jnp.maximum(row_lo, col_lo - right)
+        row_hi = jnp.minimum(row_hi, col_hi + left)
+    row_hi = jnp.where(col_hi > col_lo, row_hi, row_lo)  # no valid key: no query block
+    lo = row_lo // bq
+    return lo, jnp.maximum(-(-row_hi // bq), lo)
+
+
+# ----------------------------------------------------------------------------
+# forward
+
+
+def _forward(cfg, q, k, v, bias5, mask5, q_lengths, kv_lengths):
+    """Blocked inputs -> (out (nq, B, bq, K, G, H), lse (nq, B, K, G, bq))."""
+    nq, B, bq, K, G, H = q.shape
+    bk = k.shape[2]
+    acc_dtype = jnp.promote_types(q.dtype, jnp.float32)
+
+    def query_block(_, inputs):
+        i, q_blk = inputs  # q_blk (B, bq, K, G, H)
+        i0 = i * bq
+
+        def key_block(j, carry):
+            m, l, acc = carry  # (B, K, G, bq), (B, K, G, bq), (B, K, G, bq, H)
+            j0 = j * bk
+            vis = _visible(cfg, i0, bq, j0, bk, mask5, q_lengths, kv_lengths)
+            s = _logits(cfg, q_blk, k[j], bias5, vis, i0, j0, acc_dtype)  # (B, K, G, bq, bk)
+            m_new = jnp.maximum(m, s.max(axis=-1))  # (B, K, G, bq); -inf while nothing is visible
+            m_safe = jnp.where(m_new == -jnp.inf, 0.0, m_new)  # finite, so no (-inf) - (-inf)
+            p = jnp.exp(s - m_safe[..., None])  # (B, K, G, bq, bk); 0 where invisible
+            alpha = jnp.exp(m - m_safe)  # rescales the old sums; 0 while they are empty
+            l = alpha * l + p.sum(axis=-1)
+            pv = jnp.einsum("bkgqs,bskh->bkgqh", p.astype(v.dtype), v[j], preferred_element_type=acc_dtype)
+            acc = alpha[..., None] * acc + pv  # (B, K, G, bq, H)
+            return m_new, l, acc
+
+        init = (
+            jnp.full((B, K, G, bq), -jnp.inf, acc_dtype),  # m
+            jnp.zeros((B, K, G, bq), acc_dtype),  # l
+            jnp.zeros((B, K, G, bq, H), acc_dtype),  # acc
+        )
+        lo, hi = _key_block_range(cfg, i, bq, bk, q_lengths, kv_lengths)
+        m, l, acc = lax.fori_loop(lo, hi, key_block, init)
+        seen = l > 0  # (B, K, G, bq): the row saw at least one key
+        l_safe = jnp.where(seen, l, 1.0)
+        out = jnp.where(seen[..., None], acc / l_safe[..., None], 0.0)  # (B, K, G, bq, H)
+        # lse = +inf on empty rows makes the backward P = exp(s - lse) exactly 0 there.
+        lse = jnp.where(seen, m + jnp.log(l_safe), jnp.inf)  # (B, K, G, bq)
+        out = out.transpose(0, 3, 1, 2, 4).astype(q.dtype)  # (B, bq, K, G, H)
+        return None, (out, lse)
+
+    _, (out, lse) = lax.scan(query_block, None, (jnp.arange(nq, dtype=jnp.int32), q))
+    return out, lse  # (nq, B, bq, K, G, H), (nq, B, K, G, bq)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _flash(cfg, q, k, v, bias5, mask5, q_lengths, kv_lengths):
+    return _forward(cfg, q, k, v, bias5, mask5, q_lengths, kv_lengths)[0]
+
+
+def _flash_fwd(cfg, q, k, v, bias5, mask5, q_lengths, kv_lengths):
+    out, lse = _forward(cfg, q, k, v, bias5, mask5, q_lengths, kv_lengths)
+    return out, (q, k, v, bias5, mask5, q_lengths, kv_lengths, out, lse)
+
+
+# ----------------------------------------------------------------------------
+# backward
+
+
+def _flash_bwd(cfg, residuals, d_out):
+    q, k, v, bias5, mask5, q_lengths, kv_lengths, out, lse = residuals
+    nq, B, bq, K, G, H = q.shape
+    nk, bk = k.shape[0], k.shape[2]
+    acc_dtype = jnp.promote_types(q.dtype, jnp.float32)
+
+    # D = rowsum(dO * O), the softmax-Jacobian correction of each row.
+    d_rows = jnp.sum(d_out.astype(acc_dtype) * out.astype(acc_dtype), axis=-1)  # (nq, B, bq, K, G)
+    d_rows = d_rows.transpose(0, 1, 3, 4, 2)  # (nq, B, K, G, bq)
+
+    def key_block(carry, inputs):
+        dq, dbias = carry  # (nq, B, bq, K, G, H) acc_dtype; bias-shaped acc_dtype or None
+        j, k_blk, v_blk = inputs  # k_blk, v_blk (B, bk, K, H)
+        j0 = j * bk
+
+        def query_block(i, carry):
+            dk, dv, dq, dbias = carry  # dk, dv (B, bk, K, H)
+            i0 = i * bq
+            q_blk, do_blk = q[i], d_out[i]  # (B, bq, K, G, H)
+            vis = _visible(cfg, i0, bq, j0, bk, mask5, q_lengths, kv_lengths)
+            s = _logits(cfg, q_blk, k_blk, bias5, vis, i0, j0, acc_dtype)  # (B, K, G, bq, bk)
+            p = jnp.exp(s - lse[i][..., None])  # (B, K, G, bq, bk), the forward probabilities
+            dv = dv + jnp.einsum(
+                "bkgqs,bqkgh->bskh", p.astype(do_blk.dtype), do_blk, preferred_element_type=acc_dtype
+            )
+            dp = jnp.einsum("bqkgh,bskh->bkgqs", do_blk, v_blk, preferred_element_type=acc_dtype)
+            ds = p * (dp - d_rows[i][..., None])  # (B, K, G, bq, bk): d loss / d logits
+            dq_blk = jnp.einsum(
+                "bkgqs,bskh->bqkgh", ds.astype(k.dtype), k_blk, preferred_element_type=acc_dtype
+            )
+            dq = lax.dynamic_update_index_in_dim(dq, dq[i] + cfg.scale * dq_blk, i, 0)
+            dk = dk + cfg.scale * jnp.einsum(
+                "bkgqs,bqkgh->bskh", ds.astype(q.dtype), q_blk, preferred_element_type=acc_dtype
+            )
+            if dbias is not None:
+                dbias = _add_tile(dbias, ds, i0, bq, j0, bk)
+            return dk, dv, dq, dbias
+
+        zeros = jnp.zeros((B, bk, K, H), acc_dtype)
+        lo, hi = _query_block_range(cfg, j, bq, bk, q_lengths, kv_lengths)
+        dk, dv, dq, dbias = lax.fori_loop(lo, hi, query_block, (zeros, zeros, dq, dbias))
+        return (dq, dbias), (dk.astype(k.dtype), dv.astype(v.dtype))
+
+    dq0 = jnp.zeros(q.shape, acc_dtype)  # (nq, B, bq, K, G, H)
+    dbias0 = None if bias5 is None else jnp.zeros(bias5.shape, acc_dtype)
+    (dq, dbias), (dk, dv) = lax.scan(key_block, (dq0, dbias0), (jnp.arange(nk, dtype=jnp.int32), k, v))
+    dbias = None if bias5 is None else dbias.astype(bias5.dtype)
+    # Masks and lengths are not differentiable: zero (None) cotangents.
+    return dq.astype(q.dtype), dk, dv, dbias, None, None, None
+
+
+def _add_tile(dbias, ds, i0, bq, j0, bk):
+    """Add the logits gradient ``ds`` (B, K, G, bq, bk) into the (B|1, K|1, G|1, Tp|1, Sp|1) buffer."""
+    broadcast = tuple(a for a in range(5) if dbias.shape[a] == 1 and ds.shape[a] != 1)
+    ds = ds.sum(axis=broadcast, keepdims=True)  # (B|1, K|1, G|1, bq|1, bk|1)
+    t, s = dbias.shape[-2:]
+    starts = _tile_starts(t, s, i0, j0)
+    return lax.dynamic_update_slice(dbias, _tile(dbias, i0, bq, j0, bk) + ds, starts)
+
+
+_flash.defvjp(_flash_fwd, _flash_bwd)
