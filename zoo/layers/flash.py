@@ -96,8 +96,8 @@ def blockwise_attention(
     local_window: tuple[int, int] | None = None,
     bias: Array | None = None,
     mask: Array | None = None,
-    block_q: int = 128,
-    block_k: int = 128,
+    block_q: int = 256,
+    block_k: int = 512,
 ) -> Array:
     """Scaled dot-product attention, computed block by block (FlashAttention).
 
@@ -113,7 +113,10 @@ def blockwise_attention(
       bias: optional additive logits, broadcastable to (B, N, T, S); added after
         ``scale``. Differentiable (the gradient is computed block-wise).
       mask: optional booleans broadcastable to (B, N, T, S); True = may attend.
-      block_q, block_k: block sizes along T and S.
+      block_q, block_k: block sizes along T and S. The defaults were the
+        fastest of 128/128, 256/256 and 256/512 for causal forward and
+        forward+backward at B=4, 8 heads, head_dim 64, T=4096 on a 2-core CPU
+        (256/512: about 12% and 20% faster than 128/128).
 
     Returns:
       (B, T, N, H) in ``query.dtype``. Rows that see no key are zero.
