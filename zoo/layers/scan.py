@@ -78,19 +78,18 @@ def flip_sequences(x: Array, seq_lengths: Array | None) -> Array:
     return jnp.take_along_axis(x, idx, axis=0)
 
 
-def _where_mask(m_t: Array | None, new: Carry, old: Carry) -> Carry:
+def _apply_step_mask(m_t: Array | None, new: Carry, old: Carry, y: Array) -> tuple[Carry, Array]:
+    """Padding steps (m_t False) keep the old carry and output zeros."""
     if m_t is None:
-        return new
+        return new, y
     keep = m_t[:, None]  # (batch, 1)
-    return jax.tree.map(lambda n, o: jnp.where(keep, n, o), new, old)
+    new = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new, old)
+    return new, jnp.where(keep, y, jnp.zeros_like(y))
 
 
 def _masked_pointwise(pointwise, xp_t, hh_t, carry, m_t):
     new, y = pointwise(xp_t, hh_t, carry)
-    new = _where_mask(m_t, new, carry)
-    if m_t is not None:
-        y = jnp.where(m_t[:, None], y, jnp.zeros_like(y))
-    return new, y
+    return _apply_step_mask(m_t, new, carry, y)
 
 
 def _accumulation_dtype(dtype) -> Any:
@@ -283,10 +282,7 @@ def autodiff_recurrence(step: Callable, params: Any, xp: Array, carry0: Carry, m
     def body(carry, inputs):
         xp_t, m_t = inputs
         new, y = step(params, carry, xp_t)
-        new = _where_mask(m_t, new, carry)
-        if m_t is not None:
-            y = jnp.where(m_t[:, None], y, jnp.zeros_like(y))
-        return new, y
+        return _apply_step_mask(m_t, new, carry, y)
 
     return lax.scan(body, carry0, (xp, mask), unroll=unroll)
 
