@@ -1,0 +1,291 @@
+"""Transformer blocks and stacks: attention, feed-forward, residuals and LayerNorm.
+
+Every sub-layer (self-attention, cross-attention, feed-forward) is wrapped in
+a residual connection and a LayerNorm, in one of two arrangements::
+
+    post-LN (Vaswani et al. 2017, BERT):  x = LayerNorm(x + Dropout(f(x)))
+    pre-LN  (GPT-2):                      x = x + Dropout(f(LayerNorm(x)))
+
+and a pre-LN stack ends with one more LayerNorm. The feed-forward network is
+``Linear(D -> F), activation, Linear(F -> D)`` applied to each position.
+
+A stack runs its blocks with ``nn.scan`` (``scan_layers=True``): the block is
+traced and compiled once, so compile time does not grow with depth, and the
+parameters of all layers are stacked along a leading ``layers`` axis. With
+``remat=True`` the activations inside each block are recomputed in the
+backward pass instead of stored. ``scan_layers=False`` gives the same
+function with per-layer parameters ``layers_0, layers_1, ...``.
+
+Everything a published checkpoint needs is a field of
+:class:`TransformerConfig` (biases, LayerNorm epsilon, GELU variant, ...), so
+a weight importer needs no change here; the position-table size belongs to
+the model configs that own the embeddings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from zoo.checks import shape_str
+from zoo.layers.multihead import MultiHeadAttention, check_cache_room
+
+Array = jax.Array
+
+__all__ = [
+    "TransformerConfig",
+    "FeedForward",
+    "TransformerBlock",
+    "EncoderBlock",
+    "DecoderBlock",
+    "TransformerStack",
+    "Encoder",
+    "Decoder",
+    "ACTIVATIONS",
+]
+
+ACTIVATIONS = {
+    "relu": jax.nn.relu,  # the original Transformer
+    "gelu": functools.partial(jax.nn.gelu, approximate=False),  # BERT (exact erf form)
+    "gelu_tanh": functools.partial(jax.nn.gelu, approximate=True),  # GPT-2 ("gelu_new")
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+    """Block hyperparameters shared by every layer of a stack.
+
+    The width D comes from the inputs. Defaults are the original
+    Transformer's (Vaswani et al. 2017) except where noted; use
+    ``dataclasses.replace`` for variants.
+    """
+
+    num_layers: int = 6  # "N = 6" in the base model
+    num_heads: int = 8  # "h = 8"
+    num_kv_heads: int | None = None  # None: one key/value head per query head; 1: multi-query
+    head_dim: int | None = None  # None: D // num_heads (d_k = 512 / 8 = 64)
+    mlp_dim: int | None = None  # None: 4 * D (d_ff = 2048 for D = 512; also GPT-2 and BERT)
+    activation: Literal["relu", "gelu", "gelu_tanh"] = "relu"  # BERT: gelu; GPT-2: gelu_tanh
+    layer_norm: Literal["post", "pre"] = "post"  # GPT-2: pre
+    layer_norm_epsilon: float = 1e-5  # GPT-2 1e-5, BERT 1e-12
+    use_bias: bool = True  # nanoGPT-style models drop them (bias=False)
+    dropout_rate: float = 0.1  # "P_drop = 0.1" on every sub-layer output
+    attention_dropout_rate: float = 0.0  # the paper has none; GPT-2 and BERT use 0.1
+    fused_qkv: bool = True  # one matmul for q, k, v (GPT-2's c_attn)
+    rope_base: float | None = None  # rotary embeddings in self-attention (None: off)
+    attention_implementation: str | None = None  # see zoo.dot_product_attention
+    scan_layers: bool = True  # compile one block, not num_layers
+    remat: bool = False  # recompute block activations in the backward pass
+    dtype: Any = None  # computation dtype (None: the inputs')
+    param_dtype: Any = jnp.float32
+    init_std: float = 0.02  # N(0, 0.02^2) weights, as GPT-2 and BERT
+
+    def __post_init__(self):
+        def bad(field, expected):
+            raise ValueError(f"TransformerConfig: {field}={getattr(self, field)!r}, expected {expected}")
+
+        for f in ("num_layers", "num_heads"):
+            if not isinstance(getattr(self, f), int) or getattr(self, f) < 1:
+                bad(f, "a positive int")
+        if self.num_kv_heads is not None and (self.num_kv_heads < 1 or self.num_heads % self.num_kv_heads):
+            bad("num_kv_heads", f"a positive divisor of num_heads={self.num_heads}")
+        if self.activation not in ACTIVATIONS:
+            bad("activation", f"one of {sorted(ACTIVATIONS)}")
+        if self.layer_norm not in ("post", "pre"):
+            bad("layer_norm", "'post' or 'pre'")
+        for f in ("dropout_rate", "attention_dropout_rate"):
+            if not 0.0 <= getattr(self, f) < 1.0:
+                bad(f, "a rate in [0, 1)")
+        if self.layer_norm_epsilon <= 0:
+            bad("layer_norm_epsilon", "a positive float")
+
+    def replace(self, **changes) -> TransformerConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _init(cfg: TransformerConfig):
+    return nn.initializers.normal(stddev=cfg.init_std)
+
+
+class FeedForward(nn.Module):
+    """Position-wise feed-forward network: (B, T, D) -> (B, T, D) through (B, T, F)."""
+
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        cfg = self.config
+        d = x.shape[-1]
+        f = cfg.mlp_dim or 4 * d
+        dense = functools.partial(
+            nn.DenseGeneral, use_bias=cfg.use_bias, dtype=cfg.dtype, param_dtype=cfg.param_dtype
+        )
+        logical = nn.with_logical_partitioning
+        h = dense(
+            f, name="wi", kernel_init=logical(_init(cfg), ("embed", "mlp")),
+            bias_init=logical(nn.initializers.zeros, ("mlp",)),
+        )(x)  # (B, T, F)
+        h = ACTIVATIONS[cfg.activation](h)
+        return dense(
+            d, name="wo", kernel_init=logical(_init(cfg), ("mlp", "embed")),
+            bias_init=logical(nn.initializers.zeros, ("embed",)),
+        )(h)  # (B, T, D)
+
+
+def _layer_norm(cfg: TransformerConfig, name: str) -> nn.LayerNorm:
+    logical = nn.with_logical_partitioning
+    return nn.LayerNorm(
+        epsilon=cfg.layer_norm_epsilon, use_bias=cfg.use_bias, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+        scale_init=logical(nn.initializers.ones, ("embed",)), bias_init=logical(nn.initializers.zeros, ("embed",)),
+        name=name,
+    )
+
+
+class TransformerBlock(nn.Module):
+    """Self-attention (causal for a decoder), optional cross-attention, feed-forward.
+
+    ``__call__(x, mask, seq_lengths, context, context_mask, context_lengths)``
+    takes and returns (B, T, D); the optional arguments are as in
+    :class:`MultiHeadAttention` (``context`` is the encoder output for
+    cross-attention). Positional, so that ``nn.scan`` can broadcast them.
+    """
+
+    config: TransformerConfig
+    causal: bool = False
+    cross_attention: bool = False
+
+    def _attention(self, name: str, cross: bool) -> MultiHeadAttention:
+        cfg = self.config
+        return MultiHeadAttention(
+            num_heads=cfg.num_heads, head_dim=cfg.head_dim, num_kv_heads=cfg.num_kv_heads,
+            cross_attention=cross, use_bias=cfg.use_bias, fused_qkv=cfg.fused_qkv,
+            dropout_rate=cfg.attention_dropout_rate, rope_base=None if cross else cfg.rope_base,
+            implementation=cfg.attention_implementation, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
+            kernel_init=_init(cfg), name=name,
+        )
+
+    @nn.compact
+    def __call__(
+        self,
+        x: Array,
+        mask: Array | None = None,
+        seq_lengths: Array | None = None,
+        context: Array | None = None,
+        context_mask: Array | None = None,
+        context_lengths: Array | None = None,
+        *,
+        deterministic: bool = True,
+        decode: bool = False,
+    ) -> Array:
+        cfg = self.config
+        if x.ndim != 3:
+            raise ValueError(f"{type(self).__name__}: inputs must have shape (B, T, D), got {shape_str(x.shape)}")
+        if context is not None and not self.cross_attention:
+            raise ValueError(f"{type(self).__name__}: context given but cross_attention=False")
+        drop = nn.Dropout(cfg.dropout_rate)
+
+        def sublayer(x, name, fn):
+            if cfg.layer_norm == "pre":
+                return x + drop(fn(_layer_norm(cfg, f"{name}_norm")(x)), deterministic=deterministic)
+            return _layer_norm(cfg, f"{name}_norm")(x + drop(fn(x), deterministic=deterministic))
+
+        x = sublayer(x, "self_attention", lambda y: self._attention("self_attention", False)(
+            y, mask=mask, is_causal=self.causal, seq_lengths=seq_lengths, decode=decode,
+            deterministic=deterministic,
+        ))
+        if self.cross_attention:
+            x = sublayer(x, "cross_attention", lambda y: self._attention("cross_attention", True)(
+                y, context, mask=context_mask, seq_lengths=seq_lengths, kv_seq_lengths=context_lengths,
+                decode=decode, deterministic=deterministic,
+            ))
+        return sublayer(x, "mlp", lambda y: FeedForward(cfg, name="mlp")(y))
+
+
+class EncoderBlock(TransformerBlock):
+    """Bidirectional self-attention and feed-forward (the encoder of the original Transformer, BERT)."""
+
+    causal: bool = False
+    cross_attention: bool = False
+
+
+class DecoderBlock(TransformerBlock):
+    """Masked (causal) self-attention, optional cross-attention, feed-forward (GPT, seq2seq decoder)."""
+
+    causal: bool = True
+    cross_attention: bool = False
+
+
+class TransformerStack(nn.Module):
+    """``config.num_layers`` blocks, scanned or unrolled, and a final LayerNorm for pre-LN.
+
+    ``__call__(x, *, mask, seq_lengths, context, context_mask,
+    context_lengths, deterministic, decode)``: (B, T, D) -> (B, T, D). With
+    ``decode=True`` each layer's attention cache is used and updated (see
+    :class:`MultiHeadAttention`); scanned stacks store it with the batch
+    first, (B, num_layers, ...), so :func:`zoo.reorder_cache` works on it.
+    Parameters of a scanned stack have a leading ``layers`` axis.
+    """
+
+    config: TransformerConfig
+    causal: bool = False
+    cross_attention: bool = False
+
+    @nn.compact
+    def __call__(
+        self,
+        x: Array,
+        *,
+        mask: Array | None = None,
+        seq_lengths: Array | None = None,
+        context: Array | None = None,
+        context_mask: Array | None = None,
+        context_lengths: Array | None = None,
+        deterministic: bool = True,
+        decode: bool = False,
+    ) -> Array:
+        cfg = self.config
+        if decode and "cache" in self.variables:
+            check_cache_room(self.variables["cache"], x.shape[1], seq_lengths)  # scan would hide the values
+        args = (mask, seq_lengths, context, context_mask, context_lengths)
+        block = functools.partial(TransformerBlock, cfg, causal=self.causal, cross_attention=self.cross_attention)
+
+        def body(module, carry, *broadcast):
+            return module(carry, *broadcast, deterministic=deterministic, decode=decode), None
+
+        if cfg.remat:
+            body = nn.remat(body, prevent_cse=not cfg.scan_layers)
+        if cfg.scan_layers:
+            scanned = nn.scan(
+                body,
+                variable_axes={"params": 0, "cache": 1},  # cache keeps the batch first
+                split_rngs={"params": True, "dropout": True},
+                in_axes=(nn.broadcast,) * len(args),
+                length=cfg.num_layers,
+                metadata_params={nn.PARTITION_NAME: "layers"},
+            )
+            x, _ = scanned(block(name="layers"), x, *args)
+        else:
+            for i in range(cfg.num_layers):
+                x, _ = body(block(name=f"layers_{i}"), x, *args)
+        if cfg.layer_norm == "pre":
+            x = _layer_norm(cfg, "final_norm")(x)
+        return x
+
+
+class Encoder(TransformerStack):
+    """A stack of :class:`EncoderBlock` (bidirectional)."""
+
+    causal: bool = False
+    cross_attention: bool = False
+
+
+class Decoder(TransformerStack):
+    """A stack of :class:`DecoderBlock` (causal; ``cross_attention=True`` for seq2seq)."""
+
+    causal: bool = True
+    cross_attention: bool = False
