@@ -227,6 +227,9 @@ def test_argument_errors():
         zoo.dot_product_attention(q, k, v, local_window_size=(-1, 2))
     with pytest.raises(ValueError, match="implementation must be one of"):
         zoo.dot_product_attention(q, k, v, implementation="flash")
+    if jax.default_backend() != "gpu":
+        with pytest.raises(ValueError, match="implementation='cudnn' needs a GPU; the default backend is 'cpu'"):
+            zoo.dot_product_attention(q, k, v, implementation="cudnn")
 
 
 def test_length_values_checked_under_jit_only_in_checked_mode():
@@ -259,9 +262,9 @@ def test_blockwise_equals_dense_through_the_public_function(kw):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=5e-5)
 
 
-def test_default_picks_blockwise_for_long_sequences():
-    """implementation=None: long causal self-attention runs the blockwise kernel (no (T, T) intermediate)."""
-    t = 1024
+@pytest.mark.parametrize("t, blockwise", [(512, True), (256, False)])
+def test_default_picks_blockwise_for_long_sequences(t, blockwise):
+    """implementation=None: causal self-attention from T=512 runs the blockwise kernel (no (T, T) intermediate)."""
     q, k, v = (jnp.zeros((1, t, 1, 8), jnp.float32) for _ in range(3))
     jaxpr = jax.make_jaxpr(lambda q, k, v: zoo.dot_product_attention(q, k, v, is_causal=True))(q, k, v)
     sizes = []
@@ -273,4 +276,4 @@ def test_default_picks_blockwise_for_long_sequences():
                 walk(sub)
 
     walk(jaxpr.jaxpr)
-    assert max(sizes) < t * t
+    assert (max(sizes) < t * t) == blockwise

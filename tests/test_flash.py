@@ -112,6 +112,13 @@ CASES = {
                        None, None),
     "window_causal": (2, 31, 31, 4, 2, 8, {"is_causal": True, "local_window": (5, 0)}, None, None),
     "window_two_sided": (1, 25, 30, 2, 2, 8, {"local_window": (3, 9)}, None, None),
+    # interior (unmasked) block pairs beside masked ones, blocks of unequal size
+    "window_causal_lengths": (2, 40, 40, 2, 1, 8,
+                              {"is_causal": True, "local_window": (13, 0), "block_q": 4, "block_k": 8,
+                               "q_lengths": np.array([40, 21]), "kv_lengths": np.array([33, 40])}, None, None),
+    "window_lengths": (2, 37, 45, 2, 2, 4,
+                       {"local_window": (17, 9), "block_q": 8, "block_k": 4,
+                        "kv_lengths": np.array([45, 30])}, None, None),
     "bias_full": (2, 11, 17, 4, 2, 8, {}, (2, 4, 11, 17), None),
     "bias_broadcast": (2, 11, 17, 4, 2, 8, {"is_causal": False}, (4, 1, 17), None),
     "bias_2d_causal": (1, 19, 19, 2, 1, 8, {"is_causal": True}, (19, 19), None),
@@ -128,7 +135,7 @@ def _inputs(case, seed=0, dtype=np.float32):
     k = _randn((B, S, K, H), seed + 1, dtype)
     v = _randn((B, S, K, H), seed + 2, dtype)
     bias = None if bias_shape is None else _randn(bias_shape, seed + 3, dtype)
-    kw = {"scale": H**-0.5, "block_q": 8, "block_k": 8, **kw}
+    kw = {"scale": H**-0.5, "block_q": 8, "block_k": 8, **kw}  # small blocks: many block pairs
     if mask_shape is not None:
         kw["mask"] = np.random.default_rng(seed + 4).random(mask_shape) < 0.7
     return q, k, v, bias, kw

@@ -29,10 +29,21 @@ inside, over the query blocks that can see them, recomputing each block of
 probabilities ``P = exp(S - lse)`` from q and k; with ``D = rowsum(dO * O)``:
 
     dV += P^T dO        dP = dO V^T        dS = P * (dP - D)
-    dQ += scale * dS K  dK += scale * dS^T Q     dbias += dS
+    dQ += dS K          dK += dS^T Q       dbias += dS
 
-``dK`` and ``dV`` of the current key block live in the loop carry; ``dQ`` is
-a float32 buffer of the query's size, updated block by block.
+(the scale is folded into q before the kernel, so autodiff applies it to
+dQ). The loops hold ``P^T`` and ``dS^T`` (keys as rows), so that each of the
+five products meets its large (keys x queries) operand in the layout a
+matmul wants; only the small (rows x head_dim) blocks are transposed, once.
+``dK`` and ``dV`` of the current key block live in the loop carry; ``dQ``
+(transposed) is a float32 buffer of the query's size, updated block by block.
+
+Speed on CPU: the query heads that share a key/value head are stacked as
+rows of one (G * bq, H) block, so every product is a plain batched matmul
+over (B, K), and block pairs strictly inside the visible region (all but
+the diagonal blocks, for causal attention) skip the mask entirely. With
+these, the two forward products run near the machine's matmul peak; what
+remains is the softmax's elementwise work (max, exp, sums).
 
 Conventions and differences from ``jax.nn.dot_product_attention``:
 
@@ -73,7 +84,6 @@ __all__ = ["blockwise_attention"]
 class _Config(NamedTuple):
     """The static part of one attention call (hashable: a ``nondiff_argnums`` argument)."""
 
-    scale: float
     is_causal: bool
     window: tuple[int, int] | None  # (left, right)
     seq_q: int  # T before padding
@@ -114,9 +124,10 @@ def blockwise_attention(
         ``scale``. Differentiable (the gradient is computed block-wise).
       mask: optional booleans broadcastable to (B, N, T, S); True = may attend.
       block_q, block_k: block sizes along T and S. The defaults were the
-        fastest of 128/128, 256/256 and 256/512 for causal forward and
-        forward+backward at B=4, 8 heads, head_dim 64, T=4096 on a 2-core CPU
-        (256/512: about 12% and 20% faster than 128/128).
+        fastest of 128/256, 128/512, 256/256, 256/512, 512/512 and 512/1024
+        for causal forward and forward+backward at B=4, 8 heads, head_dim
+        64, T=4096 on a 2-core CPU (512/512 within 2%; 128/256 about 30%
+        slower).
 
     Returns:
       (B, T, N, H) in ``query.dtype``. Rows that see no key are zero.
@@ -155,15 +166,16 @@ def blockwise_attention(
     nq, nk = -(-T // bq), -(-S // bk)  # number of blocks (ceil)
     Tp, Sp = nq * bq, nk * bk  # padded lengths
 
-    # Blocked layouts, padding at the end of the sequence axis.
-    q = jnp.pad(query, ((0, 0), (0, Tp - T), (0, 0), (0, 0)))  # (B, Tp, N, H)
+    # Fold the scale into the queries (T x H multiplies instead of T x S; the
+    # gradient flows through it). Blocked layouts, padding at the end of the
+    # sequence axis, heads before positions so every block product is a plain
+    # batched matmul over (B, K) with no transposes inside the loops.
+    q = jnp.pad(query * jnp.asarray(scale, query.dtype), ((0, 0), (0, Tp - T), (0, 0), (0, 0)))  # (B, Tp, N, H)
     q = q.reshape(B, nq, bq, K, G, H)  # (B, nq, bq, K, G, H): head n = k * G + g
-    q = q.transpose(1, 0, 2, 3, 4, 5)  # (nq, B, bq, K, G, H)
+    q = q.transpose(1, 0, 3, 4, 2, 5)  # (nq, B, K, G, bq, H)
     kv_pad = ((0, 0), (0, Sp - S), (0, 0), (0, 0))
-    k = jnp.pad(key, kv_pad).reshape(B, nk, bk, K, H)  # (B, nk, bk, K, H)
-    k = k.transpose(1, 0, 2, 3, 4)  # (nk, B, bk, K, H)
-    v = jnp.pad(value, kv_pad).reshape(B, nk, bk, K, H)  # (B, nk, bk, K, H)
-    v = v.transpose(1, 0, 2, 3, 4)  # (nk, B, bk, K, H)
+    k = jnp.pad(key, kv_pad).reshape(B, nk, bk, K, H).transpose(1, 0, 3, 2, 4)  # (nk, B, K, bk, H)
+    v = jnp.pad(value, kv_pad).reshape(B, nk, bk, K, H).transpose(1, 0, 3, 2, 4)  # (nk, B, K, bk, H)
 
     dims = (B, N, K, T, S, Tp, Sp)
     bias5 = None if bias is None else _dense_to_grouped(jnp.asarray(bias), "bias", *dims, 0)
@@ -173,9 +185,9 @@ def blockwise_attention(
     if kv_lengths is not None:
         kv_lengths = jnp.asarray(kv_lengths, jnp.int32).reshape(B)  # (B,)
 
-    cfg = _Config(float(scale), bool(is_causal), local_window, T, S)
-    out = _flash(cfg, q, k, v, bias5, mask5, q_lengths, kv_lengths)  # (nq, B, bq, K, G, H)
-    out = out.transpose(1, 0, 2, 3, 4, 5).reshape(B, Tp, N, H)  # (B, Tp, N, H)
+    cfg = _Config(bool(is_causal), local_window, T, S)
+    out = _flash(cfg, q, k, v, bias5, mask5, q_lengths, kv_lengths)  # (nq, B, K, G, bq, H)
+    out = out.transpose(1, 0, 4, 2, 3, 5).reshape(B, Tp, N, H)  # (B, Tp, N, H)
     return out[:, :T]  # (B, T, N, H)
 
 
@@ -214,122 +226,177 @@ def _tile(x, i0, bq, j0, bk):
     return lax.dynamic_slice(x, starts, sizes)  # (B|1, K|1, G|1, bq|1, bk|1)
 
 
-def _visible(cfg, i0, bq, j0, bk, mask5, q_lengths, kv_lengths):
-    """Boolean (B|1, K|1, G|1, bq, bk): may query row i0 + a see key j0 + b?"""
+def _row_valid(cfg, i0, bq, q_lengths):
+    """Boolean (B|1, 1, 1, bq): is query row i0 + a a real, unpadded row?"""
+    rows = i0 + lax.iota(jnp.int32, bq)  # (bq,)
+    valid = (rows < cfg.seq_q)[None, None, None]  # (1, 1, 1, bq)
+    if q_lengths is not None:
+        valid = valid & (rows[None] < q_lengths[:, None])[:, None, None]  # (B, 1, 1, bq)
+    return valid
+
+
+def _visible(cfg, i0, bq, j0, bk, mask5, kv_lengths):
+    """Boolean (B|1, K|1, G|1, bq, bk): may query row i0 + a see key j0 + b?
+
+    Only the keys' side: rows past T or past ``q_lengths`` are handled by
+    :func:`_row_valid` (their outputs are zeroed and their ``lse`` is +inf).
+    """
     rows = (i0 + lax.iota(jnp.int32, bq))[:, None]  # (bq, 1)
     cols = (j0 + lax.iota(jnp.int32, bk))[None, :]  # (1, bk)
-    vis = (rows < cfg.seq_q) & (cols < cfg.seq_k)  # (bq, bk): padding is invisible
+    vis = cols < cfg.seq_k  # (1, bk): padding is invisible
     if cfg.is_causal:
-        vis &= cols <= rows
+        vis = vis & (cols <= rows)
     if cfg.window is not None:
         left, right = cfg.window
-        vis &= (cols >= rows - left) & (cols <= rows + right)
-    vis = vis[None, None, None]  # (1, 1, 1, bq, bk)
-    if q_lengths is not None:
-        vis &= (rows[None] < q_lengths[:, None, None])[:, None, None]  # (B, 1, 1, bq, 1)
+        vis = vis & (cols >= rows - left) & (cols <= rows + right)
+    vis = jnp.broadcast_to(vis, (bq, bk))[None, None, None]  # (1, 1, 1, bq, bk)
     if kv_lengths is not None:
-        vis &= (cols[None] < kv_lengths[:, None, None])[:, None, None]  # (B, 1, 1, 1, bk)
+        vis = vis & (cols[None] < kv_lengths[:, None, None])[:, None, None]  # (B, 1, 1, 1, bk)
     if mask5 is not None:
-        vis &= _tile(mask5, i0, bq, j0, bk)  # (B|1, K|1, G|1, bq|1, bk|1)
+        vis = vis & _tile(mask5, i0, bq, j0, bk)  # (B|1, K|1, G|1, bq|1, bk|1)
     return vis
-
-
-def _logits(cfg, q_blk, k_blk, bias5, vis, i0, j0, acc_dtype):
-    """Masked logits (B, K, G, bq, bk) in ``acc_dtype``; invisible entries are -inf."""
-    bq, bk = q_blk.shape[1], k_blk.shape[1]
-    # q_blk (B, bq, K, G, H), k_blk (B, bk, K, H) -> (B, K, G, bq, bk)
-    s = jnp.einsum("bqkgh,bskh->bkgqs", q_blk, k_blk, preferred_element_type=acc_dtype)
-    s = s * jnp.asarray(cfg.scale, acc_dtype)
-    if bias5 is not None:
-        s = s + _tile(bias5, i0, bq, j0, bk).astype(acc_dtype)
-    return jnp.where(vis, s, -jnp.inf)
 
 
 # ----------------------------------------------------------------------------
 # which blocks can see each other (traced integers; the loops skip the rest)
+#
+# Each loop over blocks runs in up to three parts: masked blocks, interior
+# blocks and masked blocks again. An interior block pair is one where every
+# row sees every key (under the causal diagonal, inside the window, before
+# every kv length), so it needs no mask at all; for causal attention only the
+# blocks on the diagonal are masked. With a dense ``mask`` every block is.
 
 
 def _max_length(lengths, full):
     return jnp.int32(full) if lengths is None else jnp.clip(jnp.max(lengths), 0, full)
 
 
-def _key_block_range(cfg, i, bq, bk, q_lengths, kv_lengths):
-    """[lo, hi): the key blocks that some query of query block ``i`` may see."""
+def _min_length(lengths, full):
+    return jnp.int32(full) if lengths is None else jnp.clip(jnp.min(lengths), 0, full)
+
+
+def _split(lo, hi, f_lo, f_hi):
+    """Clamp the interior [f_lo, f_hi) into [lo, hi): lo <= f_lo <= f_hi <= hi."""
+    f_lo = jnp.clip(f_lo, lo, hi)
+    return f_lo, jnp.clip(f_hi, f_lo, hi)
+
+
+def _key_block_range(cfg, i, bq, bk, q_lengths, kv_lengths, dense_mask):
+    """(lo, f_lo, f_hi, hi): key blocks some row of query block ``i`` may see, [f_lo, f_hi) interior."""
     row_lo = i * bq
     row_hi = jnp.minimum(row_lo + bq, _max_length(q_lengths, cfg.seq_q))  # rows [row_lo, row_hi)
     col_lo, col_hi = jnp.int32(0), _max_length(kv_lengths, cfg.seq_k)  # keys [col_lo, col_hi)
+    full_lo, full_hi = jnp.int32(0), _min_length(kv_lengths, cfg.seq_k)  # keys every row sees
     if cfg.is_causal:
         col_hi = jnp.minimum(col_hi, row_hi)  # key j <= last row
+        full_hi = jnp.minimum(full_hi, row_lo + 1)  # key j <= first row
     if cfg.window is not None:
         left, right = cfg.window
         col_lo = jnp.maximum(col_lo, row_lo - left)
         col_hi = jnp.minimum(col_hi, row_hi + right)
+        full_lo = jnp.maximum(full_lo, row_lo + bq - 1 - left)
+        full_hi = jnp.minimum(full_hi, row_lo + right + 1)
     col_hi = jnp.where(row_hi > row_lo, col_hi, col_lo)  # no valid row: no key block
     lo = col_lo // bk
-    return lo, jnp.maximum(-(-col_hi // bk), lo)
+    hi = jnp.maximum(-(-col_hi // bk), lo)
+    if dense_mask:
+        return lo, hi, hi, hi
+    return (lo, *_split(lo, hi, -(-full_lo // bk), full_hi // bk), hi)
 
 
-def _query_block_range(cfg, j, bq, bk, q_lengths, kv_lengths):
-    """[lo, hi): the query blocks with some row that may see a key of key block ``j``."""
+def _query_block_range(cfg, j, bq, bk, q_lengths, kv_lengths, dense_mask):
+    """(lo, f_lo, f_hi, hi): query blocks with a row that may see key block ``j``, [f_lo, f_hi) interior."""
     col_lo = j * bk
     col_hi = jnp.minimum(col_lo + bk, _max_length(kv_lengths, cfg.seq_k))  # keys [col_lo, col_hi)
     row_lo, row_hi = jnp.int32(0), _max_length(q_lengths, cfg.seq_q)  # rows [row_lo, row_hi)
+    # Rows where every key of the block is visible (rows past their length
+    # have lse = +inf, so they need no mask in the backward pass).
+    keys_valid = col_lo + bk <= _min_length(kv_lengths, cfg.seq_k)
+    full_lo, full_hi = jnp.int32(0), jnp.where(keys_valid, jnp.int32(cfg.seq_q + bq), 0)
     if cfg.is_causal:
         row_lo = jnp.maximum(row_lo, col_lo)  # row i >= first key
+        full_lo = jnp.maximum(full_lo, col_lo + bk - 1)  # row i >= last key
     if cfg.window is not None:
         left, right = cfg.window
         row_lo = jnp.maximum(row_lo, col_lo - right)
         row_hi = jnp.minimum(row_hi, col_hi + left)
+        full_lo = jnp.maximum(full_lo, col_lo + bk - 1 - right)  # last key <= first row + right
+        full_hi = jnp.minimum(full_hi, col_lo + left + 1)  # every row <= first key + left
     row_hi = jnp.where(col_hi > col_lo, row_hi, row_lo)  # no valid key: no query block
     lo = row_lo // bq
-    return lo, jnp.maximum(-(-row_hi // bq), lo)
+    hi = jnp.maximum(-(-row_hi // bq), lo)
+    if dense_mask:
+        return lo, hi, hi, hi
+    # interior query blocks: first row >= full_lo and last row < full_hi
+    return (lo, *_split(lo, hi, -(-full_lo // bq), full_hi // bq), hi)
+
+
+def _three_loops(lo, f_lo, f_hi, hi, step, carry):
+    """Run ``step(j, carry, masked)`` over [lo, f_lo) and [f_hi, hi) masked and [f_lo, f_hi) not."""
+    carry = lax.fori_loop(lo, f_lo, functools.partial(step, masked=True), carry)
+    carry = lax.fori_loop(f_lo, f_hi, functools.partial(step, masked=False), carry)
+    return lax.fori_loop(f_hi, hi, functools.partial(step, masked=True), carry)
 
 
 # ----------------------------------------------------------------------------
 # forward
 
 
+def _merge_rows(x, G, bq):
+    """(B|1, K|1, G|1, bq|1, ...) -> (B|1, K|1, G * bq, ...): the query rows of a block, heads first."""
+    x = jnp.broadcast_to(x, x.shape[:2] + (G, bq) + x.shape[4:])
+    return x.reshape(x.shape[:2] + (-1,) + x.shape[4:])
+
+
 def _forward(cfg, q, k, v, bias5, mask5, q_lengths, kv_lengths):
-    """Blocked inputs -> (out (nq, B, bq, K, G, H), lse (nq, B, K, G, bq))."""
-    nq, B, bq, K, G, H = q.shape
-    bk = k.shape[2]
+    """Blocked inputs -> (out (nq, B, K, G, bq, H), lse (nq, B, K, G, bq))."""
+    nq, B, K, G, bq, H = q.shape
+    bk = k.shape[3]
+    R = G * bq  # rows of a query block: the G query heads of a key/value head, bq positions each
     acc_dtype = jnp.promote_types(q.dtype, jnp.float32)
+    q_r = q.reshape(nq, B, K, R, H)  # (nq, B, K, R, H)
+    kT = k.swapaxes(-1, -2)  # (nk, B, K, H, bk): the logits product is a plain (R, H) x (H, bk) matmul
 
     def query_block(_, inputs):
-        i, q_blk = inputs  # q_blk (B, bq, K, G, H)
+        i, q_blk = inputs  # q_blk (B, K, R, H)
         i0 = i * bq
 
-        def key_block(j, carry):
-            m, l, acc = carry  # (B, K, G, bq), (B, K, G, bq), (B, K, G, bq, H)
+        def key_block(j, carry, masked):
+            m, l, acc = carry  # (B, K, R), (B, K, R), (B, K, R, H)
             j0 = j * bk
-            vis = _visible(cfg, i0, bq, j0, bk, mask5, q_lengths, kv_lengths)
-            s = _logits(cfg, q_blk, k[j], bias5, vis, i0, j0, acc_dtype)  # (B, K, G, bq, bk)
-            m_new = jnp.maximum(m, s.max(axis=-1))  # (B, K, G, bq); -inf while nothing is visible
-            m_safe = jnp.where(m_new == -jnp.inf, 0.0, m_new)  # finite, so no (-inf) - (-inf)
-            p = jnp.exp(s - m_safe[..., None])  # (B, K, G, bq, bk); 0 where invisible
-            alpha = jnp.exp(m - m_safe)  # rescales the old sums; 0 while they are empty
+            s = jnp.einsum("bkrh,bkhs->bkrs", q_blk, kT[j], preferred_element_type=acc_dtype)  # (B, K, R, bk)
+            if bias5 is not None:
+                s = s + _merge_rows(_tile(bias5, i0, bq, j0, bk), G, bq).astype(acc_dtype)
+            if masked:
+                vis = _merge_rows(_visible(cfg, i0, bq, j0, bk, mask5, kv_lengths), G, bq)  # (B|1, K|1, R, bk)
+                s = jnp.where(vis, s, -jnp.inf)
+            m_new = jnp.maximum(m, s.max(axis=-1))  # (B, K, R); -inf while nothing is visible
+            if masked:
+                m_new = jnp.where(m_new == -jnp.inf, 0.0, m_new)  # finite, so no (-inf) - (-inf)
+            p = jnp.exp(s - m_new[..., None])  # (B, K, R, bk); 0 where invisible
+            alpha = jnp.exp(m - m_new)  # rescales the old sums; 0 while they are empty
             l = alpha * l + p.sum(axis=-1)
-            pv = jnp.einsum("bkgqs,bskh->bkgqh", p.astype(v.dtype), v[j], preferred_element_type=acc_dtype)
-            acc = alpha[..., None] * acc + pv  # (B, K, G, bq, H)
+            pv = jnp.einsum("bkrs,bksh->bkrh", p.astype(v.dtype), v[j], preferred_element_type=acc_dtype)
+            acc = alpha[..., None] * acc + pv  # (B, K, R, H)
             return m_new, l, acc
 
         init = (
-            jnp.full((B, K, G, bq), -jnp.inf, acc_dtype),  # m
-            jnp.zeros((B, K, G, bq), acc_dtype),  # l
-            jnp.zeros((B, K, G, bq, H), acc_dtype),  # acc
+            jnp.full((B, K, R), -jnp.inf, acc_dtype),  # m
+            jnp.zeros((B, K, R), acc_dtype),  # l
+            jnp.zeros((B, K, R, H), acc_dtype),  # acc
         )
-        lo, hi = _key_block_range(cfg, i, bq, bk, q_lengths, kv_lengths)
-        m, l, acc = lax.fori_loop(lo, hi, key_block, init)
-        seen = l > 0  # (B, K, G, bq): the row saw at least one key
+        ranges = _key_block_range(cfg, i, bq, bk, q_lengths, kv_lengths, mask5 is not None)
+        m, l, acc = _three_loops(*ranges, key_block, init)
+        valid = _merge_rows(_row_valid(cfg, i0, bq, q_lengths), G, bq)  # (B|1, 1, R)
+        seen = (l > 0) & valid  # (B, K, R): a real row that saw a key
         l_safe = jnp.where(seen, l, 1.0)
-        out = jnp.where(seen[..., None], acc / l_safe[..., None], 0.0)  # (B, K, G, bq, H)
+        out = jnp.where(seen[..., None], acc / l_safe[..., None], 0.0)  # (B, K, R, H)
         # lse = +inf on empty rows makes the backward P = exp(s - lse) exactly 0 there.
-        lse = jnp.where(seen, m + jnp.log(l_safe), jnp.inf)  # (B, K, G, bq)
-        out = out.transpose(0, 3, 1, 2, 4).astype(q.dtype)  # (B, bq, K, G, H)
-        return None, (out, lse)
+        lse = jnp.where(seen, m + jnp.log(l_safe), jnp.inf)  # (B, K, R)
+        return None, (out.astype(q.dtype), lse)
 
-    _, (out, lse) = lax.scan(query_block, None, (jnp.arange(nq, dtype=jnp.int32), q))
-    return out, lse  # (nq, B, bq, K, G, H), (nq, B, K, G, bq)
+    _, (out, lse) = lax.scan(query_block, None, (jnp.arange(nq, dtype=jnp.int32), q_r))
+    return out.reshape(q.shape), lse.reshape(q.shape[:-1])  # (nq, B, K, G, bq, H), (nq, B, K, G, bq)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -348,50 +415,63 @@ def _flash_fwd(cfg, q, k, v, bias5, mask5, q_lengths, kv_lengths):
 
 def _flash_bwd(cfg, residuals, d_out):
     q, k, v, bias5, mask5, q_lengths, kv_lengths, out, lse = residuals
-    nq, B, bq, K, G, H = q.shape
-    nk, bk = k.shape[0], k.shape[2]
+    nq, B, K, G, bq, H = q.shape
+    nk, bk = k.shape[0], k.shape[3]
+    R = G * bq  # rows of a query block: the G query heads of a key/value head, bq positions each
     acc_dtype = jnp.promote_types(q.dtype, jnp.float32)
 
+    # The loops work on transposed blocks (keys as rows: P^T, dS^T, (bk, R)),
+    # so that every product meets its big (bk, R) operand in the layout a
+    # matmul wants and nothing of that size is ever transposed; only the small
+    # (R, H) blocks are, once, here.
+    q_r = q.reshape(nq, B, K, R, H)  # (nq, B, K, R, H)
+    qT = q_r.swapaxes(-1, -2)  # (nq, B, K, H, R)
+    do_r = d_out.reshape(nq, B, K, R, H)  # (nq, B, K, R, H)
+    doT = do_r.swapaxes(-1, -2)  # (nq, B, K, H, R)
+    kT = k.swapaxes(-1, -2)  # (nk, B, K, H, bk)
+    lse_r = lse.reshape(nq, B, K, R)  # (nq, B, K, R)
     # D = rowsum(dO * O), the softmax-Jacobian correction of each row.
-    d_rows = jnp.sum(d_out.astype(acc_dtype) * out.astype(acc_dtype), axis=-1)  # (nq, B, bq, K, G)
-    d_rows = d_rows.transpose(0, 1, 3, 4, 2)  # (nq, B, K, G, bq)
+    d_rows = jnp.sum(do_r.astype(acc_dtype) * out.reshape(nq, B, K, R, H).astype(acc_dtype), axis=-1)  # (nq, B, K, R)
+
+    def transposed(x):
+        """(B|1, K|1, G|1, bq|1, bk|1) tile -> (B, K, bk, R), keys first."""
+        x = jnp.broadcast_to(x, (B, K, G, bq, bk))
+        return jnp.moveaxis(x, -1, 2).reshape(B, K, bk, R)
 
     def key_block(carry, inputs):
-        dq, dbias = carry  # (nq, B, bq, K, G, H) acc_dtype; bias-shaped acc_dtype or None
-        j, k_blk, v_blk = inputs  # k_blk, v_blk (B, bk, K, H)
+        dqT, dbias = carry  # (nq, B, K, H, R) acc_dtype; bias-shaped acc_dtype or None
+        j, k_blk, kT_blk, v_blk = inputs  # (B, K, bk, H), (B, K, H, bk), (B, K, bk, H)
         j0 = j * bk
 
-        def query_block(i, carry):
-            dk, dv, dq, dbias = carry  # dk, dv (B, bk, K, H)
+        def query_block(i, carry, masked):
+            dk, dv, dqT, dbias = carry  # dk, dv (B, K, bk, H)
             i0 = i * bq
-            q_blk, do_blk = q[i], d_out[i]  # (B, bq, K, G, H)
-            vis = _visible(cfg, i0, bq, j0, bk, mask5, q_lengths, kv_lengths)
-            s = _logits(cfg, q_blk, k_blk, bias5, vis, i0, j0, acc_dtype)  # (B, K, G, bq, bk)
-            p = jnp.exp(s - lse[i][..., None])  # (B, K, G, bq, bk), the forward probabilities
-            dv = dv + jnp.einsum(
-                "bkgqs,bqkgh->bskh", p.astype(do_blk.dtype), do_blk, preferred_element_type=acc_dtype
-            )
-            dp = jnp.einsum("bqkgh,bskh->bkgqs", do_blk, v_blk, preferred_element_type=acc_dtype)
-            ds = p * (dp - d_rows[i][..., None])  # (B, K, G, bq, bk): d loss / d logits
-            dq_blk = jnp.einsum(
-                "bkgqs,bskh->bqkgh", ds.astype(k.dtype), k_blk, preferred_element_type=acc_dtype
-            )
-            dq = lax.dynamic_update_index_in_dim(dq, dq[i] + cfg.scale * dq_blk, i, 0)
-            dk = dk + cfg.scale * jnp.einsum(
-                "bkgqs,bqkgh->bskh", ds.astype(q.dtype), q_blk, preferred_element_type=acc_dtype
-            )
+            sT = jnp.einsum("bksh,bkhr->bksr", k_blk, qT[i], preferred_element_type=acc_dtype)  # (B, K, bk, R)
+            if bias5 is not None:
+                sT = sT + transposed(_tile(bias5, i0, bq, j0, bk)).astype(acc_dtype)
+            pT = jnp.exp(sT - lse_r[i][:, :, None, :])  # (B, K, bk, R), the forward probabilities
+            if masked:
+                pT = jnp.where(transposed(_visible(cfg, i0, bq, j0, bk, mask5, kv_lengths)), pT, 0.0)
+            dv = dv + jnp.einsum("bksr,bkrh->bksh", pT.astype(d_out.dtype), do_r[i], preferred_element_type=acc_dtype)
+            dpT = jnp.einsum("bksh,bkhr->bksr", v_blk, doT[i], preferred_element_type=acc_dtype)  # (B, K, bk, R)
+            dsT = pT * (dpT - d_rows[i][:, :, None, :])  # (B, K, bk, R): d loss / d logits, transposed
+            dk = dk + jnp.einsum("bksr,bkrh->bksh", dsT.astype(q.dtype), q_r[i], preferred_element_type=acc_dtype)
+            dqT_blk = jnp.einsum("bkhs,bksr->bkhr", kT_blk, dsT.astype(k.dtype), preferred_element_type=acc_dtype)
+            dqT = lax.dynamic_update_index_in_dim(dqT, dqT[i] + dqT_blk, i, 0)  # (nq, B, K, H, R)
             if dbias is not None:
+                ds = jnp.moveaxis(dsT.reshape(B, K, bk, G, bq), 2, -1)  # (B, K, G, bq, bk)
                 dbias = _add_tile(dbias, ds, i0, bq, j0, bk)
-            return dk, dv, dq, dbias
+            return dk, dv, dqT, dbias
 
-        zeros = jnp.zeros((B, bk, K, H), acc_dtype)
-        lo, hi = _query_block_range(cfg, j, bq, bk, q_lengths, kv_lengths)
-        dk, dv, dq, dbias = lax.fori_loop(lo, hi, query_block, (zeros, zeros, dq, dbias))
-        return (dq, dbias), (dk.astype(k.dtype), dv.astype(v.dtype))
+        zeros = jnp.zeros((B, K, bk, H), acc_dtype)
+        ranges = _query_block_range(cfg, j, bq, bk, q_lengths, kv_lengths, mask5 is not None)
+        dk, dv, dqT, dbias = _three_loops(*ranges, query_block, (zeros, zeros, dqT, dbias))
+        return (dqT, dbias), (dk.astype(k.dtype), dv.astype(v.dtype))
 
-    dq0 = jnp.zeros(q.shape, acc_dtype)  # (nq, B, bq, K, G, H)
+    dqT0 = jnp.zeros((nq, B, K, H, R), acc_dtype)
     dbias0 = None if bias5 is None else jnp.zeros(bias5.shape, acc_dtype)
-    (dq, dbias), (dk, dv) = lax.scan(key_block, (dq0, dbias0), (jnp.arange(nk, dtype=jnp.int32), k, v))
+    (dqT, dbias), (dk, dv) = lax.scan(key_block, (dqT0, dbias0), (jnp.arange(nk, dtype=jnp.int32), k, kT, v))
+    dq = dqT.swapaxes(-1, -2).reshape(q.shape)  # (nq, B, K, G, bq, H)
     dbias = None if bias5 is None else dbias.astype(bias5.dtype)
     # Masks and lengths are not differentiable: zero (None) cotangents.
     return dq.astype(q.dtype), dk, dv, dbias, None, None, None
