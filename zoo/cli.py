@@ -53,6 +53,10 @@ COMMANDS = Group(
                     "zoo.bench.recurrent:main",
                     "fwd and fwd+bwd tokens/s of zoo's recurrent cells vs flax.linen and torch",
                 ),
+                "attention": Command(
+                    "zoo.bench.attention:main",
+                    "fwd and fwd+bwd tokens/s and peak memory of zoo's attention vs jax.nn and torch",
+                ),
             },
         ),
     },

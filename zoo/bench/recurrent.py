@@ -30,7 +30,6 @@ Run it as ``zoo bench recurrent [flags]`` (``--help`` lists them) or through
 from __future__ import annotations
 
 import dataclasses
-import shlex
 import sys
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
@@ -260,11 +259,7 @@ def run(cfg: Config, command: str) -> tuple[dict[str, Any], str]:
 
     _add_ratios(rows)
     env["other_processes_cpu_share"] = other = other_load.fraction()
-    if other is not None and other > MAX_OTHER_LOAD:
-        notes.append(
-            f"Other processes used {other:.0%} of the CPU time during the run: timings are unreliable "
-            "(PyTorch's spinning threads suffer most); rerun on an idle machine."
-        )
+    notes += timing.other_load_notes(other, MAX_OTHER_LOAD)
     if torch_device and (torch_device == "cpu") != (env["jax_platform"] == "cpu"):
         notes.append(
             f"torch ran on {torch_device}, JAX on {env['jax_platform']}: ratios vs torch mix devices."
@@ -307,14 +302,6 @@ def _row_json(r: Row, tokens: int) -> dict[str, Any]:
     }
 
 
-def _ms(t: Timing) -> str:
-    def f(s: float) -> str:
-        ms = s * 1e3
-        return f"{ms:.1f}" if ms >= 10 else f"{ms:.2f}"
-
-    return f"{f(t.median_s)} ({f(t.min_s)}–{f(t.max_s)})"
-
-
 def _compile(r: Row) -> str:
     if r.fwd.compile_s is None:
         return "—"
@@ -323,19 +310,12 @@ def _compile(r: Row) -> str:
 
 def render_markdown(data: dict[str, Any], rows: Sequence[Row], cfg: Config) -> str:
     """The header (device, versions, threads, shapes, date, command), the table, then method and notes."""
-    env, v = data["environment"], data["environment"]["versions"]
-    torch_part = ""
-    if "torch_device" in env:
-        torch_part = f"; torch on {env['torch_device']} with torch.set_num_threads({env['torch_threads']})"
-    kind = env["jax_platform"]
-    if env["jax_device_kind"].lower() != kind:
-        kind += f" ({env['jax_device_kind']})"
-    versions = f"jax {v['jax']}, jaxlib {v['jaxlib']}, flax {v['flax']}, torch {v['torch'] or 'absent'}"
+    env = data["environment"]
     header = [
         "**Recurrent layers: tokens/s** (higher is better)",
         "",
-        f"- device: JAX {kind}, {env['cpu']}, {env['threads']} CPU threads{torch_part}",
-        f"- versions: {versions}",
+        timing.device_line(env),
+        timing.versions_line(env),
         f"- shapes: batch {cfg.batch} × seq {cfg.seq_len}, input {cfg.input_size} → hidden {cfg.hidden}, "
         "float32, one layer, one direction",
         f"- date: {data['date']}",
@@ -351,7 +331,7 @@ def render_markdown(data: dict[str, Any], rows: Sequence[Row], cfg: Config) -> s
             timing.format_rate(r.fwd.rate(cfg.tokens)),
             timing.format_rate(r.fwd_bwd.rate(cfg.tokens)),
             timing.format_ratio(r.fwd_bwd_vs_torch), timing.format_ratio(r.fwd_bwd_vs_flax),
-            _ms(r.fwd), _ms(r.fwd_bwd), _compile(r),
+            timing.format_ms(r.fwd), timing.format_ms(r.fwd_bwd), _compile(r),
         ]
         for r in rows
     ]
@@ -376,16 +356,4 @@ def parse_config(argv: Sequence[str], prog: str = "zoo bench recurrent") -> Conf
 
 def main(argv: Sequence[str] | None = None, prog: str = "zoo bench recurrent") -> int:
     """``zoo bench recurrent``: run, print the Markdown report, write files with --out."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    cfg = parse_config(argv, prog)
-    try:
-        cfg.resolved()
-    except ValueError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    data, markdown = run(cfg, command=" ".join([prog, *map(shlex.quote, argv)]))
-    print(markdown, end="")
-    if cfg.out is not None:
-        for path in timing.write_results(cfg.out, "recurrent", data, markdown):
-            print(f"wrote {path}", file=sys.stderr)
-    return 0
+    return timing.bench_main(argv, prog, parse_config, run, "recurrent")

@@ -1,6 +1,6 @@
 """Shared timing and environment helpers for zoo's benchmarks.
 
-Every benchmark (recurrent layers now; attention and GPT later) measures the
+Every benchmark (recurrent layers and attention now; GPT later) measures the
 same way, with :func:`time_calls`:
 
 * the function is compiled (JAX: :func:`compile_jax`, ahead of time, and the
@@ -33,7 +33,9 @@ import json
 import os
 import platform
 import re
+import shlex
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -50,12 +52,17 @@ __all__ = [
     "torch_available",
     "environment",
     "OtherLoad",
+    "other_load_notes",
     "device_slug",
     "utc_now",
     "format_rate",
     "format_ratio",
+    "format_ms",
+    "device_line",
+    "versions_line",
     "markdown_table",
     "write_results",
+    "bench_main",
 ]
 
 
@@ -181,8 +188,9 @@ class OtherLoad:
     """Share of all CPU time that *other* processes used since construction (Linux only).
 
     Reads the machine's busy time from /proc/stat and subtracts this
-    process's own CPU time (all its threads). On a shared machine the
-    timings are only as good as this is close to zero; :meth:`fraction`
+    process's own CPU time (all its threads) and that of its children that
+    have ended (benchmark worker processes, waited for). On a shared machine
+    the timings are only as good as this is close to zero; :meth:`fraction`
     is None where /proc/stat is unavailable.
     """
 
@@ -199,7 +207,8 @@ class OtherLoad:
             return None
         total = sum(jiffies[:8]) / hz  # user..steal; guest time is already in user
         idle = (jiffies[3] + jiffies[4]) / hz  # idle + iowait
-        return total - idle, total, time.process_time()
+        t = os.times()
+        return total - idle, total, time.process_time() + t.children_user + t.children_system
 
     def fraction(self) -> float | None:
         end = self._sample()
@@ -207,6 +216,16 @@ class OtherLoad:
             return None
         busy, total, own = (b - a for a, b in zip(self._start, end))
         return min(max(busy - own, 0.0) / max(total, 1e-9), 1.0)
+
+
+def other_load_notes(share: float | None, limit: float) -> list[str]:
+    """The note for under a table when other processes took more than ``limit`` of the CPU (else none)."""
+    if share is None or share <= limit:
+        return []
+    return [
+        f"Other processes used {share:.0%} of the CPU time during the run: timings are unreliable "
+        "(PyTorch's spinning threads suffer most); rerun on an idle machine."
+    ]
 
 
 def package_version(name: str) -> str | None:
@@ -271,6 +290,34 @@ def format_ratio(x: float | None) -> str:
     return "—" if x is None else f"{x:.2f}×"
 
 
+def format_ms(t: Timing) -> str:
+    """Median and range in milliseconds: ``12.3 (11.9–14.0)`` (two decimals below 10 ms)."""
+
+    def f(s: float) -> str:
+        ms = s * 1e3
+        return f"{ms:.1f}" if ms >= 10 else f"{ms:.2f}"
+
+    return f"{f(t.median_s)} ({f(t.min_s)}–{f(t.max_s)})"
+
+
+def device_line(env: dict[str, Any]) -> str:
+    """The header's ``- device: ...`` line: JAX device, processor, threads, and torch's if it ran."""
+    torch_part = ""
+    if "torch_device" in env:
+        torch_part = f"; torch on {env['torch_device']} with torch.set_num_threads({env['torch_threads']})"
+    kind = env["jax_platform"]
+    if env["jax_device_kind"].lower() != kind:
+        kind += f" ({env['jax_device_kind']})"
+    return f"- device: JAX {kind}, {env['cpu']}, {env['threads']} CPU threads{torch_part}"
+
+
+def versions_line(env: dict[str, Any]) -> str:
+    """The header's ``- versions: ...`` line."""
+    v = env["versions"]
+    torch = v["torch"] or "absent"
+    return f"- versions: jax {v['jax']}, jaxlib {v['jaxlib']}, flax {v['flax']}, torch {torch}"
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str | None = None) -> str:
     """A GitHub Markdown table; ``align`` has one of ``l``/``r`` per column (default: first left)."""
     align = align or "l" + "r" * (len(headers) - 1)
@@ -287,3 +334,34 @@ def write_results(out_dir: str | os.PathLike, stem: str, data: dict[str, Any], m
     json_path.write_text(json.dumps(data, indent=2, default=str) + "\n")
     md_path.write_text(markdown.rstrip("\n") + "\n")
     return [json_path, md_path]
+
+
+def bench_main(
+    argv: Sequence[str] | None,
+    prog: str,
+    parse_config: Callable[[Sequence[str], str], Any],
+    run: Callable[..., tuple[dict[str, Any], str]],
+    stem: str | Callable[[dict[str, Any]], str],
+) -> int:
+    """The body of every ``zoo bench <name>`` command.
+
+    Parses the flags into a config (``parse_config(argv, prog)``), checks it
+    (``config.resolved()``: a ``ValueError`` is a usage error, exit 2), runs
+    ``run(config, command=...)``, prints the Markdown report on stdout and,
+    when the config's ``out`` is set, writes ``<stem>.json`` and ``<stem>.md``
+    there (``stem`` may be a function of the results, e.g. to name the device).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cfg = parse_config(argv, prog)
+    try:
+        cfg.resolved()
+    except ValueError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    data, markdown = run(cfg, command=" ".join([prog, *map(shlex.quote, argv)]))
+    print(markdown, end="")
+    if cfg.out is not None:
+        name = stem(data) if callable(stem) else stem
+        for path in write_results(cfg.out, name, data, markdown):
+            print(f"wrote {path}", file=sys.stderr)
+    return 0

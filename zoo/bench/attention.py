@@ -1,0 +1,619 @@
+"""Attention throughput and memory: zoo's kernels beside jax.nn and PyTorch.
+
+What is measured, per implementation and sequence length T, on
+self-attention over ``(batch, T, heads, head_dim)`` queries, keys and values
+(causal by default, float32 by default):
+
+* **fwd**: the attention output ``(batch, T, heads, head_dim)``.
+  JAX: ``jax.jit(lambda q, k, v: attention(q, k, v))``. PyTorch: under
+  ``torch.no_grad()``.
+* **fwd+bwd**: the gradient of ``output.sum()`` with respect to q, k and v.
+  JAX: ``jax.jit(jax.grad(loss, argnums=(0, 1, 2)))``. PyTorch:
+  ``out.sum().backward()`` with q, k, v requiring gradients.
+* **peak memory**: the high-water resident memory of the process that ran
+  the measurement (``ru_maxrss``): Python, the runtime, the inputs, the
+  compilation and the calls together. Each (implementation, T, mode) runs in
+  a fresh worker process, so no figure carries over from a larger one; the
+  JSON also keeps each worker's resident memory just before compilation
+  (``baseline_rss_kib``). On a GPU, the device's own peak is reported too.
+
+Throughput is ``batch * T`` tokens divided by the median wall time of the
+timed calls; the method (ahead-of-time compilation excluded and reported
+separately, warm-up calls, synchronisation around every timed call, inputs
+rotated among pre-generated arrays) is that of :mod:`zoo.bench.timing`. When
+the first warm-up call says ``--repeats`` calls would take longer than
+``--budget-s``, fewer are timed (never fewer than 3).
+
+Implementations: ``zoo.dot_product_attention`` with
+``implementation='blockwise'`` (the FlashAttention kernel) and ``'xla'``
+(dense logits); ``jax.nn.dot_product_attention(implementation=None)``; and,
+when torch is installed, ``torch.nn.functional.scaled_dot_product_attention``
+on ``(batch, heads, T, head_dim)`` with ``torch.set_num_threads`` set to the
+cores JAX uses.
+
+Memory safety: the dense implementations need ``batch * heads * T**2``
+logits (34 GB at the default shapes and T=16384). Each worker runs under an
+address-space limit (``RLIMIT_AS``, ``--mem-limit-gb``; default 75% of the
+physical memory on CPU, none on GPU, where drivers reserve address space),
+so an allocation beyond it fails inside the worker instead of exhausting
+the machine; a dense configuration whose logits alone exceed the limit is
+not started at all. Either way the table says ``OOM``; other failures say
+``error`` or ``timeout`` (``--timeout-s``), with the message under the table.
+XLA:CPU needs about 2 GB of address space to start its threads: a limit much
+below that makes every worker fail (reported as OOM).
+
+Run it as ``zoo bench attention [flags]`` (``--help`` lists them) or through
+``benchmarks/attention.py``, which writes the published results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator, Literal, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tyro
+from tqdm import tqdm
+
+import zoo
+from zoo.bench import timing
+from zoo.bench.timing import Timing
+
+# --quick: tiny shapes, so a full run takes seconds of work (plus a second or so per worker process)
+QUICK = dict(batch=1, heads=2, head_dim=32, seq_lens=(64, 128), repeats=2, warmup=1)
+
+# Above this share of the CPU time used by other processes, the report says its timings are unreliable.
+MAX_OTHER_LOAD = 0.05
+
+# Default per-worker address-space limit on CPU, as a share of the physical memory.
+DEFAULT_MEM_SHARE = 0.75
+# Seconds the worker that describes the environment may take, whatever --timeout-s says.
+ENV_TIMEOUT_S = 300.0
+
+ImplName = Literal["blockwise", "xla", "jax_nn", "torch"]
+ALL_IMPLS: tuple[ImplName, ...] = ("blockwise", "xla", "jax_nn", "torch")
+IMPL_LABELS = {"blockwise": "zoo blockwise", "xla": "zoo xla", "jax_nn": "jax.nn", "torch": "torch sdpa"}
+# implementations that materialise the (batch, heads, T, T) logits
+DENSE_IMPLS = ("xla", "jax_nn")
+MODES = ("fwd", "fwd_bwd")
+MODE_LABELS = {"fwd": "fwd", "fwd_bwd": "fwd+bwd"}
+
+# the hidden first argument that makes ``python -m zoo.bench.attention`` a worker
+WORKER_FLAG = "--worker"
+# the worker's result: one stdout line, this prefix, then JSON
+RESULT_PREFIX = "ZOO_BENCH_RESULT "
+# failure messages that mean the memory ran out (or the address-space limit was hit)
+OOM_PATTERN = re.compile(
+    r"RESOURCE_EXHAUSTED|out of memory|can't allocate memory|cannot allocate memory|bad_alloc|"
+    r"MemoryError|pthread_create\(\) failed|failed to map segment",
+    re.IGNORECASE,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Forward and forward+backward tokens/s and peak memory of attention: zoo vs jax.nn vs PyTorch.
+
+    Every (implementation, T, mode) runs in its own worker process, under a
+    memory limit. Prints a Markdown table (stdout) with a header naming the
+    device, versions, shapes and command; with --out, also writes
+    attention-<device>.json (all raw timings) and attention-<device>.md there.
+    """
+
+    batch: int = 4
+    """Batch size B. Tokens per call = B * T."""
+    heads: int = 8
+    """Attention heads N (queries, keys and values alike)."""
+    head_dim: int = 64
+    """Size H of each head."""
+    seq_lens: tuple[int, ...] = (256, 512, 1024, 2048, 4096, 8192, 16384)
+    """Sequence lengths T to run (self-attention: T queries, T keys)."""
+    causal: bool = True
+    """Causal masking (is_causal=True everywhere)."""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """Dtype of q, k, v (zoo's softmax runs in float32 regardless)."""
+    implementations: tuple[ImplName, ...] = ALL_IMPLS
+    """blockwise, xla: zoo.dot_product_attention; jax_nn: jax.nn.dot_product_attention; torch: sdpa."""
+    repeats: int = 5
+    """Timed calls per measurement (fewer if --budget-s says so); the median is reported."""
+    warmup: int = 1
+    """Untimed calls after compilation, before the timed ones (at least one is always made)."""
+    budget_s: float = 300.0
+    """Timed seconds per measurement, estimated from the first warm-up call; over it, fewer repeats (>= 3)."""
+    num_inputs: int = 2
+    """Pre-generated (q, k, v) triples that consecutive calls rotate through (all in the peak memory)."""
+    mem_limit_gb: float | None = None
+    """Address-space limit (RLIMIT_AS) of each worker, GiB. Default: 75% of physical memory on CPU,
+    none on GPU. 0: no limit."""
+    timeout_s: float = 1800.0
+    """Seconds a worker may take (imports, compilation, every call) before it is killed."""
+    out: Path | None = None
+    """Directory to write attention-<device>.json and attention-<device>.md into."""
+    quick: bool = False
+    """Smoke test: B=1, 2 heads of 32, T in (64, 128), 2 repeats, 1 warm-up (overrides those flags)."""
+    progress: bool = True
+    """Show a progress bar on stderr."""
+    seed: int = 0
+    """Seed of the inputs."""
+
+    def resolved(self) -> Config:
+        """This config with ``--quick`` applied, after checking the values."""
+        cfg = dataclasses.replace(self, **QUICK) if self.quick else self
+        for name in ("batch", "heads", "head_dim", "repeats", "num_inputs"):
+            if getattr(cfg, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+        if cfg.warmup < 0:
+            raise ValueError(f"--warmup must be >= 0, got {cfg.warmup}")
+        if not cfg.seq_lens or min(cfg.seq_lens) < 1:
+            raise ValueError(f"--seq-lens: give lengths >= 1, got {cfg.seq_lens}")
+        if not cfg.implementations:
+            raise ValueError("--implementations: name at least one")
+        if cfg.mem_limit_gb is not None and cfg.mem_limit_gb < 0:
+            raise ValueError(f"--mem-limit-gb must be >= 0, got {cfg.mem_limit_gb}")
+        if cfg.timeout_s <= 0 or cfg.budget_s <= 0:
+            raise ValueError("--timeout-s and --budget-s must be > 0")
+        return cfg
+
+    def tokens(self, seq_len: int) -> int:
+        return self.batch * seq_len
+
+    def dense_bytes(self, seq_len: int) -> int:
+        """Bytes of one (B, N, T, T) logits array: a lower bound on a dense implementation's needs."""
+        return self.batch * self.heads * seq_len * seq_len * np.dtype(jnp.dtype(self.dtype)).itemsize
+
+
+# ----------------------------------------------------------------------------
+# the worker: one (implementation, T, mode) in a fresh process
+
+
+def _attention_fn(impl: str, causal: bool):
+    if impl == "jax_nn":
+        return lambda q, k, v: jax.nn.dot_product_attention(q, k, v, is_causal=causal, implementation=None)
+    return lambda q, k, v: zoo.dot_product_attention(q, k, v, is_causal=causal, implementation=impl)
+
+
+def _host_inputs(spec: dict[str, Any]) -> Iterator[tuple[np.ndarray, ...]]:
+    """``num_inputs`` (q, k, v) triples, (B, T, N, H) float32, from the seed, one at a time.
+
+    A generator, so that each triple's host copy can be freed once converted:
+    the peak memory should count the inputs once, not twice.
+    """
+    rng = np.random.default_rng(spec["seed"])
+    shape = (spec["batch"], spec["seq_len"], spec["heads"], spec["head_dim"])
+    for _ in range(spec["num_inputs"]):
+        yield tuple(rng.standard_normal(shape, np.float32) for _ in "qkv")
+
+
+def _timed(fn, inputs: list[tuple], spec: dict[str, Any], sync, compile_s: float | None):
+    """(timing, seconds of the first warm-up call); that call sets the repeats that fit ``budget_s``."""
+    start = time.perf_counter()
+    sync(fn(*inputs[0]))
+    first_s = time.perf_counter() - start
+    repeats = spec["repeats"]
+    if first_s * repeats > spec["budget_s"]:
+        repeats = max(min(3, repeats), int(spec["budget_s"] // first_s))
+    rotated = inputs[1:] + inputs[:1]
+    kw = dict(repeats=repeats, warmup=max(spec["warmup"] - 1, 0), sync=sync, compile_s=compile_s)
+    return timing.time_calls(fn, rotated, **kw), first_s
+
+
+def _measure_jax(spec: dict[str, Any]) -> dict[str, Any]:
+    device = jax.devices()[0]
+    dtype = jnp.dtype(spec["dtype"])
+    inputs = [
+        tuple(jax.device_put(x.astype(dtype, copy=False), device) for x in triple)
+        for triple in _host_inputs(spec)
+    ]
+    attention = _attention_fn(spec["impl"], spec["causal"])
+    if spec["mode"] == "fwd":
+        fn = attention
+    else:
+        fn = jax.grad(lambda q, k, v: attention(q, k, v).astype(jnp.float32).sum(), argnums=(0, 1, 2))
+    baseline = _maxrss_kib()
+    compiled, compile_s = timing.compile_jax(fn, *inputs[0])
+    t, first_s = _timed(compiled, inputs, spec, jax.block_until_ready, compile_s)
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    peak = stats.get("peak_bytes_in_use") if stats else None
+    return dict(timing=t, first_call_s=first_s, baseline_rss_kib=baseline, device_peak_bytes=peak)
+
+
+def _measure_torch(spec: dict[str, Any]) -> dict[str, Any]:
+    import torch  # optional dependency: imported only in torch workers
+
+    torch.set_num_threads(spec["threads"])
+    device = "cuda" if spec["jax_platform"] == "gpu" and torch.cuda.is_available() else "cpu"
+    dtype = getattr(torch, spec["dtype"])
+    # (B, T, N, H) -> torch's (B, N, T, H), contiguous
+    inputs = [
+        tuple(torch.from_numpy(x).to(device=device, dtype=dtype).transpose(1, 2).contiguous() for x in triple)
+        for triple in _host_inputs(spec)
+    ]
+    sdpa, causal = torch.nn.functional.scaled_dot_product_attention, spec["causal"]
+
+    def forward(q, k, v):
+        with torch.no_grad():
+            return sdpa(q, k, v, is_causal=causal)
+
+    def forward_backward(q, k, v):
+        q, k, v = (t.detach().requires_grad_(True) for t in (q, k, v))
+        sdpa(q, k, v, is_causal=causal).float().sum().backward()
+        return q.grad, k.grad, v.grad
+
+    def sync(_):
+        if device != "cpu":
+            torch.cuda.synchronize()
+
+    baseline = _maxrss_kib()
+    fn = forward if spec["mode"] == "fwd" else forward_backward
+    t, first_s = _timed(fn, inputs, spec, sync, None)
+    peak = torch.cuda.max_memory_allocated() if device != "cpu" else None
+    return dict(timing=t, first_call_s=first_s, baseline_rss_kib=baseline, device_peak_bytes=peak,
+                torch_device=device)
+
+
+def _environment(spec: dict[str, Any]) -> dict[str, Any]:
+    """timing.environment(), plus torch's device and threads when torch rows will run."""
+    env = timing.environment()
+    if spec.get("torch"):
+        import torch
+
+        torch.set_num_threads(env["threads"])
+        env["torch_device"] = "cuda" if env["jax_platform"] == "gpu" and torch.cuda.is_available() else "cpu"
+        env["torch_threads"] = torch.get_num_threads()
+    return env
+
+
+def _maxrss_kib() -> int:
+    """This process's peak resident memory so far, KiB (Linux reports KiB; macOS bytes)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss // 1024 if sys.platform == "darwin" else rss
+
+
+def _set_memory_limit(limit: int | None) -> None:
+    if not limit:
+        return
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one measurement (``spec["mode"]`` "fwd" or "fwd_bwd"), or describe the environment ("env").
+
+    Sets the address-space limit before anything allocates; returns a JSON-ready
+    result with the status ("ok", "oom" or "error"), the pid and the peak memory.
+    """
+    _set_memory_limit(spec.get("mem_limit_bytes"))
+    result: dict[str, Any] = {"pid": os.getpid()}
+    try:
+        if spec["mode"] == "env":
+            result["environment"] = _environment(spec)
+        else:
+            measured = (_measure_torch if spec["impl"] == "torch" else _measure_jax)(spec)
+            result["timing"] = measured.pop("timing").to_json(spec["batch"] * spec["seq_len"])
+            result.update(measured)
+        result["status"] = "ok"
+    except Exception as e:  # noqa: BLE001 - every failure becomes a row, MemoryError included
+        message = f"{type(e).__name__}: {e}"
+        result["status"] = "oom" if isinstance(e, MemoryError) or OOM_PATTERN.search(message) else "error"
+        result["error"] = _short(message)
+    result["peak_rss_kib"] = _maxrss_kib()
+    return result
+
+
+def _worker_main(argv: Sequence[str]) -> int:
+    if len(argv) != 1:
+        print(f"usage: python -m zoo.bench.attention {WORKER_FLAG} JSON_SPEC", file=sys.stderr)
+        return 2
+    result = worker(json.loads(argv[0]))
+    print(RESULT_PREFIX + json.dumps(result, default=str), flush=True)
+    return 0
+
+
+# ----------------------------------------------------------------------------
+# the parent: spawn the workers, collect, report
+
+
+@dataclasses.dataclass
+class Measurement:
+    """One worker's result: an implementation at one T, forward or forward+backward."""
+
+    impl: str
+    seq_len: int
+    mode: str  # "fwd" | "fwd_bwd"
+    status: str  # "ok" | "oom" | "error" | "timeout"
+    timing: Timing | None = None
+    error: str | None = None
+    estimated: bool = False  # OOM from the up-front estimate: no worker ran
+    pid: int | None = None
+    peak_rss_kib: int | None = None
+    baseline_rss_kib: int | None = None
+    device_peak_bytes: int | None = None
+    first_call_s: float | None = None
+    wall_s: float | None = None
+
+    def rate(self, tokens: int) -> float | None:
+        return self.timing.rate(tokens) if self.status == "ok" and self.timing else None
+
+    def to_json(self, tokens: int) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["impl_label"] = IMPL_LABELS[self.impl]
+        out["tokens_per_call"] = tokens
+        out["timing"] = self.timing.to_json(tokens) if self.timing else None
+        return out
+
+
+def physical_memory_bytes() -> int | None:
+    """MemTotal from /proc/meminfo, else the page count times the page size."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def memory_limit_bytes(cfg: Config, jax_platform: str) -> int | None:
+    """The workers' RLIMIT_AS: ``--mem-limit-gb`` (0: none), else 75% of RAM on CPU and none elsewhere."""
+    if cfg.mem_limit_gb is not None:
+        return int(cfg.mem_limit_gb * 2**30) or None
+    ram = physical_memory_bytes()
+    return int(DEFAULT_MEM_SHARE * ram) if ram and jax_platform == "cpu" else None
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _failure(returncode: int, stderr: str) -> tuple[str, str]:
+    """(status, message) of a worker that printed no result."""
+    lines = [ln for ln in stderr.splitlines() if ln.strip() and not ln.lstrip().startswith("@ 0x")]
+    oom_lines = [ln for ln in lines if OOM_PATTERN.search(ln)]
+    detail = _short((oom_lines or lines or ["no output"])[-1])
+    if returncode < 0:
+        sig = -returncode
+        name = signal.Signals(sig).name if sig in signal.valid_signals() else f"signal {sig}"
+        # SIGKILL out of the blue is the kernel's OOM killer
+        oom = bool(oom_lines) or sig == signal.SIGKILL
+        return ("oom" if oom else "error"), f"killed by {name}: {detail}"
+    return ("oom" if oom_lines else "error"), f"exit status {returncode}: {detail}"
+
+
+def spawn_worker(spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """Run :func:`worker` in ``python -m zoo.bench.attention --worker SPEC``; its result or the failure."""
+    cmd = [sys.executable, "-m", "zoo.bench.attention", WORKER_FLAG, json.dumps(spec)]
+    env = dict(os.environ)
+    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # GPU: allocate what is used, not 75%
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
+    except subprocess.TimeoutExpired:
+        return {"status": "timeout", "error": f"no result within {timeout_s:g} s (--timeout-s)",
+                "wall_s": time.perf_counter() - start}
+    wall_s = time.perf_counter() - start
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_PREFIX):
+            return {**json.loads(line[len(RESULT_PREFIX):]), "wall_s": wall_s}
+    status, message = _failure(proc.returncode, proc.stderr)
+    return {"status": status, "error": message, "wall_s": wall_s}
+
+
+def _measurement(impl: str, seq_len: int, mode: str, result: dict[str, Any]) -> Measurement:
+    t = result.get("timing")
+    fields = ("pid", "peak_rss_kib", "baseline_rss_kib", "device_peak_bytes", "first_call_s", "wall_s")
+    return Measurement(
+        impl, seq_len, mode, result["status"],
+        timing=Timing(tuple(t["times_s"]), t["compile_s"]) if t else None,
+        error=result.get("error"),
+        **{k: result.get(k) for k in fields},
+    )
+
+
+def _gb(n: float) -> str:
+    return f"{n / 2**30:.3g} GiB"
+
+
+def run(cfg: Config, command: str) -> tuple[dict[str, Any], str]:
+    """Run the benchmark; return (JSON-ready results with all raw timings, Markdown report)."""
+    cfg = cfg.resolved()
+    other_load = timing.OtherLoad()
+    notes: list[str] = []
+    impls = list(dict.fromkeys(cfg.implementations))
+    if "torch" in impls and not timing.torch_available():
+        impls.remove("torch")
+        notes.append("torch is not installed: its columns are skipped.")
+
+    # the parent never starts a JAX backend (on a GPU it would hold the memory): a worker describes it
+    described = spawn_worker({"mode": "env", "torch": "torch" in impls}, max(cfg.timeout_s, ENV_TIMEOUT_S))
+    if described["status"] != "ok":
+        raise RuntimeError(f"the environment worker failed: {described.get('error')}")
+    env = described["environment"]
+    limit = memory_limit_bytes(cfg, env["jax_platform"])
+    env["mem_limit_bytes"] = limit
+
+    base = dict(
+        batch=cfg.batch, heads=cfg.heads, head_dim=cfg.head_dim, causal=cfg.causal, dtype=cfg.dtype,
+        repeats=cfg.repeats, warmup=cfg.warmup, budget_s=cfg.budget_s, num_inputs=cfg.num_inputs,
+        seed=cfg.seed, threads=env["threads"], jax_platform=env["jax_platform"], mem_limit_bytes=limit,
+    )
+    plan = [(t, impl, mode) for t in cfg.seq_lens for impl in impls for mode in MODES]
+    measurements: list[Measurement] = []
+    bar = tqdm(plan, desc="bench attention", unit="worker", file=sys.stderr, disable=not cfg.progress)
+    for seq_len, impl, mode in bar:
+        bar.set_postfix_str(f"T={seq_len} {IMPL_LABELS[impl]} {MODE_LABELS[mode]}")
+        need = cfg.dense_bytes(seq_len)
+        if impl in DENSE_IMPLS and limit and need > limit:
+            m = Measurement(impl, seq_len, mode, "oom", estimated=True,
+                            error=f"OOM (estimated {_gb(need)} > limit)")
+        else:
+            spec = dict(base, impl=impl, seq_len=seq_len, mode=mode)
+            m = _measurement(impl, seq_len, mode, spawn_worker(spec, cfg.timeout_s))
+        measurements.append(m)
+    bar.close()
+
+    env["other_processes_cpu_share"] = other = other_load.fraction()
+    notes += timing.other_load_notes(other, MAX_OTHER_LOAD)
+    if "torch_device" in env and (env["torch_device"] == "cpu") != (env["jax_platform"] == "cpu"):
+        notes.append(f"torch ran on {env['torch_device']}, JAX on {env['jax_platform']}: ratios mix devices.")
+    data = {
+        "benchmark": "attention",
+        "command": command,
+        "date": timing.utc_now(),
+        "environment": env,
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()},
+        "parent_pid": os.getpid(),
+        "notes": notes,
+        "measurements": [m.to_json(cfg.tokens(m.seq_len)) for m in measurements],
+    }
+    return data, render_markdown(data, measurements, cfg, impls)
+
+
+# ----------------------------------------------------------------------------
+# the report
+
+
+def _status_cell(m: Measurement | None) -> str | None:
+    """The table cell of a measurement that has no numbers (None if it has them)."""
+    if m is None:
+        return "—"
+    if m.status == "ok":
+        return None
+    if m.estimated:
+        return m.error
+    return {"oom": "OOM", "timeout": "timeout"}.get(m.status, "error")
+
+
+def _peak_mb(m: Measurement, on_device: bool) -> float | None:
+    if on_device and m.device_peak_bytes is not None:
+        return m.device_peak_bytes / 2**20
+    return None if m.peak_rss_kib is None else m.peak_rss_kib / 1024
+
+
+def _ratio(a: Measurement | None, b: Measurement | None, tokens: int) -> str:
+    """Throughput of ``a`` over that of ``b`` (>1: a is faster)."""
+    ra, rb = (m.rate(tokens) if m else None for m in (a, b))
+    return timing.format_ratio(ra / rb if ra and rb else None)
+
+
+def render_markdown(
+    data: dict[str, Any], ms: Sequence[Measurement], cfg: Config, impls: Sequence[str]
+) -> str:
+    """The header, the summary table (a row per T), the detail table, then method and notes."""
+    env = data["environment"]
+    on_device = env["jax_platform"] != "cpu"
+    get = {(m.impl, m.seq_len, m.mode): m for m in ms}.get
+    limit = env.get("mem_limit_bytes")
+    header = [
+        "**Causal self-attention: tokens/s and peak memory** (tokens/s: higher is better)"
+        if cfg.causal else "**Self-attention: tokens/s and peak memory** (tokens/s: higher is better)",
+        "",
+        timing.device_line(env),
+        timing.versions_line(env),
+        f"- shapes: batch {cfg.batch} × T × {cfg.heads} heads × {cfg.head_dim}, {cfg.dtype}, "
+        f"{'causal' if cfg.causal else 'not causal'}; T in {', '.join(map(str, cfg.seq_lens))}",
+        f"- memory limit per worker (RLIMIT_AS): {_gb(limit) if limit else 'none'}",
+        f"- date: {data['date']}",
+        f"- command: `{data['command']}`",
+    ]
+    peak = "device peak MB" if on_device else "peak MB"
+    headers = ["T"]
+    for impl in impls:
+        label = IMPL_LABELS[impl]
+        headers += [f"{label} fwd tok/s", f"{label} fwd+bwd tok/s", f"{label} {peak} fwd+bwd"]
+    ratios = [("blockwise", "jax_nn", "fwd_bwd"), ("blockwise", "torch", "fwd")]
+    ratios = [r for r in ratios if r[0] in impls and r[1] in impls]
+    headers += [f"blockwise vs {IMPL_LABELS[b]} {MODE_LABELS[mode]}" for _, b, mode in ratios]
+
+    summary, details = [], []
+    for t in cfg.seq_lens:
+        tokens = cfg.tokens(t)
+        row = [f"{t:,}"]
+        for impl in impls:
+            fwd, bwd = get((impl, t, "fwd")), get((impl, t, "fwd_bwd"))
+            row += [_status_cell(m) or timing.format_rate(m.rate(tokens)) for m in (fwd, bwd)]
+            row.append("—" if _status_cell(bwd) else timing.format_rate(_peak_mb(bwd, on_device)))
+            details.append([f"{t:,}", IMPL_LABELS[impl], *_detail_cells(fwd, bwd, on_device)])
+        row += [_ratio(get((a, t, mode)), get((b, t, mode)), tokens) for a, b, mode in ratios]
+        summary.append(row)
+
+    detail_headers = ["T", "implementation", "fwd ms (min–max)", "fwd+bwd ms (min–max)",
+                      "compile s (fwd / fwd+bwd)", f"{peak} (fwd / fwd+bwd)"]
+    cut = ""
+    if cfg.repeats > 3:
+        cut = f" (fewer, but at least 3, where they would take over {cfg.budget_s:g} s)"
+    method = (
+        f"Method: tokens/s = {cfg.batch}×T tokens / median of {cfg.repeats} timed calls{cut}, after "
+        f"ahead-of-time compilation (timed separately) and {max(cfg.warmup, 1)} warm-up call(s); "
+        f"synchronised calls; inputs rotate among {cfg.num_inputs} pre-generated (q, k, v). fwd returns "
+        "the output; fwd+bwd is the gradient of `out.sum()` w.r.t. q, k and v (torch: "
+        "`out.sum().backward()`, forward under `no_grad`). Each implementation, T and mode runs in its own "
+        "process; peak MB is that process's peak resident memory (`ru_maxrss`: runtime, inputs and "
+        "compilation included)"
+        + (", device peak MB the accelerator's peak allocation" if on_device else "")
+        + ". OOM: the worker ran out of memory under the limit, or (estimated) a dense implementation's "
+        "logits alone would exceed it. Ratios: throughput of zoo blockwise over the other's (>1: faster)."
+    )
+    parts = ["\n".join(header), timing.markdown_table(headers, summary),
+             timing.markdown_table(detail_headers, details, align="rl" + "r" * 4), method]
+    failures = [
+        f"T={m.seq_len} {IMPL_LABELS[m.impl]} {MODE_LABELS[m.mode]}: {m.status}: "
+        + (m.error or "").rstrip(".")
+        for m in ms if m.status != "ok" and not m.estimated
+    ]
+    notes = list(data["notes"]) + ([f"Failures: {'; '.join(failures)}."] if failures else [])
+    if notes:
+        parts.append("Notes: " + " ".join(notes))
+    return "\n\n".join(parts) + "\n"
+
+
+def _detail_cells(fwd: Measurement | None, bwd: Measurement | None, on_device: bool) -> list[str]:
+    ms = [_status_cell(m) or timing.format_ms(m.timing) for m in (fwd, bwd)]
+    compiles = [m.timing.compile_s if m and m.timing else None for m in (fwd, bwd)]
+    compile_cell = "—" if None in compiles else f"{compiles[0]:.2f} / {compiles[1]:.2f}"
+    peaks = [
+        timing.format_rate(_peak_mb(m, on_device)) if m and m.status == "ok" else "—" for m in (fwd, bwd)
+    ]
+    return [*ms, compile_cell, f"{peaks[0]} / {peaks[1]}"]
+
+
+def stem(data: dict[str, Any]) -> str:
+    """File stem of the results: ``attention-<device>``."""
+    return f"attention-{timing.device_slug(data['environment'])}"
+
+
+def parse_config(argv: Sequence[str], prog: str = "zoo bench attention") -> Config:
+    """Parse flags into a :class:`Config` with tyro (every flag has --help text)."""
+    return tyro.cli(Config, args=list(argv), prog=prog)
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "zoo bench attention") -> int:
+    """``zoo bench attention``: run, print the Markdown report, write files with --out.
+
+    ``--worker SPEC`` (first) runs one measurement instead: the parent's hidden entry point.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == [WORKER_FLAG]:
+        return _worker_main(argv[1:])
+    return timing.bench_main(argv, prog, parse_config, run, stem)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
