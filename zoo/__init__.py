@@ -44,6 +44,19 @@ from zoo.layers import (
     lengths_to_mask,
     linear_recurrence,
 )
+from zoo.models import (
+    GPT,
+    GPTConfig,
+    gpt_param_count,
+    gpt_flops_per_token,
+    RNNLM,
+    RNNLMConfig,
+    rnn_lm_param_count,
+    rnn_lm_flops_per_token,
+    generate,
+    init_cache,
+    sample_logits,
+)
 
 __all__ = [
     "__version__",
@@ -82,4 +95,15 @@ __all__ = [
     "TransformerStack",
     "Encoder",
     "Decoder",
+    "GPT",
+    "GPTConfig",
+    "gpt_param_count",
+    "gpt_flops_per_token",
+    "RNNLM",
+    "RNNLMConfig",
+    "rnn_lm_param_count",
+    "rnn_lm_flops_per_token",
+    "generate",
+    "init_cache",
+    "sample_logits",
 ]

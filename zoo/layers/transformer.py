@@ -84,6 +84,10 @@ class TransformerConfig:
     dtype: Any = None  # computation dtype (None: the inputs')
     param_dtype: Any = jnp.float32
     init_std: float = 0.02  # N(0, 0.02^2) weights, as GPT-2 and BERT
+    # std of the projections that write into the residual stream (attention
+    # output, second FFN layer); None = init_std. GPT-2 scales them by
+    # 1/sqrt(2 * num_layers) so the residual sum does not grow with depth.
+    residual_init_std: float | None = None
 
     def __post_init__(self):
         def bad(field, expected):
@@ -108,8 +112,9 @@ class TransformerConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _init(cfg: TransformerConfig):
-    return nn.initializers.normal(stddev=cfg.init_std)
+def _init(cfg: TransformerConfig, residual: bool = False):
+    std = cfg.residual_init_std if residual and cfg.residual_init_std is not None else cfg.init_std
+    return nn.initializers.normal(stddev=std)
 
 
 class FeedForward(nn.Module):
@@ -132,7 +137,7 @@ class FeedForward(nn.Module):
         )(x)  # (B, T, F)
         h = ACTIVATIONS[cfg.activation](h)
         return dense(
-            d, name="wo", kernel_init=logical(_init(cfg), ("mlp", "embed")),
+            d, name="wo", kernel_init=logical(_init(cfg, residual=True), ("mlp", "embed")),
             bias_init=logical(nn.initializers.zeros, ("embed",)),
         )(h)  # (B, T, D)
 
@@ -166,7 +171,7 @@ class TransformerBlock(nn.Module):
             cross_attention=cross, use_bias=cfg.use_bias, fused_qkv=cfg.fused_qkv,
             dropout_rate=cfg.attention_dropout_rate, rope_base=None if cross else cfg.rope_base,
             implementation=cfg.attention_implementation, dtype=cfg.dtype, param_dtype=cfg.param_dtype,
-            kernel_init=_init(cfg), name=name,
+            kernel_init=_init(cfg), out_kernel_init=_init(cfg, residual=True), name=name,
         )
 
     @nn.compact
