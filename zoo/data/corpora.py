@@ -1,0 +1,300 @@
+"""Text corpora for pretraining: documents split into train and validation.
+
+:func:`load_corpus` turns a spec string into a :class:`Corpus` — two lists of
+documents and an ``info`` dict to record with the run. Specs:
+
+``"stdlib"``
+    The built-in corpus, on every machine, with no network: the ``.py`` files
+    of the running interpreter's standard library
+    (``sysconfig.get_paths()["stdlib"]``), without test folders (any path
+    component named ``test``/``tests`` or ending in ``_test``/``_tests``, e.g.
+    ``test/``, ``idlelib/idle_test/``, ``distutils/tests/``) and without
+    ``site-packages``/``dist-packages``. Read as UTF-8 (undecodable bytes
+    replaced), one document per file, in sorted path order, split BY FILE:
+    every k-th file goes to validation (k ~ 1/val_fraction), so validation is
+    spread over the whole library. Its size depends on the Python build
+    (CPython 3.11: ~730 files, ~12 MB), so ``info`` records it.
+
+    It is read with plain Python, not ``datasets``: the documents are a few
+    hundred small files that fit in memory, and ``load_dataset("text")``
+    would only add a copy of them in the Arrow cache and a per-file hashing
+    pass (seconds) on every load.
+
+a path: a file, a directory or a glob (``"data/*.txt"``, ``"**"`` recursive)
+    Read with ``datasets.load_dataset("text", sample_by="document")``: each
+    file is one document (universal newlines, undecodable bytes replaced). A
+    directory means every non-hidden file under it. One file is split by
+    characters, first ``1 - val_fraction`` for training and the rest for
+    validation (as nanoGPT's ``shakespeare_char/prepare.py``); several files
+    are split by file, as ``"stdlib"``.
+
+``"hf:NAME[:CONFIG]"``
+    ``datasets.load_dataset(NAME, CONFIG)``, column ``text_column``: the
+    ``train`` split, and ``validation`` (or ``test``) when the dataset has one,
+    else every k-th training document. Needs the network the first time,
+    then works offline from the Hugging Face cache (``HF_DATASETS_OFFLINE=1``).
+    When NAME is a directory written by ``save_to_disk`` it is read with
+    ``datasets.load_from_disk``.
+
+Empty documents are dropped. A corpus whose training split ends up empty is
+an error, as are a missing path, an empty glob and an unknown column.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import sys
+import sysconfig
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SPEC_HELP = "expected 'stdlib', 'hf:NAME[:CONFIG]', a file, a directory or a glob"
+_EXCLUDED_DIRS = {"site-packages", "dist-packages", "__pycache__"}
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass
+class Corpus:
+    """Documents for training and validation, and facts to record with the run.
+
+    ``info`` holds ``name``, ``spec``, ``train_documents``, ``val_documents``,
+    ``train_characters``, ``val_characters`` and per-source details.
+    """
+
+    train: list[str]
+    val: list[str]
+    info: dict = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of every document, in order, with its split and length (content, not names)."""
+        h = hashlib.sha256()
+        for split, docs in (("train", self.train), ("val", self.val)):
+            h.update(f"{split}:{len(docs)}\0".encode())
+            for doc in docs:
+                data = doc.encode("utf-8", errors="surrogatepass")
+                h.update(len(data).to_bytes(8, "little"))
+                h.update(data)
+        return h.hexdigest()
+
+
+def load_corpus(spec: str, *, text_column: str = "text", val_fraction: float = 0.1) -> Corpus:
+    """Load the corpus named by ``spec`` (see the module docstring)."""
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"corpus spec {spec!r} is empty; {SPEC_HELP}")
+    if not (isinstance(val_fraction, (int, float)) and 0 <= val_fraction < 1):
+        raise ValueError(f"val_fraction={val_fraction!r}; expected a number in [0, 1)")
+    if spec == "stdlib":
+        corpus = _load_stdlib(val_fraction)
+    elif spec.startswith("hf:"):
+        corpus = _load_hf(spec, text_column, val_fraction)
+    else:
+        corpus = _load_files(spec, val_fraction)
+    corpus.info = {
+        "spec": spec,
+        **corpus.info,
+        "train_documents": len(corpus.train),
+        "val_documents": len(corpus.val),
+        "train_characters": sum(map(len, corpus.train)),
+        "val_characters": sum(map(len, corpus.val)),
+        "val_fraction": val_fraction,
+    }
+    if not corpus.train:
+        raise ValueError(f"corpus {spec!r} has no non-empty training documents (found {corpus.info})")
+    return corpus
+
+
+# ---------------------------------------------------------------------------
+# Splitting
+
+
+def val_indices(n: int, val_fraction: float) -> list[int]:
+    """Which of ``n`` documents go to validation: evenly spaced, deterministic.
+
+    ``round(n * val_fraction)`` of them (at least 1 when ``n >= 2`` and the
+    fraction is positive, and always leaving one for training): with 0.1 that
+    is every 10th document, indices 9, 19, 29, ...
+    """
+    if n < 2 or val_fraction <= 0:
+        return []
+    n_val = min(n - 1, max(1, round(n * val_fraction)))
+    return [(j + 1) * n // n_val - 1 for j in range(n_val)]
+
+
+def split_documents(docs: list, val_fraction: float) -> tuple[list, list]:
+    """(train, val) by whole documents, with :func:`val_indices`."""
+    val_set = set(val_indices(len(docs), val_fraction))
+    train = [d for i, d in enumerate(docs) if i not in val_set]
+    val = [d for i, d in enumerate(docs) if i in val_set]
+    return train, val
+
+
+def split_characters(text: str, val_fraction: float) -> tuple[str, str]:
+    """One document: the first ``1 - val_fraction`` of its characters and the rest."""
+    cut = int(len(text) * (1 - val_fraction))
+    return text[:cut], text[cut:]
+
+
+# ---------------------------------------------------------------------------
+# The standard library
+
+
+def stdlib_root() -> Path:
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+def _is_test_dir(name: str) -> bool:
+    return name in ("test", "tests") or name.endswith(("_test", "_tests"))
+
+
+def stdlib_files(root: str | os.PathLike | None = None) -> list[Path]:
+    """The ``.py`` files of the standard library, test folders and site-packages excluded.
+
+    Sorted by their path relative to ``root`` (POSIX form), so the order is
+    the same on every run and machine layout.
+    """
+    root = stdlib_root() if root is None else Path(root)
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        # Prune in place, so os.walk never enters excluded trees.
+        dirnames[:] = [
+            d for d in dirnames if d not in _EXCLUDED_DIRS and not _is_test_dir(d) and not d.startswith(".")
+        ]
+        found.extend(Path(dirpath, f) for f in filenames if f.endswith(".py"))
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def stdlib_split(val_fraction: float = 0.1, root=None) -> tuple[list[Path], list[Path]]:
+    """(train files, validation files) of the ``"stdlib"`` corpus."""
+    return split_documents(stdlib_files(root), val_fraction)
+
+
+def _read(path: Path) -> str:
+    # newline=None: universal newlines, as the "text" loader of datasets.
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def _load_stdlib(val_fraction: float) -> Corpus:
+    root = stdlib_root()
+    train_files, val_files = stdlib_split(val_fraction, root)
+    if not train_files:
+        raise ValueError(f"corpus 'stdlib': found no .py files under {str(root)!r}")
+    train = [t for t in map(_read, train_files) if t]
+    val = [t for t in map(_read, val_files) if t]
+    info = {
+        "name": "stdlib",
+        "root": str(root),
+        "python": sys.version.split()[0],
+        "implementation": sys.implementation.name,
+        "train_files": len(train_files),
+        "val_files": len(val_files),
+    }
+    return Corpus(train, val, info)
+
+
+# ---------------------------------------------------------------------------
+# Local files
+
+
+def resolve_files(spec: str) -> list[Path]:
+    """The files named by a path, directory or glob spec, sorted; ValueError if none."""
+    expanded = os.path.expanduser(spec)
+    if _GLOB_CHARS & set(expanded):
+        paths = [Path(p) for p in glob.glob(expanded, recursive=True)]
+        files = sorted(p for p in paths if p.is_file())
+        if not files:
+            raise ValueError(
+                f"corpus spec {spec!r}: the glob matched {len(paths)} paths and no files; {SPEC_HELP}"
+            )
+        return files
+    path = Path(expanded)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = []
+        for dirpath, dirnames, filenames in os.walk(path):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            files.extend(Path(dirpath, f) for f in filenames if not f.startswith("."))
+        if not files:
+            raise ValueError(f"corpus spec {spec!r}: the directory has no (non-hidden) files; {SPEC_HELP}")
+        return sorted(files, key=lambda p: p.relative_to(path).as_posix())
+    raise ValueError(f"corpus spec {spec!r}: no such file or directory; {SPEC_HELP}")
+
+
+def _read_documents(files: dict[str, list[Path]]) -> dict[str, list[str]]:
+    """``{split: files}`` -> ``{split: documents}`` with the "text" loader of ``datasets``."""
+    import datasets
+
+    nonempty = {split: [str(f) for f in fs] for split, fs in files.items() if fs}
+    dsd = datasets.load_dataset(
+        "text", data_files=nonempty, sample_by="document", encoding="utf-8", encoding_errors="replace"
+    )
+    out = {split: [] for split in files}
+    for split in nonempty:
+        out[split] = dsd[split].to_dict()["text"]  # one row per file, in file order
+    return out
+
+
+def _load_files(spec: str, val_fraction: float) -> Corpus:
+    files = resolve_files(spec)
+    info = {"name": os.path.basename(spec.rstrip("/\\")) or spec, "files": len(files)}
+    if len(files) == 1:
+        (text,) = _read_documents({"train": files})["train"]
+        train_text, val_text = split_characters(text, val_fraction)
+        train, val = [train_text], [val_text]
+        info["split"] = "characters"
+    else:
+        train_files, val_files = split_documents(files, val_fraction)
+        docs = _read_documents({"train": train_files, "validation": val_files})
+        train, val = docs["train"], docs["validation"]
+        info.update(split="files", train_files=len(train_files), val_files=len(val_files))
+    return Corpus([t for t in train if t], [t for t in val if t], info)
+
+
+# ---------------------------------------------------------------------------
+# Hugging Face datasets
+
+
+def _column(ds, spec: str, split: str, text_column: str) -> list[str]:
+    if text_column not in ds.column_names:
+        raise ValueError(
+            f"corpus {spec!r}: split {split!r} has no column {text_column!r}; its columns are "
+            f"{ds.column_names} (pass text_column=...)"
+        )
+    feature = ds.features[text_column]
+    if getattr(feature, "dtype", None) not in ("string", "large_string"):
+        raise ValueError(f"corpus {spec!r}: column {text_column!r} holds {feature}, expected strings")
+    return [t for t in ds.select_columns([text_column]).to_dict()[text_column] if t]
+
+
+def _load_hf(spec: str, text_column: str, val_fraction: float) -> Corpus:
+    import datasets
+
+    name, _, config = spec[len("hf:") :].partition(":")
+    if not name:
+        raise ValueError(f"corpus spec {spec!r} names no dataset; expected 'hf:NAME' or 'hf:NAME:CONFIG'")
+    markers = ("dataset_dict.json", "dataset_info.json", "state.json")  # what save_to_disk writes
+    saved = os.path.isdir(name) and any(os.path.exists(os.path.join(name, f)) for f in markers)
+    if saved:
+        dsd = datasets.load_from_disk(name)
+    else:
+        dsd = datasets.load_dataset(name, config or None)
+    if isinstance(dsd, datasets.Dataset):  # a single split saved with save_to_disk
+        dsd = datasets.DatasetDict({"train": dsd})
+    splits = list(dsd)
+    if "train" not in dsd:
+        raise ValueError(f"corpus {spec!r} has no 'train' split; its splits are {splits}")
+    train = _column(dsd["train"], spec, "train", text_column)
+    val_split = next((s for s in ("validation", "valid", "val", "test") if s in dsd), None)
+    if val_split is not None:
+        val = _column(dsd[val_split], spec, val_split, text_column)
+    else:
+        train, val = split_documents(train, val_fraction)
+    info = {
+        "name": name if not config else f"{name}:{config}",
+        "source": "load_from_disk" if saved else "load_dataset",
+        "val_split": val_split or "every k-th train document (val_fraction)",
+    }
+    return Corpus(train, val, info)
