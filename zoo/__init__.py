@@ -44,6 +44,7 @@ from zoo.layers import (
     lengths_to_mask,
     linear_recurrence,
 )
+from zoo.run import Run, load_run
 from zoo.models import (
     GPT,
     GPTConfig,
@@ -106,4 +107,6 @@ __all__ = [
     "generate",
     "init_cache",
     "sample_logits",
+    "load_run",
+    "Run",
 ]

@@ -59,6 +59,12 @@ COMMANDS = Group(
                 ),
             },
         ),
+        "pretrain": Command(
+            "zoo.commands:pretrain_main",
+            "pretrain a language model: zoo pretrain gpt|lstm|gru|rnn|mingru --preset NAME [--data ...]",
+        ),
+        "sample": Command("zoo.commands:sample_main", "print continuations of a prompt: zoo sample RUN_DIR --prompt TEXT"),
+        "eval": Command("zoo.commands:eval_main", "validation loss and perplexity of a run: zoo eval RUN_DIR"),
     },
 )
 

@@ -1,0 +1,111 @@
+"""A run directory, and loading one back: ``zoo.load_run(RUN_DIR)``.
+
+    run = zoo.load_run("runs/shakespeare")
+    ids = run.tokenizer.encode("ROMEO:")
+    out = zoo.generate(run.model, run.params, ids, 100, temperature=0.8, rng=jax.random.key(0))
+    print(run.tokenizer.decode(out[0]))
+
+Layout written by ``zoo pretrain``::
+
+    RUN_DIR/run.json        family, preset, model and training configs, data spec, corpus info, zoo version
+    RUN_DIR/tokenizer/      the tokenizer (zoo.data.load_tokenizer)
+    RUN_DIR/checkpoints/    orbax checkpoints (the latest is loaded)
+    RUN_DIR/metrics.jsonl   one JSON object per logged step
+    RUN_DIR/loss.png        the loss curves
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from zoo._version import __version__
+from zoo.models.gpt import GPT, GPTConfig
+from zoo.models.rnn_lm import RNNLM, RNNLMConfig
+from zoo.train.config import TrainConfig
+
+__all__ = ["Run", "load_run", "write_run_json", "read_run_json", "model_for"]
+
+RUN_JSON = "run.json"
+
+
+def model_for(family: str, config: GPTConfig | RNNLMConfig):
+    """The linen module of a family: GPT or RNNLM."""
+    return GPT(config) if family == "gpt" else RNNLM(config)
+
+
+def _model_config(family: str, data: dict[str, Any]) -> GPTConfig | RNNLMConfig:
+    return GPTConfig(**data) if family == "gpt" else RNNLMConfig(**data)
+
+
+def write_run_json(run_dir: Path, *, family: str, preset: str, model: Any, train: TrainConfig, **extra: Any) -> Path:
+    """Write RUN_DIR/run.json atomically (a temp file, then rename)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    body = {
+        "zoo_version": __version__,
+        "family": family,
+        "preset": preset,
+        "model": dataclasses.asdict(model),
+        "train": dataclasses.asdict(train),
+        **extra,
+    }
+    tmp = run_dir / (RUN_JSON + ".tmp")
+    tmp.write_text(json.dumps(body, indent=2, sort_keys=True, default=str) + "\n")
+    tmp.replace(run_dir / RUN_JSON)
+    return run_dir / RUN_JSON
+
+
+def read_run_json(run_dir: str | Path) -> dict[str, Any]:
+    """RUN_DIR/run.json as a dict; a clear error if the directory is not a run."""
+    path = Path(run_dir) / RUN_JSON
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: not a zoo run directory (no {RUN_JSON}); create one with `zoo pretrain`")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: corrupt run file ({e})") from e
+
+
+@dataclasses.dataclass
+class Run:
+    """What ``load_run`` gives back: ready to ``zoo.generate``."""
+
+    run_dir: Path
+    family: str
+    config: GPTConfig | RNNLMConfig
+    train_config: TrainConfig
+    model: Any  # zoo.GPT or zoo.RNNLM
+    params: Any  # plain arrays
+    tokenizer: Any  # a zoo.data tokenizer
+    step: int  # the checkpoint's step
+    info: dict[str, Any]  # the rest of run.json
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Load a run's config, model, latest parameters and tokenizer."""
+    from zoo.data import load_tokenizer  # noqa: PLC0415
+
+    run_dir = Path(run_dir)
+    info = read_run_json(run_dir)
+    family = info["family"]
+    config = _model_config(family, info["model"])
+    train_config = TrainConfig(**info["train"])
+    model = model_for(family, config)
+    tokenizer = load_tokenizer(run_dir / "tokenizer")
+    step, params = restore_params(run_dir / "checkpoints", model, config, train_config)
+    return Run(run_dir, family, config, train_config, model, params, tokenizer, step, info)
+
+
+def restore_params(directory: Path, model: Any, config: Any, train_config: TrainConfig) -> tuple[int, Any]:
+    """(step, params) of the latest checkpoint in ``directory``, on the default devices."""
+    from zoo.train.checkpoint import Checkpointer  # noqa: PLC0415
+    from zoo.train.step import abstract_train_state, make_mesh  # noqa: PLC0415
+
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: no checkpoints (was the run started with `zoo pretrain`?)")
+    target = abstract_train_state(model, train_config, block_size=config.block_size, mesh=make_mesh())
+    with Checkpointer(directory, keep=train_config.keep_checkpoints, create=False) as ckpt:
+        state, _ = ckpt.restore(target)
+    return int(state.step), state.params
