@@ -68,8 +68,9 @@ _GPT = {
     ),
     "shakespeare-char-cpu": Preset(
         "shakespeare-char-cpu", "gpt",
+        # scan_layers=False: at 4 small layers the unrolled stack trains ~10% faster on CPU
         GPTConfig(vocab_size=65, block_size=64, num_layers=4, num_heads=4, features=128, use_bias=False,
-                  dropout_rate=0.0),
+                  dropout_rate=0.0, scan_layers=False),
         _SHAKESPEARE_CPU, tokenizer="char",
         description="nanoGPT's CPU run of shakespeare_char (4 x 4 x 128, block 64, batch 12, 2000 steps)",
     ),

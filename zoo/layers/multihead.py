@@ -53,6 +53,7 @@ import numpy as np
 from zoo.checks import check_range, is_concrete, shape_str
 from zoo.layers.attention import attention_weights, dot_product_attention
 from zoo.layers.embeddings import apply_rope
+from zoo.layers.linear import linear
 
 Array = jax.Array
 Initializer = Callable[..., Array]
@@ -150,7 +151,7 @@ class MultiHeadAttention(nn.Module):
         kernel = self._param(f"{name}_kernel", self.kernel_init, (x.shape[-1], *shape), ("embed", *axes))
         bias = self._param(f"{name}_bias", self.bias_init, shape, axes) if self.use_bias else None
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        y = jnp.tensordot(x, kernel, axes=1)  # (B, T, *shape)
+        y = linear(x, kernel.reshape(x.shape[-1], -1)).reshape(*x.shape[:-1], *shape)  # (B, T, *shape)
         return y if bias is None else y + bias
 
     def _dims(self, features: int) -> tuple[int, int, int]:
@@ -248,7 +249,7 @@ class MultiHeadAttention(nn.Module):
         kernel = self._param("out_kernel", init, (n, h, features), ("heads", "kv", "embed"))
         bias = self._param("out_bias", self.bias_init, (features,), ("embed",)) if self.use_bias else None
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        y = jnp.einsum("btnh,nhd->btd", x, kernel)  # (B, T, features)
+        y = linear(x.reshape(*x.shape[:2], n * h), kernel.reshape(n * h, features))  # (B, T, features)
         return y if bias is None else y + bias
 
     def _cross_kv(self, inputs_kv, kv_lengths, b, k_heads, h, decode):
