@@ -161,9 +161,11 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
     except (ValueError, FileNotFoundError) as e:
         return _fail(prog, str(e))
 
+    import jax  # noqa: PLC0415
+
     print(f"{family}/{preset.name}: corpus {args.data}: {len(tokens.train):,} train and {len(tokens.val):,} val "
-          f"tokens ({tokenizer.kind} tokenizer, vocabulary {tokenizer.vocab_size}); run directory {run_dir}",
-          flush=True)
+          f"tokens ({tokenizer.kind} tokenizer, vocabulary {tokenizer.vocab_size}); {jax.device_count()} "
+          f"{jax.default_backend()} device(s), data parallel; run directory {run_dir}", flush=True)
     model = model_for(family, model_config)
     flops = gpt_flops_per_token(model_config) if family == "gpt" else rnn_lm_flops_per_token(model_config)
     result = train(model, model_config, args.train, tokens.train, tokens.val, run_dir, flops_per_token=flops,
