@@ -248,8 +248,15 @@ class _Loop:
         cfg, step = self.cfg, start_step
         tokens_per_step = cfg.batch_size * self.block_size
         batch = self.next_batch(step)
+        # Several CPU "devices" (XLA_FLAGS=--xla_force_host_platform_device_count) share one
+        # thread pool; with many multi-device steps queued, XLA:CPU's in-process all-reduce
+        # rendezvous can wait forever for a participant and abort the process (seen with
+        # jax 0.10.2 on 2 cores). One step in flight at a time avoids it.
+        one_at_a_time = self.mesh.devices.size > 1 and self.mesh.devices.flat[0].platform == "cpu"
         while step < cfg.max_steps:
             self.state, metrics = self.train_step(self.state, *batch)
+            if one_at_a_time:
+                jax.block_until_ready(metrics)
             self.pending.append(metrics)
             step += 1
             self.tokens_since_log += tokens_per_step
