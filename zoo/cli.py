@@ -53,6 +53,10 @@ COMMANDS = Group(
                     "zoo.bench.recurrent:main",
                     "fwd and fwd+bwd tokens/s of zoo's recurrent cells vs flax.linen and torch",
                 ),
+                "pretrain": Command(
+                    "zoo.bench.pretrain:main",
+                    "wall time of zoo pretrain on nanoGPT's CPU recipe, beside a nanoGPT log you provide",
+                ),
                 "attention": Command(
                     "zoo.bench.attention:main",
                     "fwd and fwd+bwd tokens/s and peak memory of zoo's attention vs jax.nn and torch",
