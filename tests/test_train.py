@@ -184,7 +184,7 @@ def test_resume_is_exact(tmp_path):
         assert ckpt.all_steps() == [7]
         assert ckpt.metadata()["step"] == 7
         assert ckpt.metadata()["model_config"]["dropout_rate"] == 0.1
-        target = zoo.train.abstract_train_state(zoo.GPT(config), BASE, block_size=16, mesh=zoo.train.make_mesh())
+        target = zoo.train.abstract_train_state(zoo.GPT(config), BASE, model_config=config, mesh=zoo.train.make_mesh())
         state, _ = ckpt.restore(target)  # restores into the abstract state's structure and shardings
         assert int(state.step) == 7 and state.params["wte"]["embedding"].sharding.is_fully_replicated
     assert max(train_losses(tmp_path / "resumed")) == 7
@@ -225,9 +225,9 @@ def test_batch_must_split_over_devices(tmp_path):
 
 
 def test_token_and_batch_checks(tmp_path):
-    with pytest.raises(ValueError, match="train_tokens has token ids in \\[0, 40\\].*vocab_size=32"):
+    with pytest.raises(ValueError, match="train_data has token ids in \\[0, 40\\].*vocab_size=32"):
         train(zoo.GPT(GPT_CONFIG), GPT_CONFIG, BASE, np.arange(41), TOKENS, tmp_path, progress=False)
-    with pytest.raises(ValueError, match="val_tokens has 10 tokens, expected at least block_size \\+ 1 = 17"):
+    with pytest.raises(ValueError, match="val_data has 10 tokens, expected at least block_size \\+ 1 = 17"):
         train(zoo.GPT(GPT_CONFIG), GPT_CONFIG, BASE, TOKENS, TOKENS[:10], tmp_path, progress=False)
 
 

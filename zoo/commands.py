@@ -270,7 +270,7 @@ def eval_main(argv: Sequence[str], prog: str = "zoo eval") -> int:
     b_used = b - b % n or n
     xs = np.stack([x[:b_used] for x, _ in windows])  # (N, B, T)
     ys = np.stack([y[:b_used] for _, y in windows])
-    loss = float(make_eval_step(run.model, mesh)(run.params, xs, ys))
+    loss = float(make_eval_step(run.model, mesh)(run.params, {"inputs": xs, "targets": ys})["loss"])
     chars = tokens.info.get("corpus", {}).get("val_characters")
     per_char = ""
     if chars:

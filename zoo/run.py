@@ -98,14 +98,19 @@ def load_run(run_dir: str | Path) -> Run:
     return Run(run_dir, family, config, train_config, model, params, tokenizer, step, info)
 
 
-def restore_params(directory: Path, model: Any, config: Any, train_config: TrainConfig) -> tuple[int, Any]:
+def restore_params(
+    directory: Path, model: Any, config: Any, train_config: TrainConfig, objective: Any = None
+) -> tuple[int, Any]:
     """(step, params) of the latest checkpoint in ``directory``, on the default devices."""
     from zoo.train.checkpoint import Checkpointer  # noqa: PLC0415
+    from zoo.train.objectives import NEXT_TOKEN  # noqa: PLC0415
     from zoo.train.step import abstract_train_state, make_mesh  # noqa: PLC0415
+
+    objective = NEXT_TOKEN if objective is None else objective
 
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory}: no checkpoints (was the run started with `zoo pretrain`?)")
-    target = abstract_train_state(model, train_config, block_size=config.block_size, mesh=make_mesh())
+    target = abstract_train_state(model, train_config, model_config=config, mesh=make_mesh(), objective=objective)
     with Checkpointer(directory, keep=train_config.keep_checkpoints, create=False) as ckpt:
         state, _ = ckpt.restore(target)
     return int(state.step), state.params

@@ -24,13 +24,16 @@ from zoo.train.step import (
     make_eval_step,
     make_mesh,
     make_train_step,
-    next_token_loss,
     shard_batch,
 )
+from zoo.train.objectives import NEXT_TOKEN, Objective, masked_mean_cross_entropy, next_token_loss
 from zoo.train.trainer import EVAL_SEED, random_windows, train
 
 __all__ = [
     "EVAL_SEED",
+    "NEXT_TOKEN",
+    "Objective",
+    "masked_mean_cross_entropy",
     "Checkpointer",
     "TrainConfig",
     "TrainState",

@@ -2,9 +2,13 @@
 
 One optimizer update per call of the train step::
 
-    batch x, y (A, b, T) int32, A = grad_accum_steps micro-batches of b = batch_size / A rows
-      -> lax.scan over the A micro-batches: loss and gradients of each, summed in float32
+    batch {name: (A, b, ...)}, A = grad_accum_steps micro-batches of b = batch_size / A rows
+      -> lax.scan over the A micro-batches: objective loss and gradients of each, summed in float32
       -> mean loss, mean gradients -> clip -> AdamW -> new parameters
+
+What is optimised is an :class:`~zoo.train.objectives.Objective` (default
+:data:`~zoo.train.objectives.NEXT_TOKEN`, batches ``inputs``/``targets``): the
+steps only see batch dicts and the objective's loss and metrics.
 
 The state (:class:`TrainState`) is donated: XLA updates the parameters and
 the optimizer moments in place. Dropout keys are
@@ -49,6 +53,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from zoo.train.config import TrainConfig
+from zoo.train.objectives import NEXT_TOKEN, Objective
 from zoo.train.optim import make_optimizer, make_schedule
 
 __all__ = [
@@ -60,7 +65,6 @@ __all__ = [
     "make_eval_step",
     "make_mesh",
     "make_train_step",
-    "next_token_loss",
     "replicated_sharding",
     "shard_batch",
     "step_config",
@@ -109,42 +113,49 @@ def replicated_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """Sharding of a (A, b, T) batch: rows b split along the 'data' axis."""
+    """Sharding of a (A, b, ...) batch entry: rows b split along the 'data' axis."""
     return NamedSharding(mesh, P(None, DATA_AXIS))
 
 
-def shard_batch(x: np.ndarray, y: np.ndarray, grad_accum_steps: int, mesh: Mesh) -> tuple[Array, Array]:
-    """Host (B, T) inputs and targets -> device (A, B / A, T) arrays, rows sharded over the mesh.
+def shard_batch(batch: dict[str, np.ndarray], grad_accum_steps: int, mesh: Mesh) -> dict[str, Array]:
+    """Host batch ``{name: (B, ...)}`` -> device ``{name: (A, B / A, ...)}``, rows sharded over the mesh.
 
     Micro-batch ``a`` is rows ``a * B / A`` to ``(a + 1) * B / A`` of the batch.
     """
-    b, t = x.shape
-    shape = (grad_accum_steps, b // grad_accum_steps, t)
-    return jax.device_put((x.reshape(shape), y.reshape(shape)), batch_sharding(mesh))
+    def split(x):
+        x = np.asarray(x)
+        return x.reshape((grad_accum_steps, x.shape[0] // grad_accum_steps, *x.shape[1:]))  # (A, b, ...)
+
+    return jax.device_put({k: split(v) for k, v in batch.items()}, batch_sharding(mesh))
 
 
 # -- state ------------------------------------------------------------------------
 
 
-def init_train_state(model: nn.Module, cfg: TrainConfig, *, block_size: int, mesh: Mesh) -> TrainState:
-    """Step 0: parameters from ``model.init(key(cfg.seed), ids (1, block_size))``, unboxed, and
-    :func:`~zoo.train.optim.make_optimizer`'s state, replicated on the mesh."""
-    return _init_fn(model, step_config(cfg), block_size, mesh)()
+def init_train_state(
+    model: nn.Module, cfg: TrainConfig, *, model_config: Any, mesh: Mesh, objective: Objective = NEXT_TOKEN
+) -> TrainState:
+    """Step 0: parameters from ``objective.init_params(model, model_config, key(cfg.seed))``, unboxed,
+    and :func:`~zoo.train.optim.make_optimizer`'s state, replicated on the mesh."""
+    return _init_fn(model, model_config, objective, step_config(cfg), mesh)()
 
 
-def abstract_train_state(model: nn.Module, cfg: TrainConfig, *, block_size: int, mesh: Mesh) -> TrainState:
+def abstract_train_state(
+    model: nn.Module, cfg: TrainConfig, *, model_config: Any, mesh: Mesh, objective: Objective = NEXT_TOKEN
+) -> TrainState:
     """The shapes, dtypes and shardings of :func:`init_train_state` (``jax.ShapeDtypeStruct`` leaves),
     without computing it: the target for restoring a checkpoint."""
-    return jax.eval_shape(_init_fn(model, step_config(cfg), block_size, mesh))
+    return jax.eval_shape(_init_fn(model, model_config, objective, step_config(cfg), mesh))
 
 
 @functools.lru_cache(maxsize=32)
-def _init_fn(model: nn.Module, cfg: TrainConfig, block_size: int, mesh: Mesh) -> Callable[[], TrainState]:
+def _init_fn(
+    model: nn.Module, model_config: Any, objective: Objective, cfg: TrainConfig, mesh: Mesh
+) -> Callable[[], TrainState]:
     optimizer = make_optimizer(cfg)
 
     def init():
-        ids = jnp.zeros((1, block_size), jnp.int32)
-        params = nn.unbox(model.init(jax.random.key(cfg.seed), ids, deterministic=True)["params"])
+        params = nn.unbox(objective.init_params(model, model_config, jax.random.key(cfg.seed)))
         return TrainState(
             step=jnp.zeros((), jnp.int32),
             params=params,
@@ -169,22 +180,6 @@ def step_config(cfg: TrainConfig) -> TrainConfig:
     )
 
 
-# -- loss ---------------------------------------------------------------------------
-
-
-def next_token_loss(model: nn.Module, params: Any, x: Array, y: Array, *, dropout_key: Array | None) -> Array:
-    """Mean next-token cross-entropy in float32: x, y (b, T) int32 -> () float32.
-
-    ``dropout_key=None`` runs the model deterministically (evaluation).
-    """
-    if dropout_key is None:
-        logits = model.apply({"params": params}, x, deterministic=True)  # (b, T, V)
-    else:
-        logits = model.apply({"params": params}, x, deterministic=False, rngs={"dropout": dropout_key})
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), y)  # (b, T)
-    return losses.mean()
-
-
 # -- steps --------------------------------------------------------------------------
 
 
@@ -207,42 +202,45 @@ def _without_value_checks(fn: Callable) -> Callable:
 
 
 
-def make_train_step(model: nn.Module, cfg: TrainConfig, mesh: Mesh) -> Callable:
-    """The jitted train step ``(state, x, y) -> (state, metrics)``; ``state`` is donated.
+def make_train_step(model: nn.Module, cfg: TrainConfig, mesh: Mesh, objective: Objective = NEXT_TOKEN) -> Callable:
+    """The jitted train step ``(state, batch) -> (state, metrics)``; ``state`` is donated.
 
-    x, y: (A, b, T) int32 from :func:`shard_batch`. metrics: () arrays ``loss``
-    (mean over the micro-batches), ``grad_norm`` (before clipping), ``lr``
-    (the rate this step used) and ``finite`` (bool; False when the update was
-    dropped). Cached on (model, :func:`step_config` (cfg), mesh): repeated runs reuse one compilation.
+    batch: ``{name: (A, b, ...)}`` from :func:`shard_batch`. metrics: () arrays
+    ``loss`` (mean over the micro-batches), the objective's metrics (means),
+    ``grad_norm`` (before clipping), ``lr`` (the rate this step used) and
+    ``finite`` (bool; False when the update was dropped). Cached on (model,
+    :func:`step_config` (cfg), mesh, objective): repeated runs reuse one compilation.
     """
     check_batch_split(cfg, mesh)
     make_optimizer(cfg)  # checks the schedule and clipping fields, with this config's values in errors
-    return _train_step_fn(model, step_config(cfg), mesh)
+    return _train_step_fn(model, step_config(cfg), mesh, objective)
 
 
 @functools.lru_cache(maxsize=32)
-def _train_step_fn(model: nn.Module, cfg: TrainConfig, mesh: Mesh) -> Callable:
+def _train_step_fn(model: nn.Module, cfg: TrainConfig, mesh: Mesh, objective: Objective) -> Callable:
     optimizer = make_optimizer(cfg)
     schedule = make_schedule(cfg)
     accum = cfg.grad_accum_steps
     stop_on_nonfinite = cfg.on_nonfinite == "stop"
-    grad_fn = jax.value_and_grad(functools.partial(next_token_loss, model))
+    grad_fn = jax.value_and_grad(functools.partial(objective.loss, model), has_aux=True)
 
-    def train_step(state: TrainState, x: Array, y: Array) -> tuple[TrainState, dict[str, Array]]:
+    def train_step(state: TrainState, batch: dict[str, Array]) -> tuple[TrainState, dict[str, Array]]:
         step_key = jax.random.fold_in(jax.random.key(cfg.seed), state.step)
         if accum == 1:
-            loss, grads = grad_fn(state.params, x[0], y[0], dropout_key=step_key)
+            (loss, aux), grads = grad_fn(state.params, {k: v[0] for k, v in batch.items()}, dropout_key=step_key)
         else:
 
             def micro_step(carry, inputs):
-                loss_sum, grad_sum = carry
-                x_i, y_i, i = inputs  # (b, T), (b, T), ()
-                loss_i, grads_i = grad_fn(state.params, x_i, y_i, dropout_key=jax.random.fold_in(step_key, i))
-                return (loss_sum + loss_i, jax.tree.map(jnp.add, grad_sum, grads_i)), None
+                micro, i = inputs  # {name: (b, ...)}, ()
+                (loss_i, aux_i), grads_i = grad_fn(state.params, micro, dropout_key=jax.random.fold_in(step_key, i))
+                return jax.tree.map(jnp.add, carry, (loss_i, aux_i, grads_i)), None
 
-            zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params))
-            (loss_sum, grad_sum), _ = jax.lax.scan(micro_step, zeros, (x, y, jnp.arange(accum)))
-            loss, grads = loss_sum / accum, jax.tree.map(lambda g: g / accum, grad_sum)
+            first = {k: v[0] for k, v in batch.items()}
+            shapes = jax.eval_shape(lambda: grad_fn(state.params, first, dropout_key=step_key))
+            (loss_shape, aux_shape), grad_shape = shapes
+            zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (loss_shape, aux_shape, grad_shape))
+            sums, _ = jax.lax.scan(micro_step, zeros, (batch, jnp.arange(accum)))
+            loss, aux, grads = jax.tree.map(lambda x: x / accum, sums)
 
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
@@ -257,6 +255,7 @@ def _train_step_fn(model: nn.Module, cfg: TrainConfig, mesh: Mesh) -> Callable:
             nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32),
         )
         metrics = {
+            **aux,
             "loss": loss,
             "grad_norm": grad_norm,
             "lr": jnp.asarray(schedule(state.step - state.nonfinite_steps), jnp.float32),
@@ -267,19 +266,23 @@ def _train_step_fn(model: nn.Module, cfg: TrainConfig, mesh: Mesh) -> Callable:
     replicated, batch = replicated_sharding(mesh), batch_sharding(mesh)
     return jax.jit(
         _without_value_checks(train_step),
-        in_shardings=(replicated, batch, batch),
+        in_shardings=(replicated, batch),
         out_shardings=(replicated, replicated),
         donate_argnums=0,
     )
 
 
 @functools.lru_cache(maxsize=32)
-def make_eval_step(model: nn.Module, mesh: Mesh) -> Callable:
-    """The jitted ``(params, xs, ys) -> mean loss``: xs, ys (N, B, T) int32, N batches, rows sharded."""
+def make_eval_step(model: nn.Module, mesh: Mesh, objective: Objective = NEXT_TOKEN) -> Callable:
+    """The jitted ``(params, batches) -> {"loss": mean, **metric means}``: batches ``{name: (N, B, ...)}``,
+    N batches, rows sharded."""
 
-    def eval_step(params: Any, xs: Array, ys: Array) -> Array:
-        losses = jax.lax.map(lambda xy: next_token_loss(model, params, *xy, dropout_key=None), (xs, ys))  # (N,)
-        return losses.mean()
+    def eval_step(params: Any, batches: dict[str, Array]) -> dict[str, Array]:
+        def one(batch):
+            loss, aux = objective.loss(model, params, batch, dropout_key=None)
+            return {**aux, "loss": loss}
+
+        return jax.tree.map(jnp.mean, jax.lax.map(one, batches))  # means over the N batches
 
     replicated, batch = replicated_sharding(mesh), batch_sharding(mesh)
-    return jax.jit(_without_value_checks(eval_step), in_shardings=(replicated, batch, batch), out_shardings=replicated)
+    return jax.jit(_without_value_checks(eval_step), in_shardings=(replicated, batch), out_shardings=replicated)

@@ -1,5 +1,9 @@
 """The training loop: ``train(model, ...)`` from initialisation (or the latest checkpoint) to max_steps.
 
+What is trained is an :class:`~zoo.train.objectives.Objective` (next-token
+prediction by default; BERT's masked LM and classification, translation):
+the loop only moves batch dicts between the sampler and the compiled steps.
+
 Per optimizer step the host only samples the next batch and dispatches the
 compiled step; it waits for the device only at sync points (every
 ``log_interval``, ``eval_interval`` and ``checkpoint_interval`` steps, and at
@@ -11,10 +15,12 @@ sampled and transferred while the device runs the current step.
       metrics.jsonl          one JSON object per log/eval line (see zoo.train.metrics)
       loss.png               train and validation loss against the step
 
-Data: ``get_batch(tokens, batch_size, block_size, *, seed, step) -> (x, y)``
-int32 (B, T) arrays, a pure function of (seed, step) with y = x shifted by
-one; training batch ``s`` is ``get_batch(train_tokens, ..., seed=cfg.seed,
-step=s)``, so a resumed run sees the same data. Evaluation uses the same
+Data: ``get_batch(data, batch_size, block_size, *, seed, step)`` returns a
+batch dict ``{name: (B, ...)}`` of host arrays, or for next-token prediction
+a pair ``(x, y)`` of (B, T) int32 arrays with y = x shifted by one (taken as
+``{"inputs": x, "targets": y}``); it must be a pure function of (seed, step).
+Training batch ``s`` is ``get_batch(train_data, ..., seed=cfg.seed, step=s)``,
+so a resumed run sees the same data (and, for BERT, the same masks). Evaluation uses the same
 ``eval_batches`` batches every time (seed :data:`EVAL_SEED`, steps 0..N-1), so
 its curve is not noisy from resampling.
 """
@@ -40,6 +46,7 @@ from zoo._version import __version__
 from zoo.train.checkpoint import Checkpointer
 from zoo.train.config import TrainConfig
 from zoo.train.metrics import append_metrics, peak_flops, plot_losses, read_metrics, truncate_metrics
+from zoo.train.objectives import NEXT_TOKEN, Objective
 from zoo.train.step import (
     TrainState,
     batch_sharding,
@@ -106,15 +113,25 @@ def _check_tokens(name: str, tokens: Any, block_size: int, vocab_size: int | Non
     return tokens
 
 
-def _host_batch(get_batch: GetBatch, tokens: np.ndarray, cfg: TrainConfig, block_size: int, *, seed: int, step: int):
-    x, y = get_batch(tokens, cfg.batch_size, block_size, seed=seed, step=step)
-    x, y = np.asarray(x), np.asarray(y)
-    want = (cfg.batch_size, block_size)
-    if x.shape != want or y.shape != want:
-        raise ValueError(
-            f"get_batch returned x {x.shape} and y {y.shape}, expected both (batch_size, block_size) = {want}"
-        )
-    return x.astype(np.int32, copy=False), y.astype(np.int32, copy=False)
+def _host_batch(
+    get_batch: GetBatch, data: Any, cfg: TrainConfig, block_size: int, *, seed: int, step: int
+) -> dict[str, np.ndarray]:
+    out = get_batch(data, cfg.batch_size, block_size, seed=seed, step=step)
+    if isinstance(out, tuple):  # next-token (x, y)
+        x, y = np.asarray(out[0]), np.asarray(out[1])
+        want = (cfg.batch_size, block_size)
+        if x.shape != want or y.shape != want:
+            raise ValueError(
+                f"get_batch returned x {x.shape} and y {y.shape}, expected both (batch_size, block_size) = {want}"
+            )
+        return {"inputs": x.astype(np.int32, copy=False), "targets": y.astype(np.int32, copy=False)}
+    if not isinstance(out, dict) or not out:
+        raise TypeError(f"get_batch must return a dict of arrays or an (x, y) pair, got {type(out).__name__}")
+    batch = {k: np.asarray(v) for k, v in out.items()}
+    bad = {k: v.shape for k, v in batch.items() if v.ndim < 1 or v.shape[0] != cfg.batch_size}
+    if bad:
+        raise ValueError(f"get_batch returned entries {bad}, expected a leading batch axis of batch_size={cfg.batch_size}")
+    return batch
 
 
 def _is_deleted(state: TrainState) -> bool:
@@ -133,16 +150,26 @@ def _config_mismatch(saved: dict[str, Any], given: dict[str, Any]) -> dict[str, 
 # -- metrics records (pure) --------------------------------------------------------------
 
 
+_STEP_KEYS = ("loss", "grad_norm", "lr", "finite")
+
+
 def train_record(
     step: int, steps: list[dict[str, Any]], *, tokens: int, seconds: float, elapsed: float,
     nonfinite_steps: int, flops_per_token: float | None, peak: float | None,
 ) -> dict[str, Any]:
-    """The log line for the fetched per-step metrics ``steps`` since the previous line."""
-    losses = [float(m["loss"]) for m in steps if m["finite"]]
+    """The log line for the fetched per-step metrics ``steps`` since the previous line.
+
+    Besides the loss, every metric of the objective (e.g. ``accuracy``) is
+    averaged over the finite steps and logged as ``train_NAME``.
+    """
+    finite = [m for m in steps if m["finite"]]
+    losses = [float(m["loss"]) for m in finite]
+    extra = [k for k in steps[-1] if k not in _STEP_KEYS]
     tps = tokens / seconds
     return {
         "step": step,
         "train_loss": float(np.mean(losses)) if losses else None,
+        **{f"train_{k}": float(np.mean([float(m[k]) for m in finite])) if finite else None for k in extra},
         "lr": float(steps[-1]["lr"]),
         "grad_norm": float(steps[-1]["grad_norm"]),
         "tokens_per_s": tps,
@@ -152,12 +179,18 @@ def train_record(
     }
 
 
-def eval_record(step: int, losses: dict[str, float], *, elapsed: float) -> dict[str, Any]:
-    """The evaluation line: ``{split}_loss`` and ``{split}_ppl`` for each split."""
+def eval_record(
+    step: int, results: dict[str, dict[str, float]], *, elapsed: float, perplexity: bool = True
+) -> dict[str, Any]:
+    """The evaluation line: ``{split}_loss``, ``{split}_ppl`` (when perplexity means something) and
+    ``{split}_NAME`` for the objective's other metrics, for each split."""
     record: dict[str, Any] = {"step": step}
-    for split, loss in losses.items():
-        record[f"{split}_loss"] = float(loss)
-        record[f"{split}_ppl"] = math.exp(loss) if loss < 700 else math.inf
+    for split, metrics in results.items():
+        loss = float(metrics["loss"])
+        record[f"{split}_loss"] = loss
+        if perplexity:
+            record[f"{split}_ppl"] = math.exp(loss) if loss < 700 else math.inf
+        record.update({f"{split}_{k}": float(v) for k, v in metrics.items() if k != "loss"})
     record["elapsed_s"] = elapsed
     return record
 
@@ -176,8 +209,9 @@ class _Loop:
     ckpt: Checkpointer
     checkpoint_meta: dict[str, Any]
     get_batch: GetBatch
-    train_tokens: np.ndarray
-    eval_data: dict[str, tuple[jax.Array, jax.Array]]  # split -> xs, ys (eval_batches, B, T)
+    train_data: Any
+    eval_data: dict[str, dict[str, jax.Array]]  # split -> {name: (eval_batches, B, ...)}
+    objective: Objective
     train_step: Callable
     eval_step: Callable
     state: TrainState
@@ -194,9 +228,9 @@ class _Loop:
     tokens_since_log: int = 0
     last_save: int | None = None
 
-    def next_batch(self, step: int) -> tuple[jax.Array, jax.Array]:
-        x, y = _host_batch(self.get_batch, self.train_tokens, self.cfg, self.block_size, seed=self.cfg.seed, step=step)
-        return shard_batch(x, y, self.cfg.grad_accum_steps, self.mesh)
+    def next_batch(self, step: int) -> dict[str, jax.Array]:
+        batch = _host_batch(self.get_batch, self.train_data, self.cfg, self.block_size, seed=self.cfg.seed, step=step)
+        return shard_batch(batch, self.cfg.grad_accum_steps, self.mesh)
 
     def sync(self, step: int) -> None:
         """Fetch the pending per-step metrics (waits for the device); stop on a non-finite step if so configured."""
@@ -223,7 +257,7 @@ class _Loop:
             nonfinite_steps=self.nonfinite_steps, flops_per_token=self.flops_per_token, peak=self.peak,
         )
         append_metrics(self.run_dir, record)
-        self.summary["train_loss"] = record["train_loss"]
+        self.summary.update({k: v for k, v in record.items() if k.startswith("train_")})
         loss = record["train_loss"]
         postfix = {"loss": "nan" if loss is None else f"{loss:.4f}", "tok/s": f"{record['tokens_per_s']:,.0f}"}
         if record["mfu"] is not None:
@@ -233,11 +267,13 @@ class _Loop:
         self.t_log, self.tokens_since_log = now, 0
 
     def evaluate(self, step: int) -> None:
-        losses = jax.device_get({k: self.eval_step(self.state.params, *xy) for k, xy in self.eval_data.items()})
-        record = eval_record(step, losses, elapsed=time.perf_counter() - self.t_start)
+        results = jax.device_get({k: self.eval_step(self.state.params, b) for k, b in self.eval_data.items()})
+        record = eval_record(step, results, elapsed=time.perf_counter() - self.t_start,
+                             perplexity=self.objective.perplexity)
         append_metrics(self.run_dir, record)
         self.summary.update({k: _finite_or_none(v) for k, v in record.items() if k not in ("step", "elapsed_s")})
-        self.say(f"step {step}: val loss {record['val_loss']:.4f}, train loss {record['eval_train_loss']:.4f}")
+        extra = "".join(f", val {k} {v:.4f}" for k, v in results["val"].items() if k != "loss")
+        self.say(f"step {step}: val loss {record['val_loss']:.4f}, train loss {record['eval_train_loss']:.4f}{extra}")
 
     def save(self, step: int) -> None:
         self.ckpt.save(step, self.state, {**self.checkpoint_meta, "step": step})
@@ -246,15 +282,15 @@ class _Loop:
     def run(self, start_step: int) -> int:
         """Steps from ``start_step`` to max_steps; returns the last step."""
         cfg, step = self.cfg, start_step
-        tokens_per_step = cfg.batch_size * self.block_size
         batch = self.next_batch(step)
+        tokens_per_step = int(np.prod(batch[self.objective.tokens_key].shape))
         # Several CPU "devices" (XLA_FLAGS=--xla_force_host_platform_device_count) share one
         # thread pool; with many multi-device steps queued, XLA:CPU's in-process all-reduce
         # rendezvous can wait forever for a participant and abort the process (seen with
         # jax 0.10.2 on 2 cores). One step in flight at a time avoids it.
         one_at_a_time = self.mesh.devices.size > 1 and self.mesh.devices.flat[0].platform == "cpu"
         while step < cfg.max_steps:
-            self.state, metrics = self.train_step(self.state, *batch)
+            self.state, metrics = self.train_step(self.state, batch)
             if one_at_a_time:
                 jax.block_until_ready(metrics)
             self.pending.append(metrics)
@@ -290,20 +326,21 @@ class _Loop:
                  f"train again with resume=True to continue")
 
 
-def _eval_data(get_batch: GetBatch, tokens: np.ndarray, cfg: TrainConfig, block_size: int, mesh) -> tuple:
-    """The fixed evaluation batches of one split on the devices: xs, ys (eval_batches, B, T)."""
-    xys = [_host_batch(get_batch, tokens, cfg, block_size, seed=EVAL_SEED, step=i) for i in range(cfg.eval_batches)]
-    return jax.device_put((np.stack([x for x, _ in xys]), np.stack([y for _, y in xys])), batch_sharding(mesh))
+def _eval_data(get_batch: GetBatch, data: Any, cfg: TrainConfig, block_size: int, mesh) -> dict[str, jax.Array]:
+    """The fixed evaluation batches of one split on the devices: {name: (eval_batches, B, ...)}."""
+    batches = [_host_batch(get_batch, data, cfg, block_size, seed=EVAL_SEED, step=i) for i in range(cfg.eval_batches)]
+    return jax.device_put({k: np.stack([b[k] for b in batches]) for k in batches[0]}, batch_sharding(mesh))
 
 
 def train(
     model: nn.Module,
     model_config: Any,
     train_config: TrainConfig,
-    train_tokens: np.ndarray,
-    val_tokens: np.ndarray,
+    train_data: Any,
+    val_data: Any,
     run_dir: str | os.PathLike,
     *,
+    objective: Objective = NEXT_TOKEN,
     flops_per_token: float | None = None,
     get_batch: GetBatch = random_windows,
     progress: bool = True,
@@ -311,15 +348,17 @@ def train(
     metadata: dict[str, Any] | None = None,
     devices: Sequence[jax.Device] | None = None,
 ) -> dict[str, Any]:
-    """Train ``model`` on next-token prediction; returns the final metrics.
+    """Train ``model`` on ``objective`` (default: next-token prediction); returns the final metrics.
 
     Args:
-      model: a zoo LM (``zoo.GPT``, ``zoo.RNNLM``): ``apply({'params': p}, ids
-        (B, T), deterministic=..., rngs={'dropout': key})`` -> logits (B, T, V).
+      model: a zoo model, e.g. ``zoo.GPT``, ``zoo.RNNLM`` (next-token: ``apply({'params': p}, ids
+        (B, T), deterministic=..., rngs={'dropout': key})`` -> logits (B, T, V)), ``zoo.BERTForMaskedLM``.
       model_config: its config (a dataclass with ``block_size``, the training
         window, and ``vocab_size``); saved with checkpoints and checked on resume.
       train_config: optimisation, evaluation and checkpointing settings.
-      train_tokens, val_tokens: 1-D integer token arrays.
+      train_data, val_data: what ``get_batch`` samples from: for the default
+        sampler, 1-D integer token arrays (checked against the vocabulary).
+      objective: the loss and metrics (:mod:`zoo.train.objectives`).
       run_dir: where checkpoints, metrics.jsonl and loss.png go.
       flops_per_token: training FLOPs per token (e.g. ``zoo.gpt_flops_per_token``);
         with it the log reports MFU against a measured matmul peak.
@@ -350,10 +389,14 @@ def train(
     if not isinstance(block_size, (int, np.integer)) or block_size < 1:
         raise ValueError(f"train: model_config.block_size={block_size!r}, expected a positive int (the window length)")
     vocab_size = getattr(model_config, "vocab_size", None)
-    train_tokens = _check_tokens("train_tokens", train_tokens, block_size, vocab_size)
-    val_tokens = _check_tokens("val_tokens", val_tokens, block_size, vocab_size)
+    if not isinstance(objective, Objective):
+        raise TypeError(f"train: objective must be a zoo.train.objectives.Objective, got {type(objective).__name__}")
+    if isinstance(train_data, (np.ndarray, list)) and np.ndim(train_data) == 1:  # token streams
+        train_data = _check_tokens("train_data", train_data, block_size, vocab_size)
+        val_data = _check_tokens("val_data", val_data, block_size, vocab_size)
     checkpoint_meta = {
         "model": type(model).__name__,
+        "objective": objective.name,
         "model_config": _config_dict(model_config, "model_config"),
         "train_config": _config_dict(cfg, "train_config"),
         "metadata": _config_dict(metadata or {}, "metadata"),
@@ -363,8 +406,8 @@ def train(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     mesh = make_mesh(devices)
-    train_step = make_train_step(model, cfg, mesh)  # checks the batch split and the schedule
-    eval_step = make_eval_step(model, mesh)
+    train_step = make_train_step(model, cfg, mesh, objective)  # checks the batch split and the schedule
+    eval_step = make_eval_step(model, mesh, objective)
 
     ckpt = Checkpointer(run_dir / CHECKPOINT_DIR, keep=cfg.keep_checkpoints)
     pbar = None
@@ -376,7 +419,7 @@ def train(
                 f"train: {ckpt.directory} has checkpoints (latest step {latest}) but resume=False; "
                 f"pass resume=True to continue that run, or use another run_dir"
             )
-        state = init_train_state(model, cfg, block_size=block_size, mesh=mesh)
+        state = init_train_state(model, cfg, model_config=model_config, mesh=mesh, objective=objective)
         if latest is not None:
             saved = ckpt.metadata(latest).get("model_config", {})
             if saved != checkpoint_meta["model_config"]:
@@ -398,9 +441,15 @@ def train(
         for r in read_metrics(run_dir):  # the latest values logged before a resume
             summary.update({k: v for k, v in r.items() if k.endswith(("_loss", "_ppl"))})
 
+        first_batch = _host_batch(get_batch, train_data, cfg, block_size, seed=cfg.seed, step=start_step)
+        if objective.tokens_key not in first_batch:
+            raise ValueError(f"train: the batches have entries {sorted(first_batch)}, but objective "
+                             f"{objective.name!r} counts tokens in {objective.tokens_key!r}")
+        tokens_per_step = int(np.prod(first_batch[objective.tokens_key].shape))
+
         def finish(step: int, nonfinite_steps: int) -> dict[str, Any]:
             elapsed = time.perf_counter() - t_start
-            tps = (step - start_step) * cfg.batch_size * block_size / elapsed
+            tps = (step - start_step) * tokens_per_step / elapsed
             summary.update(
                 step=step, steps_run=step - start_step, elapsed_s=elapsed, tokens_per_s=tps,
                 mfu=flops_per_token * tps / peak if peak else None, nonfinite_steps=nonfinite_steps,
@@ -415,10 +464,10 @@ def train(
         pbar = tqdm(total=cfg.max_steps, initial=start_step, disable=not progress, unit="step", dynamic_ncols=True)
         loop = _Loop(
             cfg=cfg, run_dir=run_dir, block_size=block_size, mesh=mesh, ckpt=ckpt,
-            checkpoint_meta=checkpoint_meta, get_batch=get_batch, train_tokens=train_tokens,
+            checkpoint_meta=checkpoint_meta, get_batch=get_batch, train_data=train_data, objective=objective,
             eval_data={
-                "val": _eval_data(get_batch, val_tokens, cfg, block_size, mesh),
-                "eval_train": _eval_data(get_batch, train_tokens, cfg, block_size, mesh),
+                "val": _eval_data(get_batch, val_data, cfg, block_size, mesh),
+                "eval_train": _eval_data(get_batch, train_data, cfg, block_size, mesh),
             },
             train_step=train_step, eval_step=eval_step, state=state, t_start=t_start,
             flops_per_token=flops_per_token, peak=peak, pbar=pbar, say=say, summary=summary,
