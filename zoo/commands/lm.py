@@ -17,34 +17,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import sys
-import time
 from pathlib import Path
 from typing import Literal, Sequence
 
 import tyro
 
 from zoo import presets
+from zoo.commands.common import cache_dir as _cache_dir
+from zoo.commands.common import fail as _fail
+from zoo.commands.common import process_elapsed_s
 from zoo.models.gpt import GPTConfig
 from zoo.models.rnn_lm import RNNLMConfig
 from zoo.train.config import TrainConfig
 
-__all__ = ["pretrain_main", "sample_main", "eval_main", "process_elapsed_s"]
-
-
-def process_elapsed_s() -> float:
-    """Seconds since this process started (Linux: from /proc; elsewhere: since zoo was imported)."""
-    try:
-        ticks = os.sysconf("SC_CLK_TCK")
-        start = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return uptime - start
-    except (OSError, ValueError, IndexError):
-        return time.perf_counter() - _IMPORTED
-
-
-_IMPORTED = time.perf_counter()
+__all__ = ["pretrain_main", "sample_main", "eval_main"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,18 +58,6 @@ class GPTPretrain(_Common):
 class RNNPretrain(_Common):
     model: RNNLMConfig = RNNLMConfig()
     train: TrainConfig = TrainConfig()
-
-
-def _fail(prog: str, message: str) -> int:
-    print(f"{prog}: error: {message}", file=sys.stderr)
-    return 2
-
-
-def _cache_dir(explicit: Path | None) -> Path:
-    if explicit is not None:
-        return explicit.expanduser()
-    root = os.environ.get("ZOO_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "zoo"
-    return Path(root).expanduser() / "tokens"
 
 
 def _parse_pretrain(argv: Sequence[str], prog: str):

@@ -1,0 +1,44 @@
+"""The ``zoo`` subcommands that build a config and call the library (``zoo.cli`` dispatches to them).
+
+    zoo pretrain gpt|lstm|gru|rnn|mingru ...   language models        (zoo.commands.lm)
+    zoo sample RUN_DIR / zoo eval RUN_DIR
+    zoo pretrain bert ...                      masked-LM pretraining  (zoo.commands.bert)
+    zoo fill-mask RUN_DIR "text with [MASK]" / zoo finetune RUN_DIR ...
+    zoo pretrain seq2seq ...                   translation            (zoo.commands.seq2seq)
+    zoo translate RUN_DIR "input"
+
+Modules import JAX and the models only when their command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+__all__ = ["pretrain_main", "sample_main", "eval_main"]
+
+
+def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
+    """``zoo pretrain FAMILY --preset NAME [flags]``: the family picks the command."""
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("family", nargs="?")
+    family = first.parse_known_args(list(argv))[0].family
+    if family == "bert":
+        from zoo.commands.bert import pretrain_main as main  # noqa: PLC0415
+    elif family == "seq2seq":
+        from zoo.commands.seq2seq import pretrain_main as main  # noqa: PLC0415
+    else:
+        from zoo.commands.lm import pretrain_main as main  # noqa: PLC0415
+    return main(argv, prog)
+
+
+def sample_main(argv: Sequence[str], prog: str = "zoo sample") -> int:
+    from zoo.commands.lm import sample_main as main  # noqa: PLC0415
+
+    return main(argv, prog)
+
+
+def eval_main(argv: Sequence[str], prog: str = "zoo eval") -> int:
+    from zoo.commands.lm import eval_main as main  # noqa: PLC0415
+
+    return main(argv, prog)
