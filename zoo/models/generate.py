@@ -172,5 +172,7 @@ def _generate(model, kind, params, state, prompt_ids, lengths, rng, max_new_toke
         return (state, logits[:, 0]), token
 
     keys = jax.random.split(rng, max_new_tokens)
-    _, tokens = jax.lax.scan(body, (state, last), keys)  # (max_new_tokens, B)
-    return tokens.T  # (B, max_new_tokens)
+    # The last token is only sampled: feeding it back would be a wasted forward pass.
+    (_, logits), tokens = jax.lax.scan(body, (state, last), keys[:-1])  # (max_new_tokens - 1, B)
+    final = sample(logits, keys[-1])  # (B,)
+    return jnp.concatenate([tokens.T, final[:, None]], axis=1)  # (B, max_new_tokens)
