@@ -137,8 +137,8 @@ def test_bpe_trains_and_round_trips_any_unicode(bpe):
 
 
 def test_make_tokenizer_errors():
-    with pytest.raises(ValueError, match=r"'wordpiece' is unknown; expected one of byte, char, bpe"):
-        data.make_tokenizer("wordpiece", TRAIN_TEXTS)
+    with pytest.raises(ValueError, match=r"'sentencepiece' is unknown; expected one of byte, char, bpe, wordpiece"):
+        data.make_tokenizer("sentencepiece", TRAIN_TEXTS)
     with pytest.raises(ValueError, match="vocab_size=1000 applies only to kind='bpe'"):
         data.make_tokenizer("byte", vocab_size=1000)
     with pytest.raises(ValueError, match="needs train_texts"):

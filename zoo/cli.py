@@ -65,7 +65,19 @@ COMMANDS = Group(
         ),
         "pretrain": Command(
             "zoo.commands:pretrain_main",
-            "pretrain a language model: zoo pretrain gpt|lstm|gru|rnn|mingru --preset NAME [--data ...]",
+            "pretrain a model: zoo pretrain gpt|lstm|gru|rnn|mingru|bert|seq2seq --preset NAME [--data ...]",
+        ),
+        "fill-mask": Command(
+            "zoo.commands.bert:fill_mask_main",
+            "the likeliest fillings of each [MASK]: zoo fill-mask RUN_DIR \"text with [MASK]\"",
+        ),
+        "finetune": Command(
+            "zoo.commands.bert:finetune_main",
+            "fine-tune a pretrained BERT run for classification: zoo finetune RUN_DIR --data ...",
+        ),
+        "translate": Command(
+            "zoo.commands.seq2seq:translate_main",
+            "translate with a seq2seq run (beam search): zoo translate RUN_DIR \"input\"",
         ),
         "sample": Command("zoo.commands:sample_main", "print continuations of a prompt: zoo sample RUN_DIR --prompt TEXT"),
         "eval": Command("zoo.commands:eval_main", "validation loss and perplexity of a run: zoo eval RUN_DIR"),

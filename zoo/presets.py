@@ -9,6 +9,10 @@ its tokenizer (:func:`Preset.with_vocab`). Recurrent families (``lstm``,
 recipes; their width is chosen so the parameter count matches the GPT preset
 of the same name (:func:`matched_width`), which is what lets the language-model
 ladder compare them fairly.
+
+``bert`` presets pretrain a masked LM with a WordPiece tokenizer;
+``seq2seq`` presets train the encoder-decoder Transformer on a translation
+task (the built-in toy tasks by default).
 """
 
 from __future__ import annotations
@@ -16,15 +20,18 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal, Union
 
+from zoo.models.bert import BERTConfig
 from zoo.models.gpt import GPTConfig, gpt_param_count
 from zoo.models.rnn_lm import RNNLMConfig, rnn_lm_param_count
+from zoo.models.seq2seq import Seq2SeqConfig
 from zoo.train.config import TrainConfig
 
 __all__ = ["Preset", "FAMILIES", "get", "names", "matched_width"]
 
-Family = Literal["gpt", "lstm", "gru", "rnn", "mingru"]
-FAMILIES = ("gpt", "lstm", "gru", "rnn", "mingru")
-ModelConfig = Union[GPTConfig, RNNLMConfig]
+Family = Literal["gpt", "lstm", "gru", "rnn", "mingru", "bert", "seq2seq"]
+FAMILIES = ("gpt", "lstm", "gru", "rnn", "mingru", "bert", "seq2seq")
+LM_FAMILIES = ("gpt", "lstm", "gru", "rnn", "mingru")
+ModelConfig = Union[GPTConfig, RNNLMConfig, BERTConfig, Seq2SeqConfig]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,8 +40,8 @@ class Preset:
     family: str
     model: ModelConfig
     train: TrainConfig
-    tokenizer: Literal["byte", "char", "bpe"] = "byte"
-    tokenizer_vocab_size: int | None = None  # BPE only
+    tokenizer: Literal["byte", "char", "bpe", "wordpiece"] = "byte"
+    tokenizer_vocab_size: int | None = None  # BPE and WordPiece only
     description: str = ""
 
     def with_vocab(self, vocab_size: int) -> Preset:
@@ -113,7 +120,75 @@ def _recurrent(family: str, gpt: Preset, num_layers: int = 2) -> Preset:
     return dataclasses.replace(gpt, family=family, model=model, description=note)
 
 
-_PRESETS: dict[str, dict[str, Preset]] = {"gpt": _GPT}
+# BERT (Devlin et al. 2018; the small sizes are Turc et al. 2019's "well-read students"). BERT's
+# recipe: Adam, peak lr 1e-4, 10k warmup steps, linear decay, weight decay 0.01, beta2 0.999, batch
+# 256 x 128 tokens, 1M steps. The small models take a larger rate and far fewer steps on one CPU.
+_BERT_TRAIN = TrainConfig(batch_size=32, max_steps=2000, learning_rate=5e-4, min_learning_rate=5e-5,
+                          warmup_steps=100, beta2=0.999, weight_decay=0.01, eval_interval=250, eval_batches=10,
+                          log_interval=10, checkpoint_interval=1000)
+_BERT = {
+    "tiny": Preset(
+        "tiny", "bert",
+        # init_std 0.1, not BERT's 0.02: at this width the small init leaves attention so weak that
+        # masked LM sits on the unigram plateau for hundreds of steps (measured on a repeated sentence)
+        BERTConfig(vocab_size=512, max_positions=64, block_size=32, num_layers=2, num_heads=4, features=64,
+                   dropout_rate=0.0, attention_dropout_rate=0.0, init_std=0.1),
+        TrainConfig(batch_size=16, max_steps=30, warmup_steps=3, learning_rate=1e-3, min_learning_rate=1e-4,
+                    eval_interval=15, eval_batches=2, log_interval=5, checkpoint_interval=15, beta2=0.999,
+                    weight_decay=0.01),
+        tokenizer="wordpiece", tokenizer_vocab_size=512,
+        description="seconds on a CPU: for tests and smoke runs",
+    ),
+    "bert-mini": Preset(
+        "bert-mini", "bert", BERTConfig(num_layers=4, num_heads=4, features=256), _BERT_TRAIN,
+        tokenizer="wordpiece", tokenizer_vocab_size=8192,
+        description="BERT-mini (4 layers x 256, 4 heads, 11M parameters with an 8192 vocabulary), sequences of 128",
+    ),
+    "bert-small": Preset(
+        "bert-small", "bert", BERTConfig(num_layers=4, num_heads=8, features=512), _BERT_TRAIN,
+        tokenizer="wordpiece", tokenizer_vocab_size=8192,
+        description="BERT-small (4 layers x 512, 8 heads), sequences of 128",
+    ),
+    "bert-base": Preset(
+        "bert-base", "bert", BERTConfig(),
+        TrainConfig(batch_size=256, max_steps=1_000_000, learning_rate=1e-4, min_learning_rate=0.0,
+                    warmup_steps=10_000, beta2=0.999, weight_decay=0.01, eval_interval=10_000, eval_batches=50,
+                    checkpoint_interval=10_000),
+        tokenizer="wordpiece", tokenizer_vocab_size=30522,
+        description="BERT-base (12 layers x 768, 12 heads, 110M) with BERT's recipe",
+    ),
+}
+
+# The encoder-decoder Transformer (Vaswani et al. 2017). Data defaults to a built-in toy task.
+_SEQ2SEQ = {
+    "tiny": Preset(
+        "tiny", "seq2seq",
+        Seq2SeqConfig(vocab_size=64, max_source_len=16, max_target_len=48, num_encoder_layers=1,
+                      num_decoder_layers=1, num_heads=2, features=32, dropout_rate=0.0),
+        TrainConfig(batch_size=16, max_steps=30, warmup_steps=3, learning_rate=3e-3, eval_interval=15,
+                    eval_batches=2, log_interval=5, checkpoint_interval=15, beta2=0.98, weight_decay=0.0),
+        tokenizer="char", description="seconds on a CPU: for tests and smoke runs",
+    ),
+    "toy": Preset(
+        "toy", "seq2seq",
+        Seq2SeqConfig(vocab_size=64, max_source_len=16, max_target_len=64, num_encoder_layers=2,
+                      num_decoder_layers=2, num_heads=4, features=128, dropout_rate=0.0),
+        TrainConfig(batch_size=64, max_steps=1500, warmup_steps=100, learning_rate=2e-3, min_learning_rate=1e-4,
+                    beta2=0.98, weight_decay=0.0, eval_interval=250, eval_batches=8, log_interval=20,
+                    checkpoint_interval=1500),
+        tokenizer="char",
+        description="the built-in toy translation tasks (number words, dates), character level, a few CPU minutes",
+    ),
+    "transformer-base": Preset(
+        "transformer-base", "seq2seq", Seq2SeqConfig(label_smoothing=0.1),
+        TrainConfig(batch_size=256, max_steps=100_000, learning_rate=7e-4, min_learning_rate=0.0, warmup_steps=4000,
+                    beta2=0.98, weight_decay=0.0, eval_interval=2000, eval_batches=50, checkpoint_interval=2000),
+        tokenizer="bpe", tokenizer_vocab_size=37000,
+        description="the paper's base model (6 + 6 layers x 512, 8 heads), Adam beta2 0.98, label smoothing 0.1",
+    ),
+}
+
+_PRESETS: dict[str, dict[str, Preset]] = {"gpt": _GPT, "bert": _BERT, "seq2seq": _SEQ2SEQ}
 for _family in ("lstm", "gru", "rnn", "mingru"):
     _PRESETS[_family] = {name: _recurrent(_family, p) for name, p in _GPT.items() if name != "gpt2-small"}
 

@@ -5,6 +5,13 @@
     out = zoo.generate(run.model, run.params, ids, 100, temperature=0.8, rng=jax.random.key(0))
     print(run.tokenizer.decode(out[0]))
 
+Every family loads the same way: ``gpt`` and the recurrent LMs (``lstm``,
+``gru``, ``rnn``, ``mingru``), ``bert`` (a masked LM: ``zoo.BERTForMaskedLM``),
+``bert-classifier`` (a fine-tuned ``zoo.BERTForSequenceClassification``; its
+label names are in ``run.info["labels"]``) and ``seq2seq``
+(``zoo.Seq2SeqTransformer``). :data:`FAMILIES` maps each to its config
+class, module and training objective.
+
 Layout written by ``zoo pretrain``::
 
     RUN_DIR/run.json        family, preset, model and training configs, data spec, corpus info, zoo version
@@ -22,22 +29,51 @@ from pathlib import Path
 from typing import Any
 
 from zoo._version import __version__
+from zoo.models.bert import MASKED_LM, SEQUENCE_CLASSIFICATION, BERTConfig, BERTForMaskedLM
+from zoo.models.bert import BERTForSequenceClassification
 from zoo.models.gpt import GPT, GPTConfig
 from zoo.models.rnn_lm import RNNLM, RNNLMConfig
+from zoo.models.seq2seq import TRANSLATION, Seq2SeqConfig, Seq2SeqTransformer
 from zoo.train.config import TrainConfig
+from zoo.train.objectives import NEXT_TOKEN, Objective
 
-__all__ = ["Run", "load_run", "write_run_json", "read_run_json", "model_for"]
+__all__ = ["FAMILIES", "Family", "Run", "load_run", "write_run_json", "read_run_json", "model_for"]
 
 RUN_JSON = "run.json"
 
 
-def model_for(family: str, config: GPTConfig | RNNLMConfig):
-    """The linen module of a family: GPT or RNNLM."""
-    return GPT(config) if family == "gpt" else RNNLM(config)
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """What a run's family name stands for: its config class, its module and its objective."""
+
+    config: type
+    module: type
+    objective: Objective
 
 
-def _model_config(family: str, data: dict[str, Any]) -> GPTConfig | RNNLMConfig:
-    return GPTConfig(**data) if family == "gpt" else RNNLMConfig(**data)
+_LM = {name: Family(RNNLMConfig, RNNLM, NEXT_TOKEN) for name in ("lstm", "gru", "rnn", "mingru")}
+FAMILIES: dict[str, Family] = {
+    "gpt": Family(GPTConfig, GPT, NEXT_TOKEN),
+    **_LM,
+    "bert": Family(BERTConfig, BERTForMaskedLM, MASKED_LM),
+    "bert-classifier": Family(BERTConfig, BERTForSequenceClassification, SEQUENCE_CLASSIFICATION),
+    "seq2seq": Family(Seq2SeqConfig, Seq2SeqTransformer, TRANSLATION),
+}
+
+
+def _family(name: str) -> Family:
+    if name not in FAMILIES:
+        raise ValueError(f"unknown model family {name!r}; expected one of: {', '.join(FAMILIES)}")
+    return FAMILIES[name]
+
+
+def model_for(family: str, config: Any):
+    """The linen module of a family for ``config`` (e.g. ``zoo.GPT(config)``)."""
+    return _family(family).module(config)
+
+
+def _model_config(family: str, data: dict[str, Any]) -> Any:
+    return _family(family).config(**data)
 
 
 def write_run_json(run_dir: Path, *, family: str, preset: str, model: Any, train: TrainConfig, **extra: Any) -> Path:
@@ -74,9 +110,9 @@ class Run:
 
     run_dir: Path
     family: str
-    config: GPTConfig | RNNLMConfig
+    config: Any  # the family's config (GPTConfig, RNNLMConfig, BERTConfig, Seq2SeqConfig)
     train_config: TrainConfig
-    model: Any  # zoo.GPT or zoo.RNNLM
+    model: Any  # zoo.GPT, zoo.RNNLM, zoo.BERTForMaskedLM, ...
     params: Any  # plain arrays
     tokenizer: Any  # a zoo.data tokenizer
     step: int  # the checkpoint's step
@@ -94,7 +130,7 @@ def load_run(run_dir: str | Path) -> Run:
     train_config = TrainConfig(**info["train"])
     model = model_for(family, config)
     tokenizer = load_tokenizer(run_dir / "tokenizer")
-    step, params = restore_params(run_dir / "checkpoints", model, config, train_config)
+    step, params = restore_params(run_dir / "checkpoints", model, config, train_config, _family(family).objective)
     return Run(run_dir, family, config, train_config, model, params, tokenizer, step, info)
 
 

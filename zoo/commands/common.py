@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-__all__ = ["cache_dir", "fail", "process_elapsed_s"]
+__all__ = ["cache_dir", "check_same_configs", "fail", "parse_preset_args", "process_elapsed_s"]
 
 
 def process_elapsed_s() -> float:
@@ -36,3 +40,39 @@ def cache_dir(explicit: Path | None) -> Path:
     return Path(root).expanduser() / "tokens"
 
 
+
+
+def check_same_configs(run_dir: Path, saved: dict[str, Any], **configs: Any) -> None:
+    """A ``ValueError`` naming every field where ``configs`` (dataclasses) differ from run.json's ``saved``."""
+    for name, now in configs.items():
+        before = saved.get(name, {})
+        diff = {k: (before.get(k), v) for k, v in dataclasses.asdict(now).items() if before.get(k) != v}
+        if diff:
+            raise ValueError(
+                f"{run_dir} was trained with a different {name} config "
+                f"({', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in diff.items())}); "
+                "choose another --out to start a new run"
+            )
+
+
+def parse_preset_args(argv: Sequence[str], prog: str, family: str, cls: type, description: str, **defaults: Any):
+    """``FAMILY --preset NAME [flags]`` -> (preset, args): the preset fills ``cls``'s defaults, tyro the rest.
+
+    ``defaults`` maps fields of ``cls`` to functions of the preset (e.g. ``model=lambda p: p.model``).
+    """
+    import tyro  # noqa: PLC0415
+
+    from zoo import presets  # noqa: PLC0415
+
+    first = argparse.ArgumentParser(prog=prog, add_help=False)
+    first.add_argument("family", choices=[family])
+    first.add_argument("--preset", default=presets.names(family)[0])
+    known, rest = first.parse_known_args(list(argv))
+    preset = presets.get(family, known.preset)
+    default = cls(preset=known.preset, **{k: f(preset) for k, f in defaults.items()})
+    args = tyro.cli(cls, default=default, args=list(rest), prog=f"{prog} {family}",
+                    description=f"{description} Preset {known.preset}: {preset.description}. "
+                                "Every flag below defaults to the preset's value.")
+    if args.model.vocab_size != preset.model.vocab_size:
+        raise ValueError("--model.vocab-size cannot be set: the vocabulary size comes from the tokenizer")
+    return preset, args

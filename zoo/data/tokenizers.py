@@ -1,4 +1,4 @@
-"""Tokenizers for language-model pretraining: bytes, characters and byte-level BPE.
+"""Tokenizers for language-model pretraining: bytes, characters, byte-level BPE and WordPiece.
 
 Every tokenizer has the same small interface (:class:`Tokenizer`):
 
@@ -13,6 +13,8 @@ Every tokenizer has the same small interface (:class:`Tokenizer`):
 Text is always text: ``encode("<|endoftext|>")`` gives the ids of those 13
 characters, never ``eot_id`` (only the pipeline inserts special tokens), so a
 corpus that happens to contain the string cannot forge a document boundary.
+(WordPiece is the exception, as BERT's tokenizer: ``[MASK]``, ``[SEP]``, ...
+written in the text are its special tokens, which fill-mask prompts need.)
 
 Kinds:
 
@@ -28,6 +30,16 @@ Kinds:
   symbol, so any text round-trips. ``save`` writes the library's own JSON, so
   a ``tokenizer.json`` made elsewhere (e.g. GPT-2's) loads too, provided it
   has an ``<|endoftext|>`` token.
+* :class:`WordPieceTokenizer`: BERT's uncased WordPiece trained with Hugging
+  Face ``tokenizers`` (BertNormalizer: lowercase, accents stripped, control
+  characters dropped, CJK characters split; BertPreTokenizer: whitespace and
+  punctuation). Ids 0..4 are ``[PAD] [UNK] [CLS] [SEP] [MASK]``; documents are
+  joined by ``[SEP]`` (``eot_id == sep_id``). A word with a character not in
+  the vocabulary encodes to ``[UNK]``. ``decode`` glues ``##`` pieces back to
+  words and lowercases what it cannot know (``"Hello, World" -> "hello,
+  world"``). Saved in the ``tokenizers`` library's own JSON, so a BERT
+  ``tokenizer.json`` made elsewhere (e.g. bert-base-uncased's, whose specials
+  are at 0 and 100..103) loads too: the specials are found by name.
 """
 
 from __future__ import annotations
@@ -44,8 +56,13 @@ import numpy as np
 EOT = "<|endoftext|>"
 UNK = "<unk>"
 TOKENIZER_FILE = "tokenizer.json"
-KINDS = ("byte", "char", "bpe")
+KINDS = ("byte", "char", "bpe", "wordpiece")
 DEFAULT_BPE_VOCAB_SIZE = 4096
+DEFAULT_WORDPIECE_VOCAB_SIZE = 8192
+# BERT's special tokens, in the order a trained WordPiece vocabulary numbers them (0..4).
+PAD, CLS, SEP, MASK = "[PAD]", "[CLS]", "[SEP]", "[MASK]"
+WORDPIECE_UNK = "[UNK]"
+WORDPIECE_SPECIALS = (PAD, WORDPIECE_UNK, CLS, SEP, MASK)
 _FORMAT_VERSION = 1
 
 
@@ -279,21 +296,140 @@ class BPETokenizer(Tokenizer):
         return self.hf.to_str(pretty=True)
 
 
+def _without_lone_surrogates(text: str) -> str:
+    """``text`` with unpaired surrogates (which Rust strings cannot hold) replaced by U+FFFD."""
+    return text.encode("utf-16-le", errors="surrogatepass").decode("utf-16-le", errors="replace")
+
+
+class WordPieceTokenizer(Tokenizer):
+    """BERT's uncased WordPiece, a thin wrapper around a Hugging Face ``tokenizers.Tokenizer``.
+
+    ``encode`` adds no special tokens (the data code writes ``[CLS] a [SEP] b
+    [SEP]`` itself), but recognises them in the text: ``encode("the cat [MASK]")``
+    ends with ``mask_id``.
+    """
+
+    kind = "wordpiece"
+
+    def __init__(self, hf_tokenizer):
+        ids = {name: hf_tokenizer.token_to_id(name) for name in WORDPIECE_SPECIALS}
+        missing = [name for name, i in ids.items() if i is None]
+        if missing:
+            raise ValueError(
+                f"WordPieceTokenizer: the tokenizer has no {', '.join(missing)} token(s); "
+                f"expected all of {', '.join(WORDPIECE_SPECIALS)}"
+            )
+        self.hf = hf_tokenizer
+        self._ids = ids
+        self._vocab_size = hf_tokenizer.get_vocab_size(with_added_tokens=True)
+
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int = DEFAULT_WORDPIECE_VOCAB_SIZE) -> WordPieceTokenizer:
+        """Train uncased WordPiece on ``texts`` (the training split) up to ``vocab_size`` ids.
+
+        As BERT's: the 1,000 most frequent characters form the alphabet (rarer
+        ones become ``[UNK]``), and the vocabulary can come out smaller on a
+        tiny corpus, or larger than a ``vocab_size`` below the alphabet's size;
+        ``vocab_size`` then reports the real size.
+        """
+        from tokenizers import Tokenizer as HFTokenizer
+        from tokenizers import decoders, models, normalizers, pre_tokenizers, trainers
+
+        minimum = len(WORDPIECE_SPECIALS) + 1
+        if not isinstance(vocab_size, int) or isinstance(vocab_size, bool) or vocab_size < minimum:
+            raise ValueError(
+                f"WordPieceTokenizer.train: vocab_size={vocab_size!r} is too small; expected an int >= {minimum} "
+                f"({', '.join(WORDPIECE_SPECIALS)} and at least one piece)"
+            )
+        hf = HFTokenizer(models.WordPiece(unk_token=WORDPIECE_UNK))
+        hf.normalizer = normalizers.BertNormalizer(lowercase=True)
+        hf.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        hf.decoder = decoders.WordPiece(prefix="##")
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=vocab_size,
+            special_tokens=list(WORDPIECE_SPECIALS),
+            limit_alphabet=1000,
+            show_progress=False,
+        )
+        texts = [_without_lone_surrogates(t) for t in texts]
+        hf.train_from_iterator(texts, trainer=trainer, length=len(texts))
+        return cls(hf)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._vocab_size
+
+    @property
+    def pad_id(self) -> int:
+        return self._ids[PAD]
+
+    @property
+    def unk_id(self) -> int:
+        return self._ids[WORDPIECE_UNK]
+
+    @property
+    def cls_id(self) -> int:
+        return self._ids[CLS]
+
+    @property
+    def sep_id(self) -> int:
+        return self._ids[SEP]
+
+    @property
+    def mask_id(self) -> int:
+        return self._ids[MASK]
+
+    @property
+    def special_ids(self) -> tuple[int, ...]:
+        """The ids of ``[PAD] [UNK] [CLS] [SEP] [MASK]``, in that order."""
+        return tuple(self._ids[name] for name in WORDPIECE_SPECIALS)
+
+    @property
+    def eot_id(self) -> int:
+        """``[SEP]``: the pipeline joins documents with it."""
+        return self.sep_id
+
+    def encode(self, text: str) -> np.ndarray:
+        try:
+            encoding = self.hf.encode(text, add_special_tokens=False)
+        except TypeError:  # lone surrogates
+            encoding = self.hf.encode(_without_lone_surrogates(text), add_special_tokens=False)
+        return np.asarray(encoding.ids, dtype=np.int32)
+
+    def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
+        texts = list(texts)
+        try:
+            encodings = self.hf.encode_batch(texts, add_special_tokens=False)
+        except TypeError:  # lone surrogates somewhere in the batch
+            texts = [_without_lone_surrogates(t) for t in texts]
+            encodings = self.hf.encode_batch(texts, add_special_tokens=False)
+        return [np.asarray(e.ids, dtype=np.int32) for e in encodings]
+
+    def decode(self, ids) -> str:
+        return self.hf.decode(self._check_ids(ids).tolist(), skip_special_tokens=False)
+
+    def to_json(self) -> str:
+        return self.hf.to_str(pretty=True)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(vocab_size={self.vocab_size}, special_ids={self.special_ids})"
+
+
 def make_tokenizer(
     kind: str = "byte", train_texts: Iterable[str] | None = None, vocab_size: int | None = None
 ) -> Tokenizer:
-    """Build a tokenizer of ``kind`` ("byte", "char" or "bpe").
+    """Build a tokenizer of ``kind`` ("byte", "char", "bpe" or "wordpiece").
 
     ``train_texts`` (the training split only, so validation stays unseen) is
-    needed for "char" and "bpe"; ``vocab_size`` applies to "bpe" only
-    (default 4096).
+    needed for "char", "bpe" and "wordpiece"; ``vocab_size`` applies to "bpe"
+    (default 4096) and "wordpiece" (default 8192) only.
     """
     if kind not in KINDS:
         raise ValueError(f"tokenizer kind {kind!r} is unknown; expected one of {', '.join(KINDS)}")
-    if vocab_size is not None and kind != "bpe":
+    if vocab_size is not None and kind not in ("bpe", "wordpiece"):
         raise ValueError(
-            f"vocab_size={vocab_size} applies only to kind='bpe'; the {kind} tokenizer's vocabulary is fixed "
-            f"by {'UTF-8' if kind == 'byte' else 'the training characters'}"
+            f"vocab_size={vocab_size} applies only to kind='bpe' and kind='wordpiece'; the {kind} tokenizer's "
+            f"vocabulary is fixed by {'UTF-8' if kind == 'byte' else 'the training characters'}"
         )
     if kind == "byte":
         return ByteTokenizer()
@@ -303,8 +439,10 @@ def make_tokenizer(
         )
     if kind == "char":
         return CharTokenizer.train(train_texts)
-    if vocab_size is None:
-        vocab_size = DEFAULT_BPE_VOCAB_SIZE
+    if kind == "wordpiece":
+        vocab_size = DEFAULT_WORDPIECE_VOCAB_SIZE if vocab_size is None else vocab_size
+        return WordPieceTokenizer.train(train_texts, vocab_size=vocab_size)
+    vocab_size = DEFAULT_BPE_VOCAB_SIZE if vocab_size is None else vocab_size
     return BPETokenizer.train(train_texts, vocab_size=vocab_size)
 
 
@@ -322,9 +460,11 @@ def load_tokenizer(directory: str | os.PathLike) -> Tokenizer:
         )
     text = path.read_text(encoding="utf-8")
     data = json.loads(text)
-    if "model" in data:  # Hugging Face tokenizers' own format
+    if "model" in data:  # Hugging Face tokenizers' own format: BPE or WordPiece
         from tokenizers import Tokenizer as HFTokenizer
 
+        if (data.get("model") or {}).get("type") == "WordPiece":
+            return WordPieceTokenizer(HFTokenizer.from_str(text))
         return BPETokenizer(HFTokenizer.from_str(text))
     kind = data.get("kind")
     if kind == "byte":

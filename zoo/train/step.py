@@ -133,11 +133,33 @@ def shard_batch(batch: dict[str, np.ndarray], grad_accum_steps: int, mesh: Mesh)
 
 
 def init_train_state(
-    model: nn.Module, cfg: TrainConfig, *, model_config: Any, mesh: Mesh, objective: Objective = NEXT_TOKEN
+    model: nn.Module, cfg: TrainConfig, *, model_config: Any, mesh: Mesh, objective: Objective = NEXT_TOKEN,
+    params: Any = None,
 ) -> TrainState:
     """Step 0: parameters from ``objective.init_params(model, model_config, key(cfg.seed))``, unboxed,
-    and :func:`~zoo.train.optim.make_optimizer`'s state, replicated on the mesh."""
-    return _init_fn(model, model_config, objective, step_config(cfg), mesh)()
+    and :func:`~zoo.train.optim.make_optimizer`'s state, replicated on the mesh.
+
+    ``params`` (e.g. a pretrained encoder copied into a fresh classifier)
+    replaces the initialised parameters; it must have their structure, shapes and dtypes.
+    """
+    if params is None:
+        return _init_fn(model, model_config, objective, step_config(cfg), mesh)()
+    expected = jax.eval_shape(_init_fn(model, model_config, objective, step_config(cfg), mesh)).params
+    params = nn.unbox(params)
+    got = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x)), params)
+    want = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), expected)
+    if jax.tree.structure(got) != jax.tree.structure(want) or jax.tree.leaves(got) != jax.tree.leaves(want):
+        raise ValueError(f"init_train_state: params do not match the model's parameters; expected "
+                         f"{jax.tree.structure(want)} with shapes {jax.tree.leaves(want)}")
+    optimizer = make_optimizer(step_config(cfg))
+    rep_sharding = replicated_sharding(mesh)
+
+    @functools.partial(jax.jit, out_shardings=rep_sharding)
+    def from_params(params):
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
+                          nonfinite_steps=jnp.zeros((), jnp.int32))
+
+    return from_params(params)
 
 
 def abstract_train_state(

@@ -347,6 +347,7 @@ def train(
     resume: bool = True,
     metadata: dict[str, Any] | None = None,
     devices: Sequence[jax.Device] | None = None,
+    initial_params: Any = None,
 ) -> dict[str, Any]:
     """Train ``model`` on ``objective`` (default: next-token prediction); returns the final metrics.
 
@@ -369,6 +370,8 @@ def train(
         there is one. With False, a ``run_dir`` that has checkpoints is an error.
       metadata: JSON-able extras saved with every checkpoint (e.g. tokenizer).
       devices: the devices to train on, data parallel (default: all).
+      initial_params: parameters to start from instead of a fresh
+        initialisation (fine-tuning); ignored when resuming from a checkpoint.
 
     Returns:
       ``step``, ``steps_run``, ``train_loss``, ``val_loss``, ``val_ppl``,
@@ -419,7 +422,8 @@ def train(
                 f"train: {ckpt.directory} has checkpoints (latest step {latest}) but resume=False; "
                 f"pass resume=True to continue that run, or use another run_dir"
             )
-        state = init_train_state(model, cfg, model_config=model_config, mesh=mesh, objective=objective)
+        state = init_train_state(model, cfg, model_config=model_config, mesh=mesh, objective=objective,
+                                 params=initial_params if latest is None else None)
         if latest is not None:
             saved = ckpt.metadata(latest).get("model_config", {})
             if saved != checkpoint_meta["model_config"]:

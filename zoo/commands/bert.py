@@ -1,0 +1,302 @@
+"""BERT from the command line: masked-LM pretraining, fill-mask, fine-tuning.
+
+    zoo pretrain bert --preset bert-mini --data stdlib --out runs/bert
+    zoo fill-mask runs/bert "the function returns a [MASK] of strings"
+    zoo finetune runs/bert --data synthetic:sentiment --out runs/bert-sentiment
+    zoo finetune runs/bert --data reviews.csv --text-column review --label-column stars
+
+Pretraining trains a WordPiece tokenizer ([PAD] [UNK] [CLS] [SEP] [MASK]) on
+the training split, joins documents with [SEP], cuts windows of
+``block_size - 2`` tokens wrapped as ``[CLS] ... [SEP]`` (packed to the full
+length) and masks 15% of each window's tokens afresh at every step, BERT's
+80/10/10 rule (:mod:`zoo.data.masking`); the loss counts the masked positions
+only. Fine-tuning copies the pretrained encoder into a
+``BERTForSequenceClassification`` and trains it on labeled text
+(:mod:`zoo.data.labeled`); it reports accuracy on the held-out split. Both
+write an ordinary run directory: ``zoo.load_run`` loads either.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import shutil
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import tyro
+
+from zoo.commands.common import cache_dir, check_same_configs, fail, parse_preset_args, process_elapsed_s
+from zoo.models.bert import BERTConfig
+from zoo.train.config import TrainConfig
+
+__all__ = ["pretrain_main", "fill_mask_main", "finetune_main", "FINETUNE_TRAIN"]
+
+
+@dataclasses.dataclass(frozen=True)
+class BERTPretrain:
+    out: Path | None = None  # run directory (default: runs/bert-PRESET)
+    data: str = "stdlib"  # "stdlib" (built-in), a text file, a directory or glob, or hf:NAME[:CONFIG]
+    text_column: str = "text"  # the text column of an hf: dataset
+    vocab_size: int = 8192  # size of the WordPiece vocabulary to train (specials included)
+    mask_prob: float = 0.15  # share of each window's tokens to predict (BERT: 15%, 80/10/10)
+    cache_dir: Path | None = None  # tokenized-corpus cache (default: $ZOO_CACHE_DIR or ~/.cache/zoo)/tokens
+    resume: bool = True  # continue from the latest checkpoint in --out
+    progress: bool = True  # progress bar
+    preset: str = "tiny"  # set by the first-stage parser; listed here for --help
+    model: BERTConfig = BERTConfig()
+    train: TrainConfig = TrainConfig()
+
+
+def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
+    """``zoo pretrain bert --preset NAME [flags]``: masked-LM pretraining; see the module docstring."""
+    try:
+        preset, args = parse_preset_args(
+            argv, prog, "bert", BERTPretrain, "Pretrain a BERT masked language model.",
+            model=lambda p: p.model, train=lambda p: p.train, vocab_size=lambda p: p.tokenizer_vocab_size or 8192,
+        )
+        if not 0 < args.mask_prob < 1:
+            raise ValueError(f"--mask-prob {args.mask_prob}: expected a share in (0, 1)")
+    except ValueError as e:
+        return fail(prog, str(e))
+
+    from zoo import data  # noqa: PLC0415  (after argument errors: importing JAX takes a second)
+    from zoo.data.masking import max_predictions, mlm_batch, mlm_special_ids  # noqa: PLC0415
+    from zoo.models.bert import MASKED_LM, BERTForMaskedLM, bert_flops_per_token  # noqa: PLC0415
+    from zoo.run import read_run_json, write_run_json  # noqa: PLC0415
+    from zoo.train.trainer import train  # noqa: PLC0415
+
+    run_dir = (args.out or Path("runs") / f"bert-{preset.name}").expanduser()
+    try:
+        corpus = data.load_corpus(args.data, text_column=args.text_column)
+        existing = (run_dir / "run.json").is_file()
+        if existing and not args.resume:
+            raise ValueError(f"{run_dir} already holds a run; pass --resume or choose another --out")
+        if existing:
+            tokenizer = data.load_tokenizer(run_dir / "tokenizer")
+        else:
+            tokenizer = data.make_tokenizer("wordpiece", corpus.train, vocab_size=args.vocab_size)
+        tokens = data.tokenize_corpus(corpus, tokenizer, cache_dir=cache_dir(args.cache_dir))
+        model_config = args.model.replace(vocab_size=tokenizer.vocab_size)
+        window = model_config.block_size - 2  # [CLS] window [SEP]
+        for split, stream in (("train", tokens.train), ("val", tokens.val)):
+            if len(stream) < window:
+                raise ValueError(
+                    f"--data {args.data}: the {split} split has {len(stream)} tokens, fewer than a window of "
+                    f"block_size - 2 = {window}; use more text or a smaller --model.block-size"
+                )
+        if existing:
+            check_same_configs(run_dir, read_run_json(run_dir), model=model_config, train=args.train)
+        else:
+            tokenizer.save(run_dir / "tokenizer")
+            write_run_json(run_dir, family="bert", preset=preset.name, model=model_config, train=args.train,
+                           data=args.data, text_column=args.text_column, mask_prob=args.mask_prob,
+                           tokens=tokens.info)
+    except (ValueError, FileNotFoundError) as e:
+        return fail(prog, str(e))
+
+    import jax  # noqa: PLC0415
+
+    print(f"bert/{preset.name}: corpus {args.data}: {len(tokens.train):,} train and {len(tokens.val):,} val "
+          f"tokens (WordPiece vocabulary {tokenizer.vocab_size}); {jax.device_count()} {jax.default_backend()} "
+          f"device(s), data parallel; run directory {run_dir}", flush=True)
+    get_batch = functools.partial(mlm_batch, mask_prob=args.mask_prob, **mlm_special_ids(tokenizer))
+    result = train(
+        BERTForMaskedLM(model_config), model_config, args.train, tokens.train, tokens.val, run_dir,
+        objective=MASKED_LM, get_batch=get_batch, progress=args.progress, resume=args.resume,
+        flops_per_token=bert_flops_per_token(  # the head runs at the P = max_predictions slots of each row
+            model_config, mlm_fraction=max_predictions(model_config.block_size, args.mask_prob) / model_config.block_size
+        ),
+        metadata={"family": "bert", "preset": preset.name},
+    )
+    val, acc = result.get("val_loss"), result.get("val_accuracy")
+    summary = f", val MLM loss {val:.4f}, val MLM accuracy {acc:.3f}" if val is not None and acc is not None else ""
+    print(f"done: step {result.get('step')}{summary}, {process_elapsed_s():.1f} s since the process started",
+          flush=True)
+    return 0
+
+
+# -- fill-mask ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FillMaskArgs:
+    run_dir: tyro.conf.Positional[Path]  # a `zoo pretrain bert` run
+    text: tyro.conf.Positional[str]  # text with one or more [MASK]
+    top_k: int = 5  # fillings to print per [MASK]
+
+
+def fill_mask(run, text: str, top_k: int = 5) -> tuple[list[list[tuple[int, str, float]]], str]:
+    """The ``top_k`` (id, token, probability) fillings of each [MASK] in ``text``, in order, for a BERT
+    run, and the text with every [MASK] replaced by its likeliest filling (as the tokenizer decodes it).
+
+    Special tokens are never proposed. Raises ``ValueError`` when ``text`` has
+    no [MASK] or is too long for the position table.
+    """
+    import jax  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+
+    tok, cfg = run.tokenizer, run.config
+    if not 1 <= top_k <= cfg.vocab_size:
+        raise ValueError(f"top_k={top_k}: expected 1 <= top_k <= vocab_size={cfg.vocab_size}")
+    ids = np.concatenate([[tok.cls_id], tok.encode(text), [tok.sep_id]]).astype(np.int32)  # (T,)
+    positions = np.flatnonzero(ids == tok.mask_id).astype(np.int32)  # (P,)
+    if len(positions) == 0:
+        raise ValueError(f"text {text!r} has no [MASK] token; write [MASK] where a word should be filled in")
+    if len(ids) > cfg.max_positions:
+        raise ValueError(f"text is {len(ids)} tokens with [CLS] and [SEP], longer than the model's "
+                         f"max_positions={cfg.max_positions}")
+    logits = run.model.apply({"params": run.params}, ids[None], masked_positions=positions[None])[0]  # (P, V)
+    logits = logits.at[:, np.asarray(tok.special_ids)].set(-np.inf)
+    probs = np.asarray(jax.nn.softmax(logits, axis=-1))  # (P, V)
+    vocab = getattr(getattr(tok, "hf", None), "id_to_token", None)  # word pieces as written (##ing)
+    name = (lambda i: vocab(i)) if vocab is not None else (lambda i: tok.decode([i]))
+    out = []
+    for row in probs:
+        best = np.argsort(-row)[:top_k]
+        out.append([(int(i), name(int(i)), float(row[i])) for i in best])
+    filled = ids.copy()
+    filled[positions] = [options[0][0] for options in out]
+    return out, tok.decode(filled[1:-1])
+
+
+def fill_mask_main(argv: Sequence[str], prog: str = "zoo fill-mask") -> int:
+    """``zoo fill-mask RUN_DIR "text with [MASK]"``: the most likely fillings of each [MASK], with probabilities."""
+    args = tyro.cli(FillMaskArgs, args=list(argv), prog=prog, description=fill_mask_main.__doc__)
+    from zoo.run import load_run  # noqa: PLC0415
+
+    try:
+        run = load_run(args.run_dir)
+        if run.family != "bert":
+            raise ValueError(f"{args.run_dir} is a {run.family} run; fill-mask needs a `zoo pretrain bert` run")
+        fillings, filled = fill_mask(run, args.text, args.top_k)
+    except (ValueError, FileNotFoundError) as e:
+        return fail(prog, str(e))
+    for i, options in enumerate(fillings):
+        print(f"[MASK] {i + 1}:")
+        for _, token, p in options:
+            print(f"  {p:7.4f}  {token}")
+    print(f"top-1: {filled}")
+    return 0
+
+
+# -- fine-tuning ------------------------------------------------------------------------------
+
+# BERT's fine-tuning recipe (Devlin et al. 2018, appendix A.3: batch 32, a few epochs, 10% warmup,
+# learning rate 2e-5 to 5e-5); small, briefly pretrained models need a larger rate.
+FINETUNE_TRAIN = TrainConfig(batch_size=32, max_steps=300, learning_rate=3e-4, min_learning_rate=3e-5,
+                             warmup_steps=30, beta2=0.999, weight_decay=0.01, eval_interval=100, eval_batches=4,
+                             log_interval=10, checkpoint_interval=300)
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneArgs:
+    run_dir: tyro.conf.Positional[Path]  # a `zoo pretrain bert` run
+    data: str = "synthetic:sentiment"  # a .csv/.json/.jsonl/.parquet file, hf:NAME[:CONFIG] or synthetic:NAME
+    text_column: str = "text"
+    text_pair_column: str | None = None  # a second text (sentence pairs: [CLS] a [SEP] b [SEP])
+    label_column: str = "label"
+    split: str | None = None  # the validation split of an hf: dataset (default: validation/test, else 10% held out)
+    max_len: int | None = None  # tokens per example with [CLS]/[SEP] (default: the pretraining block_size);
+    # longer examples are cut, pairs longest-first
+    out: Path | None = None  # run directory (default: RUN_DIR-finetuned)
+    dropout_rate: float | None = None  # default: the pretrained model's
+    resume: bool = True
+    progress: bool = True
+    train: TrainConfig = FINETUNE_TRAIN
+
+
+def _classification_batch(encoded, batch_size, block_size, *, seed, step):
+    from zoo.data.labeled import classification_batch  # noqa: PLC0415
+
+    return classification_batch(encoded, batch_size, seed=seed, step=step)
+
+
+def evaluate_classifier(run, encoded, batch_size: int = 64) -> float:
+    """Accuracy of a classifier run on every example of ``encoded`` (from ``encode_examples``)."""
+    import jax  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+
+    from zoo.data.labeled import eval_batches  # noqa: PLC0415
+
+    @jax.jit
+    def predict(params, batch):
+        logits = run.model.apply({"params": params}, batch["ids"], segment_ids=batch["segment_ids"],
+                                 seq_lengths=batch["seq_lengths"])  # (B, L)
+        return logits.argmax(-1)
+
+    correct = total = 0.0
+    for batch in eval_batches(encoded, batch_size):
+        pred = np.asarray(predict(run.params, {k: batch[k] for k in ("ids", "segment_ids", "seq_lengths")}))
+        correct += float(((pred == batch["labels"]) * batch["weights"]).sum())
+        total += float(batch["weights"].sum())
+    return correct / total
+
+
+def finetune_main(argv: Sequence[str], prog: str = "zoo finetune") -> int:
+    """``zoo finetune RUN_DIR --data ... --label-column ...``: fine-tune a pretrained BERT for sequence
+    classification; prints the accuracy on the held-out split."""
+    args = tyro.cli(FinetuneArgs, args=list(argv), prog=prog, description=finetune_main.__doc__)
+
+    import flax.linen as nn  # noqa: PLC0415
+    import jax  # noqa: PLC0415
+
+    from zoo.data.labeled import encode_examples, load_labeled  # noqa: PLC0415
+    from zoo.models.bert import SEQUENCE_CLASSIFICATION, BERTForSequenceClassification  # noqa: PLC0415
+    from zoo.models.bert import transfer_encoder  # noqa: PLC0415
+    from zoo.run import load_run, read_run_json, write_run_json  # noqa: PLC0415
+    from zoo.train.trainer import train  # noqa: PLC0415
+
+    out = (args.out or args.run_dir.with_name(args.run_dir.name + "-finetuned")).expanduser()
+    try:
+        pretrained = load_run(args.run_dir)
+        if pretrained.family != "bert":
+            raise ValueError(f"{args.run_dir} is a {pretrained.family} run; finetune needs a `zoo pretrain bert` run")
+        labeled = load_labeled(args.data, text_column=args.text_column, label_column=args.label_column,
+                               text_pair_column=args.text_pair_column, split=args.split, seed=args.train.seed)
+        max_len = args.max_len or pretrained.config.block_size
+        if not 4 <= max_len <= pretrained.config.max_positions:
+            raise ValueError(f"--max-len {max_len}: expected 4 to max_positions={pretrained.config.max_positions}")
+        tok = pretrained.tokenizer
+        train_data = encode_examples(labeled.train, tok, max_len, labeled.label_to_id)
+        val_data = encode_examples(labeled.validation, tok, max_len, labeled.label_to_id)
+        changes = {"num_labels": labeled.num_labels, "block_size": max_len}
+        if args.dropout_rate is not None:
+            changes.update(dropout_rate=args.dropout_rate, attention_dropout_rate=args.dropout_rate)
+        config = pretrained.config.replace(**changes)
+        existing = (out / "run.json").is_file()
+        if existing and not args.resume:
+            raise ValueError(f"{out} already holds a run; pass --resume or choose another --out")
+        if existing:
+            check_same_configs(out, read_run_json(out), model=config, train=args.train)
+        else:
+            tok.save(out / "tokenizer")
+            write_run_json(out, family="bert-classifier", preset=pretrained.info.get("preset", ""), model=config,
+                           train=args.train, data=args.data, labels=labeled.labels, pretrained=str(args.run_dir),
+                           columns={"text": args.text_column, "text_pair": args.text_pair_column,
+                                    "label": args.label_column}, labeled=labeled.info)
+    except (ValueError, FileNotFoundError) as e:
+        if not (out / "checkpoints").exists():
+            shutil.rmtree(out / "tokenizer", ignore_errors=True)
+        return fail(prog, str(e))
+
+    model = BERTForSequenceClassification(config)
+    fresh = nn.unbox(SEQUENCE_CLASSIFICATION.init_params(model, config, jax.random.key(args.train.seed)))
+    with warnings.catch_warnings():  # a masked-LM run has no pooler: say so in one line instead
+        warnings.simplefilter("ignore")
+        params = transfer_encoder(pretrained.params, fresh)
+    if "pooler" not in pretrained.params:
+        print("the pretrained run has no pooler (masked LM only): the pooler and classifier start fresh")
+    print(f"finetune {args.run_dir} on {args.data}: {len(labeled.train):,} train and {len(labeled.validation):,} "
+          f"validation examples, labels {labeled.labels}, max_len {max_len}; run directory {out}", flush=True)
+    train(model, config, args.train, train_data, val_data, out, objective=SEQUENCE_CLASSIFICATION,
+          get_batch=_classification_batch, progress=args.progress, resume=args.resume, initial_params=params,
+          metadata={"family": "bert-classifier"})
+    run = load_run(out)
+    accuracy = evaluate_classifier(run, val_data)
+    counts = {label: sum(ex.label == label for ex in labeled.validation) for label in labeled.labels}
+    majority = max(counts.values()) / len(labeled.validation)
+    print(f"validation accuracy {accuracy:.4f} on {len(labeled.validation):,} held-out examples "
+          f"(majority class: {majority:.4f})", flush=True)
+    return 0
