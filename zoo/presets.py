@@ -171,7 +171,8 @@ _SEQ2SEQ = {
     ),
     "toy": Preset(
         "toy", "seq2seq",
-        Seq2SeqConfig(vocab_size=64, max_source_len=16, max_target_len=64, num_encoder_layers=2,
+        # max_target_len 80: the longest number below a million in words is 65 characters
+        Seq2SeqConfig(vocab_size=64, max_source_len=16, max_target_len=80, num_encoder_layers=2,
                       num_decoder_layers=2, num_heads=4, features=128, dropout_rate=0.0),
         TrainConfig(batch_size=64, max_steps=1500, warmup_steps=100, learning_rate=2e-3, min_learning_rate=1e-4,
                     beta2=0.98, weight_decay=0.0, eval_interval=250, eval_batches=8, log_interval=20,
