@@ -61,6 +61,10 @@ COMMANDS = Group(
                     "zoo.bench.attention:main",
                     "fwd and fwd+bwd tokens/s and peak memory of zoo's attention vs jax.nn and torch",
                 ),
+                "bert": Command(
+                    "zoo.bench.bert:main",
+                    "masked-LM training tokens/s of zoo's BERT train step vs Hugging Face's BertForMaskedLM",
+                ),
             },
         ),
         "pretrain": Command(
