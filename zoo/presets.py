@@ -140,12 +140,13 @@ _BERT = {
         description="seconds on a CPU: for tests and smoke runs",
     ),
     "bert-mini": Preset(
-        "bert-mini", "bert", BERTConfig(num_layers=4, num_heads=4, features=256), _BERT_TRAIN,
+        # scan_layers=False: at 4 layers the unrolled stack trains ~3% faster on CPU (zoo bench bert)
+        "bert-mini", "bert", BERTConfig(num_layers=4, num_heads=4, features=256, scan_layers=False), _BERT_TRAIN,
         tokenizer="wordpiece", tokenizer_vocab_size=8192,
-        description="BERT-mini (4 layers x 256, 4 heads, 11M parameters with an 8192 vocabulary), sequences of 128",
+        description="BERT-mini (4 layers x 256, 4 heads; 5.5M parameters with an 8192 vocabulary), sequences of 128",
     ),
     "bert-small": Preset(
-        "bert-small", "bert", BERTConfig(num_layers=4, num_heads=8, features=512), _BERT_TRAIN,
+        "bert-small", "bert", BERTConfig(num_layers=4, num_heads=8, features=512, scan_layers=False), _BERT_TRAIN,
         tokenizer="wordpiece", tokenizer_vocab_size=8192,
         description="BERT-small (4 layers x 512, 8 heads), sequences of 128",
     ),

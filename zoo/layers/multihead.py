@@ -52,6 +52,7 @@ import numpy as np
 
 from zoo.checks import check_range, is_concrete, shape_str
 from zoo.layers.attention import attention_weights, dot_product_attention
+from zoo.layers.dropout import hash_bernoulli
 from zoo.layers.embeddings import apply_rope
 from zoo.layers.linear import linear
 
@@ -318,7 +319,7 @@ class MultiHeadAttention(nn.Module):
         w = attention_weights(
             q, k, mask=mask, is_causal=is_causal, query_seq_lengths=q_lengths, key_value_seq_lengths=kv_lengths
         )  # (B, N, T, S) float32
-        keep = jax.random.bernoulli(self.make_rng("dropout"), 1.0 - self.dropout_rate, w.shape)
+        keep = hash_bernoulli(self.make_rng("dropout"), 1.0 - self.dropout_rate, w.shape)
         w = jnp.where(keep, w / (1.0 - self.dropout_rate), 0.0)
         b, n, t, s = w.shape
         kh = k.shape[2]

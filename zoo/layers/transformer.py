@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from zoo.checks import shape_str
+from zoo.layers.dropout import Dropout
 from zoo.layers.linear import Linear
 from zoo.layers.multihead import MultiHeadAttention, check_cache_room
 
@@ -77,7 +78,9 @@ def _barrier_vjp(fn):
 
 ACTIVATIONS = {
     "relu": jax.nn.relu,  # the original Transformer
-    "gelu": _barrier_vjp(functools.partial(jax.nn.gelu, approximate=False)),  # BERT (exact erf form)
+    # BERT's exact GELU as torch and HF write it, 0.5 x (1 + erf(x / sqrt 2)): faster on XLA:CPU than
+    # jax.nn.gelu's erfc form (3.5% of a BERT-mini training step), the same values to 1e-6
+    "gelu": _barrier_vjp(lambda x: 0.5 * x * (1.0 + jax.lax.erf(x * jnp.asarray(0.7071067811865476, x.dtype)))),
     "gelu_tanh": _barrier_vjp(functools.partial(jax.nn.gelu, approximate=True)),  # GPT-2 ("gelu_new")
 }
 
@@ -209,7 +212,7 @@ class TransformerBlock(nn.Module):
             raise ValueError(f"{type(self).__name__}: inputs must have shape (B, T, D), got {shape_str(x.shape)}")
         if context is not None and not self.cross_attention:
             raise ValueError(f"{type(self).__name__}: context given but cross_attention=False")
-        drop = nn.Dropout(cfg.dropout_rate)
+        drop = Dropout(cfg.dropout_rate)
 
         def sublayer(x, name, fn):
             if cfg.layer_norm == "pre":

@@ -56,6 +56,7 @@ import numpy as np
 
 from zoo.checks import check_range, shape_str
 from zoo.data.masking import max_predictions
+from zoo.layers.dropout import Dropout
 from zoo.layers import Embed, Encoder, LearnedPositionEmbedding, TransformerConfig
 from zoo.layers.linear import Linear
 from zoo.layers.transformer import ACTIVATIONS
@@ -211,7 +212,7 @@ class BERT(nn.Module):
         )
         self.token_type_embeddings = _TokenTypeEmbed(cfg.type_vocab_size, cfg.features, cfg.init_std, dtype)
         self.embeddings_norm = _layer_norm(cfg, "embeddings_norm")
-        self.embeddings_dropout = nn.Dropout(cfg.dropout_rate)
+        self.embeddings_dropout = Dropout(cfg.dropout_rate)
         self.encoder = Encoder(cfg.transformer())
 
     def __call__(
@@ -338,7 +339,7 @@ class BERTForSequenceClassification(nn.Module):
         cfg = self.config
         bert = BERT(cfg, name="bert")
         x = bert(ids, segment_ids=segment_ids, seq_lengths=seq_lengths, deterministic=deterministic)
-        pooled = nn.Dropout(cfg.dropout_rate)(_pool(cfg, x), deterministic=deterministic)  # (B, D)
+        pooled = Dropout(cfg.dropout_rate)(_pool(cfg, x), deterministic=deterministic)  # (B, D)
         return _dense(cfg, cfg.num_labels, ("embed", "labels"), "classifier")(pooled).astype(jnp.float32)
 
 
@@ -352,7 +353,7 @@ class BERTForTokenClassification(nn.Module):
         cfg = self.config
         bert = BERT(cfg, name="bert")
         x = bert(ids, segment_ids=segment_ids, seq_lengths=seq_lengths, deterministic=deterministic)
-        x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
+        x = Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
         return _dense(cfg, cfg.num_labels, ("embed", "labels"), "classifier")(x).astype(jnp.float32)
 
 

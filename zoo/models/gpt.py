@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from zoo.checks import shape_str
+from zoo.layers.dropout import Dropout
 from zoo.layers import Decoder, Embed, LearnedPositionEmbedding, TransformerConfig
 
 Array = jax.Array
@@ -147,7 +148,7 @@ class GPT(nn.Module):
                 position.value = position.value + step
         if cfg.positions == "learned":
             x = LearnedPositionEmbedding(cfg.block_size, dtype=dtype, name="wpe")(x, positions)  # (B, T, D)
-        x = nn.Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
+        x = Dropout(cfg.dropout_rate)(x, deterministic=deterministic)
         x = Decoder(cfg.transformer(), name="decoder")(
             x, seq_lengths=seq_lengths, deterministic=deterministic, decode=decode
         )  # (B, T, D), after the final LayerNorm

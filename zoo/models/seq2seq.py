@@ -48,6 +48,7 @@ import numpy as np
 import optax
 
 from zoo.checks import check_range, shape_str
+from zoo.layers.dropout import Dropout
 from zoo.layers import (
     Decoder,
     Embed,
@@ -243,7 +244,7 @@ class Seq2SeqTransformer(nn.Module):
         else:
             self.source_positions = SinusoidalPositionEmbedding(cfg.max_source_len)
             self.target_positions = SinusoidalPositionEmbedding(cfg.max_target_len)
-        self.dropout = nn.Dropout(cfg.dropout_rate)
+        self.dropout = Dropout(cfg.dropout_rate)
         self.encoder = Encoder(cfg.transformer(cfg.num_encoder_layers))
         self.decoder = Decoder(cfg.transformer(cfg.num_decoder_layers), cross_attention=True)
         self.decode_position = _DecodePosition()
