@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import zoo
+from cli_helpers import zoo_cmd
 from zoo.data.labeled import load_labeled
 
 FOX = "the quick brown fox jumps over the lazy dog ."
-
-
-def zoo_cmd(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ZOO_CACHE_DIR": str(cwd / "cache"), "XLA_FLAGS": "--xla_backend_optimization_level=0"}
-    return subprocess.run([sys.executable, "-m", "zoo", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 @pytest.fixture(scope="module")

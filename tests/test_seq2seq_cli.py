@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import zoo
-
-
-def zoo_cmd(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ZOO_CACHE_DIR": str(cwd / "cache"), "XLA_FLAGS": "--xla_backend_optimization_level=0"}
-    return subprocess.run([sys.executable, "-m", "zoo", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+from cli_helpers import zoo_cmd
 
 
 @pytest.fixture(scope="module")

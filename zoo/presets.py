@@ -175,9 +175,10 @@ _SEQ2SEQ = {
         # max_target_len 80: the longest number below a million in words is 65 characters
         Seq2SeqConfig(vocab_size=64, max_source_len=16, max_target_len=80, num_encoder_layers=2,
                       num_decoder_layers=2, num_heads=4, features=128, dropout_rate=0.0),
-        TrainConfig(batch_size=64, max_steps=1500, warmup_steps=100, learning_rate=2e-3, min_learning_rate=1e-4,
-                    beta2=0.98, weight_decay=0.0, eval_interval=250, eval_batches=8, log_interval=20,
-                    checkpoint_interval=1500),
+        # 900 steps: 100% held-out exact match on number_words in 279 s here (1500 steps: also 100%, 435 s)
+        TrainConfig(batch_size=64, max_steps=900, warmup_steps=100, learning_rate=2e-3, min_learning_rate=1e-4,
+                    beta2=0.98, weight_decay=0.0, eval_interval=300, eval_batches=8, log_interval=20,
+                    checkpoint_interval=900),
         tokenizer="char",
         description="the built-in toy translation tasks (number words, dates), character level, a few CPU minutes",
     ),

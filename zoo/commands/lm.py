@@ -24,6 +24,7 @@ import tyro
 
 from zoo import presets
 from zoo.commands.common import cache_dir as _cache_dir
+from zoo.commands.common import check_same_configs
 from zoo.commands.common import fail as _fail
 from zoo.commands.common import process_elapsed_s
 from zoo.models.gpt import GPTConfig
@@ -118,16 +119,7 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
                     f"{model_config.block_size} + 1; use more text or a smaller --model.block-size"
                 )
         if existing:
-            saved = read_run_json(run_dir)
-            for name, now in (("model", model_config), ("train", args.train)):
-                before = saved[name]
-                diff = {k: (before.get(k), v) for k, v in dataclasses.asdict(now).items() if before.get(k) != v}
-                if diff:
-                    raise ValueError(
-                        f"{run_dir} was trained with a different {name} config "
-                        f"({', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in diff.items())}); "
-                        "choose another --out to start a new run"
-                    )
+            check_same_configs(run_dir, read_run_json(run_dir), model=model_config, train=args.train)
         else:
             tokenizer.save(run_dir / "tokenizer")
             write_run_json(run_dir, family=family, preset=preset.name, model=model_config, train=args.train,
