@@ -27,7 +27,7 @@ from pathlib import Path
 
 import tyro
 
-from zoo.commands.common import cache_dir, check_same_configs, fail, parse_preset_args, process_elapsed_s
+from zoo.commands.common import check_same_configs, corpus_tokens, fail, parse_preset_args, process_elapsed_s
 from zoo.models.bert import BERTConfig
 from zoo.train.config import TrainConfig
 
@@ -61,7 +61,6 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
     except ValueError as e:
         return fail(prog, str(e))
 
-    from zoo import data  # noqa: PLC0415  (after argument errors: importing JAX takes a second)
     from zoo.data.masking import max_predictions, mlm_batch, mlm_special_ids  # noqa: PLC0415
     from zoo.models.bert import MASKED_LM, BERTForMaskedLM, bert_flops_per_token  # noqa: PLC0415
     from zoo.run import read_run_json, write_run_json  # noqa: PLC0415
@@ -69,15 +68,10 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
 
     run_dir = (args.out or Path("runs") / f"bert-{preset.name}").expanduser()
     try:
-        corpus = data.load_corpus(args.data, text_column=args.text_column)
-        existing = (run_dir / "run.json").is_file()
-        if existing and not args.resume:
-            raise ValueError(f"{run_dir} already holds a run; pass --resume or choose another --out")
-        if existing:
-            tokenizer = data.load_tokenizer(run_dir / "tokenizer")
-        else:
-            tokenizer = data.make_tokenizer("wordpiece", corpus.train, vocab_size=args.vocab_size)
-        tokens = data.tokenize_corpus(corpus, tokenizer, cache_dir=cache_dir(args.cache_dir))
+        existing, tokenizer, tokens = corpus_tokens(
+            run_dir, data_spec=args.data, text_column=args.text_column, resume=args.resume,
+            tokenizer_kind="wordpiece", vocab_size=args.vocab_size, cache=args.cache_dir,
+        )
         model_config = args.model.replace(vocab_size=tokenizer.vocab_size)
         window = model_config.block_size - 2  # [CLS] window [SEP]
         for split, stream in (("train", tokens.train), ("val", tokens.val)):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cache_dir", "check_same_configs", "fail", "parse_preset_args", "process_elapsed_s"]
+__all__ = ["cache_dir", "check_same_configs", "corpus_tokens", "fail", "parse_preset_args", "process_elapsed_s"]
 
 
 def process_elapsed_s() -> float:
@@ -76,3 +76,20 @@ def parse_preset_args(argv: Sequence[str], prog: str, family: str, cls: type, de
     if args.model.vocab_size != preset.model.vocab_size:
         raise ValueError("--model.vocab-size cannot be set: the vocabulary size comes from the tokenizer")
     return preset, args
+
+
+def corpus_tokens(run_dir: Path, *, data_spec: str, text_column: str, resume: bool, tokenizer_kind: str,
+                  vocab_size: int | None, cache: Path | None):
+    """(existing, tokenizer, tokens) of a run on a text corpus: the run's saved tokenizer when it
+    exists (``resume`` required), else one trained on the training split; the corpus tokenized (cached)."""
+    from zoo import data  # noqa: PLC0415
+
+    corpus = data.load_corpus(data_spec, text_column=text_column)
+    existing = (run_dir / "run.json").is_file()
+    if existing and not resume:
+        raise ValueError(f"{run_dir} already holds a run; pass --resume or choose another --out")
+    if existing:
+        tokenizer = data.load_tokenizer(run_dir / "tokenizer")
+    else:
+        tokenizer = data.make_tokenizer(tokenizer_kind, corpus.train, vocab_size=vocab_size)
+    return existing, tokenizer, data.tokenize_corpus(corpus, tokenizer, cache_dir=cache_dir(cache))

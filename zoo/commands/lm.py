@@ -24,7 +24,7 @@ import tyro
 
 from zoo import presets
 from zoo.commands.common import cache_dir as _cache_dir
-from zoo.commands.common import check_same_configs
+from zoo.commands.common import check_same_configs, corpus_tokens
 from zoo.commands.common import fail as _fail
 from zoo.commands.common import process_elapsed_s
 from zoo.models.gpt import GPTConfig
@@ -101,16 +101,11 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
 
     run_dir = (args.out or Path("runs") / f"{family}-{preset.name}").expanduser()
     try:
-        corpus = data.load_corpus(args.data, text_column=args.text_column)
-        existing = (run_dir / "run.json").is_file()
-        if existing and not args.resume:
-            raise ValueError(f"{run_dir} already holds a run; pass --resume or choose another --out")
-        if existing:
-            tokenizer = data.load_tokenizer(run_dir / "tokenizer")
-        else:
-            vocab = args.bpe_vocab_size if args.tokenizer == "bpe" else None
-            tokenizer = data.make_tokenizer(args.tokenizer, corpus.train, vocab_size=vocab)
-        tokens = data.tokenize_corpus(corpus, tokenizer, cache_dir=_cache_dir(args.cache_dir))
+        existing, tokenizer, tokens = corpus_tokens(
+            run_dir, data_spec=args.data, text_column=args.text_column, resume=args.resume,
+            tokenizer_kind=args.tokenizer, vocab_size=args.bpe_vocab_size if args.tokenizer == "bpe" else None,
+            cache=args.cache_dir,
+        )
         model_config = args.model.replace(vocab_size=tokenizer.vocab_size)
         for split, stream in (("train", tokens.train), ("val", tokens.val)):
             if len(stream) < model_config.block_size + 1:
