@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from zoo.bench import attention, timing
+from zoo.bench import attention, timing, worker
 
 ROOT = Path(__file__).resolve().parent.parent
 HAS_TORCH = timing.torch_available()
@@ -133,15 +133,15 @@ def test_a_worker_past_its_timeout_is_a_timeout_row():
 
 
 def test_worker_failures_are_classified():
-    status, message = attention._failure(-signal.SIGKILL, "")
+    status, message = worker.failure(-signal.SIGKILL, "")
     assert status == "oom" and "SIGKILL" in message
     line = "F1125 env.cc:93] Check failed: Thread creation via pthread_create() failed."
     stderr = f"{line}\n*** Check failure stack trace: ***\n    @     0x7f  std::__invoke_impl<>()\n"
-    assert attention._failure(-signal.SIGABRT, stderr) == ("oom", f"killed by SIGABRT: {line}")
-    assert attention._failure(1, "Traceback...\nValueError: bad shape\n") == (
+    assert worker.failure(-signal.SIGABRT, stderr) == ("oom", f"killed by SIGABRT: {line}")
+    assert worker.failure(1, "Traceback...\nValueError: bad shape\n") == (
         "error", "exit status 1: ValueError: bad shape"
     )
-    assert attention._failure(1, "RESOURCE_EXHAUSTED: Out of memory allocating 1 bytes")[0] == "oom"
+    assert worker.failure(1, "RESOURCE_EXHAUSTED: Out of memory allocating 1 bytes")[0] == "oom"
 
 
 def test_worker_turns_exceptions_into_results(monkeypatch):
@@ -153,12 +153,12 @@ def test_worker_turns_exceptions_into_results(monkeypatch):
         return measure
 
     monkeypatch.setattr(attention, "_measure_jax", fail(MemoryError()))
-    out = attention.worker(spec)
+    out = attention.run_worker(spec)
     assert out["status"] == "oom" and out["peak_rss_kib"] > 0 and out["pid"]
     monkeypatch.setattr(attention, "_measure_jax", fail(RuntimeError("RESOURCE_EXHAUSTED: Out of memory")))
-    assert attention.worker(spec)["status"] == "oom"
+    assert attention.run_worker(spec)["status"] == "oom"
     monkeypatch.setattr(attention, "_measure_jax", fail(ValueError("shapes")))
-    assert attention.worker(spec) | {"peak_rss_kib": 0, "pid": 0} == {
+    assert attention.run_worker(spec) | {"peak_rss_kib": 0, "pid": 0} == {
         "status": "error", "error": "ValueError: shapes", "peak_rss_kib": 0, "pid": 0,
     }
 
@@ -189,7 +189,7 @@ def test_help_and_bad_flags():
 
 
 def test_memory_limit_defaults_to_three_quarters_of_ram_on_cpu_only():
-    ram = attention.physical_memory_bytes()
+    ram = worker.physical_memory_bytes()
     assert ram and ram > 2**28
     cfg = attention.Config()
     assert attention.memory_limit_bytes(cfg, "cpu") == int(0.75 * ram)

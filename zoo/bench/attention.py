@@ -49,14 +49,8 @@ Run it as ``zoo bench attention [flags]`` (``--help`` lists them) or through
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import re
-import resource
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Iterator, Literal, Sequence
 
@@ -67,7 +61,7 @@ import tyro
 from tqdm import tqdm
 
 import zoo
-from zoo.bench import timing
+from zoo.bench import timing, worker
 from zoo.bench.timing import Timing
 
 # --quick: tiny shapes, so a full run takes seconds of work (plus a second or so per worker process)
@@ -76,8 +70,6 @@ QUICK = dict(batch=1, heads=2, head_dim=32, seq_lens=(64, 128), repeats=2, warmu
 # Above this share of the CPU time used by other processes, the report says its timings are unreliable.
 MAX_OTHER_LOAD = 0.05
 
-# Default per-worker address-space limit on CPU, as a share of the physical memory.
-DEFAULT_MEM_SHARE = 0.75
 # Seconds the worker that describes the environment may take, whatever --timeout-s says.
 ENV_TIMEOUT_S = 300.0
 
@@ -88,18 +80,6 @@ IMPL_LABELS = {"blockwise": "zoo blockwise", "xla": "zoo xla", "jax_nn": "jax.nn
 DENSE_IMPLS = ("xla", "jax_nn")
 MODES = ("fwd", "fwd_bwd")
 MODE_LABELS = {"fwd": "fwd", "fwd_bwd": "fwd+bwd"}
-
-# the hidden first argument that makes ``python -m zoo.bench.attention`` a worker
-WORKER_FLAG = "--worker"
-# the worker's result: one stdout line, this prefix, then JSON
-RESULT_PREFIX = "ZOO_BENCH_RESULT "
-# failure messages that mean the memory ran out (or the address-space limit was hit)
-OOM_PATTERN = re.compile(
-    r"RESOURCE_EXHAUSTED|out of memory|can't allocate memory|cannot allocate memory|bad_alloc|"
-    r"MemoryError|pthread_create\(\) failed|failed to map segment",
-    re.IGNORECASE,
-)
-
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -195,19 +175,6 @@ def _host_inputs(spec: dict[str, Any]) -> Iterator[tuple[np.ndarray, ...]]:
         yield tuple(rng.standard_normal(shape, np.float32) for _ in "qkv")
 
 
-def _timed(fn, inputs: list[tuple], spec: dict[str, Any], sync, compile_s: float | None):
-    """(timing, seconds of the first warm-up call); that call sets the repeats that fit ``budget_s``."""
-    start = time.perf_counter()
-    sync(fn(*inputs[0]))
-    first_s = time.perf_counter() - start
-    repeats = spec["repeats"]
-    if first_s * repeats > spec["budget_s"]:
-        repeats = max(min(3, repeats), int(spec["budget_s"] // first_s))
-    rotated = inputs[1:] + inputs[:1]
-    kw = dict(repeats=repeats, warmup=max(spec["warmup"] - 1, 0), sync=sync, compile_s=compile_s)
-    return timing.time_calls(fn, rotated, **kw), first_s
-
-
 def _measure_jax(spec: dict[str, Any]) -> dict[str, Any]:
     device = jax.devices()[0]
     dtype = jnp.dtype(spec["dtype"])
@@ -220,9 +187,10 @@ def _measure_jax(spec: dict[str, Any]) -> dict[str, Any]:
         fn = attention
     else:
         fn = jax.grad(lambda q, k, v: attention(q, k, v).astype(jnp.float32).sum(), argnums=(0, 1, 2))
-    baseline = _maxrss_kib()
+    baseline = worker.maxrss_kib()
     compiled, compile_s = timing.compile_jax(fn, *inputs[0])
-    t, first_s = _timed(compiled, inputs, spec, jax.block_until_ready, compile_s)
+    t, first_s = timing.time_within_budget(compiled, inputs, repeats=spec["repeats"], warmup=spec["warmup"],
+                                          budget_s=spec["budget_s"], compile_s=compile_s)
     stats = device.memory_stats() if device.platform != "cpu" else None
     peak = stats.get("peak_bytes_in_use") if stats else None
     return dict(timing=t, first_call_s=first_s, baseline_rss_kib=baseline, device_peak_bytes=peak)
@@ -254,9 +222,10 @@ def _measure_torch(spec: dict[str, Any]) -> dict[str, Any]:
         if device != "cpu":
             torch.cuda.synchronize()
 
-    baseline = _maxrss_kib()
+    baseline = worker.maxrss_kib()
     fn = forward if spec["mode"] == "fwd" else forward_backward
-    t, first_s = _timed(fn, inputs, spec, sync, None)
+    t, first_s = timing.time_within_budget(fn, inputs, repeats=spec["repeats"], warmup=spec["warmup"],
+                                          budget_s=spec["budget_s"], sync=sync)
     peak = torch.cuda.max_memory_allocated() if device != "cpu" else None
     return dict(timing=t, first_call_s=first_s, baseline_rss_kib=baseline, device_peak_bytes=peak,
                 torch_device=device)
@@ -274,52 +243,21 @@ def _environment(spec: dict[str, Any]) -> dict[str, Any]:
     return env
 
 
-def _maxrss_kib() -> int:
-    """This process's peak resident memory so far, KiB (Linux reports KiB; macOS bytes)."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss // 1024 if sys.platform == "darwin" else rss
+def _measure(spec: dict[str, Any]) -> dict[str, Any]:
+    if spec["mode"] == "env":
+        return {"environment": _environment(spec)}
+    measured = (_measure_torch if spec["impl"] == "torch" else _measure_jax)(spec)
+    measured["timing"] = measured.pop("timing").to_json(spec["batch"] * spec["seq_len"])
+    return measured
 
 
-def _set_memory_limit(limit: int | None) -> None:
-    if not limit:
-        return
-    _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-
-def worker(spec: dict[str, Any]) -> dict[str, Any]:
+def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one measurement (``spec["mode"]`` "fwd" or "fwd_bwd"), or describe the environment ("env").
 
     Sets the address-space limit before anything allocates; returns a JSON-ready
     result with the status ("ok", "oom" or "error"), the pid and the peak memory.
     """
-    _set_memory_limit(spec.get("mem_limit_bytes"))
-    result: dict[str, Any] = {"pid": os.getpid()}
-    try:
-        if spec["mode"] == "env":
-            result["environment"] = _environment(spec)
-        else:
-            measured = (_measure_torch if spec["impl"] == "torch" else _measure_jax)(spec)
-            result["timing"] = measured.pop("timing").to_json(spec["batch"] * spec["seq_len"])
-            result.update(measured)
-        result["status"] = "ok"
-    except Exception as e:  # noqa: BLE001 - every failure becomes a row, MemoryError included
-        message = f"{type(e).__name__}: {e}"
-        result["status"] = "oom" if isinstance(e, MemoryError) or OOM_PATTERN.search(message) else "error"
-        result["error"] = _short(message)
-    result["peak_rss_kib"] = _maxrss_kib()
-    return result
-
-
-def _worker_main(argv: Sequence[str]) -> int:
-    if len(argv) != 1:
-        print(f"usage: python -m zoo.bench.attention {WORKER_FLAG} JSON_SPEC", file=sys.stderr)
-        return 2
-    result = worker(json.loads(argv[0]))
-    print(RESULT_PREFIX + json.dumps(result, default=str), flush=True)
-    return 0
+    return worker.run_measurement(spec, _measure)
 
 
 # ----------------------------------------------------------------------------
@@ -355,65 +293,14 @@ class Measurement:
         return out
 
 
-def physical_memory_bytes() -> int | None:
-    """MemTotal from /proc/meminfo, else the page count times the page size."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def memory_limit_bytes(cfg: Config, jax_platform: str) -> int | None:
     """The workers' RLIMIT_AS: ``--mem-limit-gb`` (0: none), else 75% of RAM on CPU and none elsewhere."""
-    if cfg.mem_limit_gb is not None:
-        return int(cfg.mem_limit_gb * 2**30) or None
-    ram = physical_memory_bytes()
-    return int(DEFAULT_MEM_SHARE * ram) if ram and jax_platform == "cpu" else None
-
-
-def _short(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _failure(returncode: int, stderr: str) -> tuple[str, str]:
-    """(status, message) of a worker that printed no result."""
-    lines = [ln for ln in stderr.splitlines() if ln.strip() and not ln.lstrip().startswith("@ 0x")]
-    oom_lines = [ln for ln in lines if OOM_PATTERN.search(ln)]
-    detail = _short((oom_lines or lines or ["no output"])[-1])
-    if returncode < 0:
-        sig = -returncode
-        name = signal.Signals(sig).name if sig in signal.valid_signals() else f"signal {sig}"
-        # SIGKILL out of the blue is the kernel's OOM killer
-        oom = bool(oom_lines) or sig == signal.SIGKILL
-        return ("oom" if oom else "error"), f"killed by {name}: {detail}"
-    return ("oom" if oom_lines else "error"), f"exit status {returncode}: {detail}"
+    return worker.default_memory_limit(cfg.mem_limit_gb, jax_platform)
 
 
 def spawn_worker(spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    """Run :func:`worker` in ``python -m zoo.bench.attention --worker SPEC``; its result or the failure."""
-    cmd = [sys.executable, "-m", "zoo.bench.attention", WORKER_FLAG, json.dumps(spec)]
-    env = dict(os.environ)
-    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # GPU: allocate what is used, not 75%
-    start = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=env)
-    except subprocess.TimeoutExpired:
-        return {"status": "timeout", "error": f"no result within {timeout_s:g} s (--timeout-s)",
-                "wall_s": time.perf_counter() - start}
-    wall_s = time.perf_counter() - start
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(RESULT_PREFIX):
-            return {**json.loads(line[len(RESULT_PREFIX):]), "wall_s": wall_s}
-    status, message = _failure(proc.returncode, proc.stderr)
-    return {"status": status, "error": message, "wall_s": wall_s}
+    """Run :func:`run_worker` in ``python -m zoo.bench.attention --worker SPEC``; its result or the failure."""
+    return worker.spawn("zoo.bench.attention", spec, timeout_s)
 
 
 def _measurement(impl: str, seq_len: int, mode: str, result: dict[str, Any]) -> Measurement:
@@ -610,8 +497,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "zoo bench attention") -
     ``--worker SPEC`` (first) runs one measurement instead: the parent's hidden entry point.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == [WORKER_FLAG]:
-        return _worker_main(argv[1:])
+    if argv[:1] == [worker.WORKER_FLAG]:
+        return worker.worker_main(argv[1:], "zoo.bench.attention", run_worker)
     return timing.bench_main(argv, prog, parse_config, run, stem)
 
 

@@ -47,7 +47,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import resource
 import selectors
 import subprocess
 import sys
@@ -61,7 +60,7 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
-from zoo.bench import timing
+from zoo.bench import timing, worker
 from zoo.bench.timing import Timing
 
 # --quick: tiny shapes, so a full run takes seconds of work (plus a few seconds per worker process)
@@ -332,12 +331,6 @@ class _HFSession:
             self.torch.cuda.synchronize()
 
 
-def _maxrss_kib() -> int:
-    """This process's peak resident memory so far, KiB (Linux reports KiB; macOS bytes)."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss // 1024 if sys.platform == "darwin" else rss
-
-
 def _worker_main(argv: Sequence[str]) -> int:
     """Set up (``READY``), then answer ``run N`` with ``TIMES`` and ``quit`` with ``DONE``, on stdin/stdout.
 
@@ -374,7 +367,7 @@ def _worker_main(argv: Sequence[str]) -> int:
                 return 1
             send(TIMES, {"times_s": list(t.times_s)})
         elif words[:1] == ["quit"]:
-            send(DONE, {"peak_rss_kib": _maxrss_kib()})
+            send(DONE, {"peak_rss_kib": worker.maxrss_kib()})
             return 0
     return 0
 

@@ -45,6 +45,7 @@ import jax
 __all__ = [
     "Timing",
     "time_calls",
+    "time_within_budget",
     "compile_jax",
     "num_threads",
     "cpu_model",
@@ -147,6 +148,32 @@ def time_calls(
         sync(fn(*args))
         times.append(time.perf_counter() - start)
     return Timing(tuple(times), compile_s)
+
+
+def time_within_budget(
+    fn: Callable[..., Any],
+    inputs: Sequence[tuple],
+    *,
+    repeats: int,
+    warmup: int,
+    budget_s: float,
+    sync: Callable[[Any], Any] = jax.block_until_ready,
+    compile_s: float | None = None,
+) -> tuple[Timing, float]:
+    """:func:`time_calls`, with fewer repeats (never below 3) when they would take over ``budget_s``.
+
+    The first warm-up call (always made) is timed on its own to estimate a
+    call; returns (timing, seconds of that first call). The inputs rotate
+    from the second one on, so the first timed call does not repeat it.
+    """
+    start = time.perf_counter()
+    sync(fn(*inputs[0]))
+    first_s = time.perf_counter() - start
+    if first_s * repeats > budget_s:
+        repeats = max(min(3, repeats), int(budget_s // max(first_s, 1e-9)))
+    rotated = list(inputs[1:]) + list(inputs[:1])
+    kw = dict(repeats=repeats, warmup=max(warmup - 1, 0), sync=sync, compile_s=compile_s)
+    return time_calls(fn, rotated, **kw), first_s
 
 
 def compile_jax(fn: Callable[..., Any], *example_args: Any) -> tuple[Callable[..., Any], float]:
