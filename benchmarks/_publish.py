@@ -7,7 +7,8 @@ A script ``benchmarks/<name>.py`` is a docstring and one call::
 which runs :func:`zoo.bench.<name>.run` (every flag of ``zoo bench <name>``
 is accepted), prints the Markdown report, writes
 ``benchmarks/results/<name>-<device>.json`` (all raw timings) and ``.md``
-(the table), and with ``--update-readme`` replaces the text between
+(the table), plus whatever the benchmark's ``write_extras`` writes (CSV,
+plots), and with ``--update-readme`` replaces the text between
 ``<!-- bench:<name>:start -->`` and ``<!-- bench:<name>:end -->`` in
 README.md. With ``--update-readme`` it is an error (exit 2, before running
 anything) if the markers are missing or ``--quick`` is given, and README is
@@ -73,7 +74,11 @@ def publish(
     data, markdown = bench.run(cfg, command=" ".join([prog, *map(shlex.quote, argv)]))
     print(markdown, end="")
     stem = f"{name}-{timing.device_slug(data['environment'])}"
-    for path in timing.write_results(cfg.out or RESULTS, stem, data, markdown):
+    out = Path(cfg.out or RESULTS)
+    paths = timing.write_results(out, stem, data, markdown)
+    if hasattr(bench, "write_extras"):  # CSV, plots
+        paths += bench.write_extras(data, out, stem)
+    for path in paths:
         print(f"wrote {_shown(path)}", file=sys.stderr)
     if not update_readme:
         return 0
@@ -85,6 +90,8 @@ def publish(
             file=sys.stderr,
         )
         return 1
+    if hasattr(bench, "readme_markdown"):  # the report with its plots linked from README's folder
+        markdown = bench.readme_markdown(data, prefix=f"{_shown(out).as_posix()}/")
     readme.write_text(replace_between_markers(readme.read_text(), markdown, start, end))
     print(f"updated {_shown(readme)}", file=sys.stderr)
     return 0

@@ -2,6 +2,7 @@
 
     zoo --version
     zoo bench recurrent --quick
+    zoo bench --quick          # a group's default command: the benchmark suite
 
 Each leaf is a :class:`Command` naming a function ``"module:function"`` that
 takes ``(argv, prog)`` (the remaining arguments and the command's full name,
@@ -41,14 +42,21 @@ class Group:
 
     help: str
     commands: dict[str, Union[Command, "Group"]]
+    default: str | None = None  # the child that runs when the arguments name none (e.g. `zoo bench --quick`)
 
 
 COMMANDS = Group(
     "zoo: a JAX model zoo, from recurrent networks to Transformers.",
     {
         "bench": Group(
-            "Run a benchmark; print a Markdown table (stdout), progress on stderr.",
+            "Run a benchmark; print a Markdown table (stdout), progress on stderr.\n\n"
+            "zoo bench [FLAGS] runs the suite (scan vs attention); see 'zoo bench suite --help'.",
             {
+                "suite": Command(
+                    "zoo.bench.suite:main",
+                    "the suite (default): scan vs attention tokens/s over T and batch, decode latency, "
+                    "compile time, memory, FLOPs, roofline; tables, CSV and plots",
+                ),
                 "recurrent": Command(
                     "zoo.bench.recurrent:main",
                     "fwd and fwd+bwd tokens/s of zoo's recurrent cells vs flax.linen and torch",
@@ -66,6 +74,7 @@ COMMANDS = Group(
                     "masked-LM training tokens/s of zoo's BERT train step vs Hugging Face's BertForMaskedLM",
                 ),
             },
+            default="suite",
         ),
         "pretrain": Command(
             "zoo.commands:pretrain_main",
@@ -113,6 +122,8 @@ def dispatch(node: Group | Command, argv: Sequence[str], prog: str, top: bool = 
         code = node.resolve()(list(argv), prog=prog)
         return 0 if code is None else int(code)
     parser = _parser(node, prog, top)
+    if node.default and (not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help"))):
+        return dispatch(node.commands[node.default], argv, prog)
     if not argv:
         parser.print_help(sys.stderr)
         return 2

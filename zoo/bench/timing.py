@@ -369,6 +369,7 @@ def bench_main(
     parse_config: Callable[[Sequence[str], str], Any],
     run: Callable[..., tuple[dict[str, Any], str]],
     stem: str | Callable[[dict[str, Any]], str],
+    extras: Callable[[dict[str, Any], Path, str], list[Path]] | None = None,
 ) -> int:
     """The body of every ``zoo bench <name>`` command.
 
@@ -376,7 +377,8 @@ def bench_main(
     (``config.resolved()``: a ``ValueError`` is a usage error, exit 2), runs
     ``run(config, command=...)``, prints the Markdown report on stdout and,
     when the config's ``out`` is set, writes ``<stem>.json`` and ``<stem>.md``
-    there (``stem`` may be a function of the results, e.g. to name the device).
+    there (``stem`` may be a function of the results, e.g. to name the device),
+    and whatever ``extras(data, out, stem)`` writes beside them (CSV, plots).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     cfg = parse_config(argv, prog)
@@ -389,6 +391,9 @@ def bench_main(
     print(markdown, end="")
     if cfg.out is not None:
         name = stem(data) if callable(stem) else stem
-        for path in write_results(cfg.out, name, data, markdown):
+        paths = write_results(cfg.out, name, data, markdown)
+        if extras is not None:
+            paths += extras(data, Path(cfg.out), name)
+        for path in paths:
             print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -41,6 +41,7 @@ __all__ = [
     "append_metrics",
     "cache_dir",
     "measure_matmul_flops",
+    "measure_memory_bandwidth",
     "peak_flops",
     "plot_losses",
     "read_metrics",
@@ -151,24 +152,48 @@ def cache_dir() -> Path:
     return Path(base) / "zoo"
 
 
-def measure_matmul_flops(device: jax.Device | None = None, *, n: int | None = None, budget_s: float = 0.5) -> float:
-    """FLOP/s of the best of a few (n, n) @ (n, n) float32 matmuls on ``device`` (default: the first).
+def measure_matmul_flops(
+    device: jax.Device | None = None, *, n: int | None = None, budget_s: float = 0.5, dtype: Any = jnp.float32
+) -> float:
+    """FLOP/s of the best of a few (n, n) @ (n, n) matmuls in ``dtype`` on ``device`` (default: the first).
 
     n defaults to 1024 on CPU and 4096 on accelerators. Runs for about
     ``budget_s`` seconds after compilation.
     """
     device = device or jax.devices()[0]
     n = n or (1024 if device.platform == "cpu" else 4096)
-    a = jax.device_put(jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), jnp.float32), device)
+    a = jax.device_put(jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), dtype), device)
     matmul = jax.jit(lambda x, y: x @ y)
-    matmul(a, a).block_until_ready()  # compile and warm up
+    best = _best_time(matmul, (a, a), budget_s)
+    return 2 * n**3 / best
+
+
+def measure_memory_bandwidth(
+    device: jax.Device | None = None, *, nbytes: int | None = None, budget_s: float = 0.5
+) -> float:
+    """Bytes/s of the best of a few fused elementwise passes ``x * 2 + 1`` over float32 ``x`` on ``device``.
+
+    Each pass reads ``nbytes`` and writes ``nbytes`` (counted: 2 * nbytes);
+    nbytes defaults to 256 MiB on CPU and 1 GiB on accelerators, far beyond
+    the caches. The roofline's slope, beside :func:`measure_matmul_flops`'s roof.
+    """
+    device = device or jax.devices()[0]
+    nbytes = nbytes or (2**28 if device.platform == "cpu" else 2**30)
+    x = jax.device_put(jnp.ones((nbytes // 4,), jnp.float32), device)
+    best = _best_time(jax.jit(lambda v: v * 2.0 + 1.0), (x,), budget_s)
+    return 2 * (nbytes // 4) * 4 / best
+
+
+def _best_time(fn, args, budget_s: float) -> float:
+    """The fastest of at least 3 (at most 50, about ``budget_s`` seconds of) calls, after a warm-up call."""
+    fn(*args).block_until_ready()  # compile and warm up
     best, start, runs = math.inf, time.perf_counter(), 0
     while runs < 3 or (time.perf_counter() - start < budget_s and runs < 50):
         t0 = time.perf_counter()
-        matmul(a, a).block_until_ready()
+        fn(*args).block_until_ready()
         best = min(best, time.perf_counter() - t0)
         runs += 1
-    return 2 * n**3 / best
+    return best
 
 
 def peak_flops(device: jax.Device | None = None, *, refresh: bool = False) -> float:
