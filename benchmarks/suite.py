@@ -14,6 +14,10 @@ README.md; it is an error if the markers are missing, and ``--quick`` is
 refused. README is left alone (exit 1) if other processes took more than 5%
 of the CPU time during the run.
 
+``--rerender RESULTS.json`` (with or without ``--update-readme``) recomputes
+the derived figures and the report from a run's stored raw results instead
+of measuring again: for changes to the analysis, never to what is measured.
+
 On a GPU the same command writes ``suite-gpu-<model>.*`` (bfloat16, and the
 cuDNN attention kernel as an extra row).
 """
@@ -30,7 +34,43 @@ README = _publish.README
 PROG = "python benchmarks/suite.py"
 
 
+def rerender_main(argv: list[str]) -> int:
+    import json
+    import shlex
+
+    from zoo.bench import suite, timing
+
+    i = argv.index("--rerender")
+    if i + 1 >= len(argv):
+        print(f"{PROG}: error: --rerender needs the path of a results JSON", file=sys.stderr)
+        return 2
+    path = Path(argv[i + 1])
+    data = json.loads(path.read_text())
+    other = data["environment"].get("other_processes_cpu_share")
+    data, markdown = suite.rerender(data, command=" ".join([PROG, *map(shlex.quote, argv)]))
+    stem = suite.stem(data)
+    paths = timing.write_results(path.parent, stem, data, markdown) + suite.write_extras(data, path.parent, stem)
+    for p in paths:
+        print(f"wrote {p}", file=sys.stderr)
+    if _publish.UPDATE_README not in argv:
+        return 0
+    if other is not None and other > suite.MAX_OTHER_LOAD:
+        print(f"{PROG}: error: README not updated: other processes used {other:.0%} of the CPU time "
+              "during the measured run", file=sys.stderr)
+        return 1
+    start, end = _publish.markers("suite")
+    folder = path.parent.resolve().relative_to(_publish.ROOT).as_posix()
+    text = _publish.replace_between_markers(README.read_text(), suite.readme_markdown(data, prefix=f"{folder}/"),
+                                            start, end)
+    README.write_text(text)
+    print(f"updated {README.relative_to(_publish.ROOT)}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--rerender" in argv:
+        return rerender_main(argv)
     return _publish.publish("suite", argv, prog=PROG, readme=README, doc=__doc__)
 
 

@@ -11,11 +11,15 @@ LSTM four gates from x and h, m=8; GRU (reset-after) m=6 with an extra
 recurrent bias; minGRU (Feng et al. 2024) two gates from x only, m=2;
 minLSTM three, m=3; causal self-attention the q, k, v and output
 projections, m=4. A token passes each matrix once, so the forward pass
-costs ``2 m width**2`` FLOPs per token, plus, for attention, ``4 width T``
-for the two products with the T keys (QK^T and AV; PaLM's convention,
-which counts the masked half of a causal product too, as
-:func:`zoo.models.gpt.gpt_flops_per_token` does). Training (forward and
-backward) costs three times the forward pass. Biases, gates' elementwise
+costs ``2 m width**2`` FLOPs per token, plus, for causal attention,
+``2 width (T + 1)`` for the two products with the keys (QK^T and AV): query
+t sees t keys, (T + 1) / 2 on average, and each product costs
+``2 width`` per key. That counts useful work only: a dense implementation
+computes the masked half too (XLA's cost analysis shows it), and PaLM's
+convention (:func:`zoo.models.gpt.gpt_flops_per_token`, ``4 width T``)
+counts it as well, which would put a causal kernel that skips masked blocks
+above the matmul peak. Training (forward and backward) costs three times the
+forward pass. Biases, gates' elementwise
 arithmetic, softmax and the scan's combine are left out: they are a few
 operations per element against ``width`` per element for a matrix.
 
@@ -40,6 +44,7 @@ __all__ = [
     "layer_base",
     "layer_params",
     "layer_flops_per_token",
+    "causal_attention_flops",
     "matched_width",
     "sequential_depth",
     "Crossover",
@@ -88,13 +93,18 @@ def layer_params(kind: str, width: int) -> int:
 
 
 def layer_flops_per_token(kind: str, width: int, seq_len: int, *, train: bool = False) -> int:
-    """Analytic FLOPs per token: forward ``2 m w^2`` (+ ``4 w T`` for attention); training 3x that."""
+    """Analytic FLOPs per token: forward ``2 m w^2`` (+ ``2 w (T + 1)`` for causal attention); training 3x that."""
     base = layer_base(kind)
     m, _ = LAYER_SHAPES[base]
     forward = 2 * m * width * width
     if base == "attention":
-        forward += 4 * width * seq_len
+        forward += causal_attention_flops(width, seq_len)
     return 3 * forward if train else forward
+
+
+def causal_attention_flops(width: int, seq_len: int) -> int:
+    """Forward FLOPs per token of QK^T and AV under a causal mask: ``2 width (T + 1)`` (no masked pairs)."""
+    return 2 * width * (seq_len + 1)
 
 
 def matched_width(kind: str, target_params: int, multiple: int = 8, max_width: int = 16384) -> int:

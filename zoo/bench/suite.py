@@ -515,6 +515,25 @@ def run(cfg: Config, command: str) -> tuple[dict[str, Any], str]:
     return data, suite_report.render_markdown(data)
 
 
+def rerender(data: dict[str, Any], command: str) -> tuple[dict[str, Any], str]:
+    """Recompute every derived figure (FLOPs, shares, crossovers, tables) from a run's raw results.
+
+    For a change in the analysis or the report, not in what is measured: the
+    timings, memory and XLA counts are the stored ones; the report names the
+    original command and date and this re-rendering.
+    """
+    from zoo.bench import suite_report
+
+    cfg = Config(**{k: v for k, v in data["config"].items() if k != "out"}).resolved()
+    cfg = dataclasses.replace(cfg, seq_lens=tuple(cfg.seq_lens), batch_sizes=tuple(cfg.batch_sizes),
+                              layers=tuple(cfg.layers))
+    env = data["environment"]
+    data = dict(data)
+    data["measurements"] = [suite_report.derive({**m, "result": m}, env, cfg) for m in data["measurements"]]
+    data["rerendered"] = {"command": command, "date": timing.utc_now()}
+    return data, suite_report.render_markdown(data)
+
+
 def _job_label(job: dict[str, Any]) -> str:
     if job["group"] == "layer":
         return f"{job['kind']} B={job['batch']} T={job['seq_len']} {job['mode']}"

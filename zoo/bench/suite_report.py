@@ -50,13 +50,23 @@ def lm_params(family: str, preset: str, seq_len: int | None = None) -> int:
 
 
 def lm_flops_per_token(family: str, preset: str, seq_len: int, *, train: bool) -> int:
-    """Analytic FLOPs per token of the LM: 6N (+ 12 L H Q T for GPT) to train, a third of it forward."""
-    from zoo.models.gpt import gpt_flops_per_token
+    """Analytic FLOPs per token of the LM, forward: 2N (+ the causal attention products of each GPT layer).
+
+    N counts the non-embedding parameters and the tied head (as
+    :func:`zoo.models.gpt.gpt_flops_per_token` does); the attention term is
+    :func:`zoo.bench.analysis.causal_attention_flops` per layer (useful work:
+    PaLM's ``4 d T`` would count the masked half too). Training: 3x forward.
+    """
+    from zoo.models.gpt import gpt_param_count
     from zoo.models.rnn_lm import rnn_lm_flops_per_token
 
     config = _lm_config(family, preset, seq_len)
-    flops = gpt_flops_per_token(config, seq_len) if family == "gpt" else rnn_lm_flops_per_token(config)
-    return flops if train else flops // 3
+    if family == "gpt":
+        forward = 2 * gpt_param_count(config, non_embedding=True)
+        forward += config.num_layers * analysis.causal_attention_flops(config.num_heads * config.head_dim, seq_len)
+    else:
+        forward = rnn_lm_flops_per_token(config) // 3
+    return 3 * forward if train else forward
 
 
 def _name(job: dict[str, Any]) -> str:
@@ -253,8 +263,11 @@ def render_markdown(data: dict[str, Any], image_prefix: str | None = None) -> st
         f"- language models: gpt/{cfg['lm_preset']} and lstm/{cfg['lm_preset']}",
         f"- date: {data['date']}",
         f"- command: `{data['command']}`",
-        "",
     ]
+    if data.get("rerendered"):
+        r = data["rerendered"]
+        lines.append(f"- derived figures recomputed from the stored raw results by `{r['command']}` ({r['date']})")
+    lines.append("")
     if image_prefix is not None:
         lines += [f"![tokens/s against T]({image_prefix}{data['stem']}-throughput.png)", ""]
     for mode, title in (("train", "training (fwd+bwd)"), ("infer", "inference (fwd)")):
@@ -347,7 +360,10 @@ def _roofline_section(env, ms, image_prefix, data) -> list[str]:
     if not peak or not bw:
         return []
     ok = [m for m in ms if m.get("peak_fraction") is not None and m.get("sweep") == "seq"]
-    lines = [f"Roofline: ridge point {peak / bw:.1f} FLOP/byte (matmul peak / bandwidth)."]
+    lines = [f"Roofline: ridge point {peak / bw:.1f} FLOP/byte (matmul peak / bandwidth). The roof's slope is the "
+             "bandwidth of a streaming pass through memory, while XLA's \"bytes accessed\" counts every operand "
+             "of every operation, cached or not (and a loop body once): points above the slope are configurations "
+             "whose traffic stays in cache, so the figure places each by its XLA intensity rather than bounding it."]
     if ok:
         best = max(ok, key=lambda m: m["peak_fraction"])
         lines[-1] += (f" Best share of the matmul peak: {best['peak_fraction']:.0%} "
