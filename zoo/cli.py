@@ -92,6 +92,10 @@ COMMANDS = Group(
             "zoo.commands.seq2seq:translate_main",
             "translate with a seq2seq run (beam search): zoo translate RUN_DIR \"input\"",
         ),
+        "ladder": Command(
+            "zoo.ladder:main",
+            "the language-model ladder: Kneser-Ney n-gram, RNN, LSTM, GRU, minGRU and GPT in bits per character",
+        ),
         "sample": Command("zoo.commands:sample_main", "print continuations of a prompt: zoo sample RUN_DIR --prompt TEXT"),
         "eval": Command("zoo.commands:eval_main", "validation loss and perplexity of a run: zoo eval RUN_DIR"),
     },
