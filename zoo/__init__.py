@@ -46,6 +46,8 @@ from zoo.layers import (
 )
 from zoo.run import Run, load_run
 from zoo.models import (
+    KneserNeyLM,
+    unseen_rates,
     GPT,
     GPTConfig,
     gpt_param_count,
@@ -115,6 +117,8 @@ __all__ = [
     "gpt_flops_per_token",
     "RNNLM",
     "RNNLMConfig",
+    "KneserNeyLM",
+    "unseen_rates",
     "rnn_lm_param_count",
     "rnn_lm_flops_per_token",
     "generate",

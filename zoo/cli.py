@@ -96,6 +96,10 @@ COMMANDS = Group(
             "zoo.ladder:main",
             "the language-model ladder: Kneser-Ney n-gram, RNN, LSTM, GRU, minGRU and GPT in bits per character",
         ),
+        "gradflow": Command(
+            "zoo.gradflow:main",
+            "vanishing and exploding gradients: |dL_T/dx_(T-k)| against k for RNN, LSTM, GRU, Transformer",
+        ),
         "sample": Command("zoo.commands:sample_main", "print continuations of a prompt: zoo sample RUN_DIR --prompt TEXT"),
         "eval": Command("zoo.commands:eval_main", "validation loss and perplexity of a run: zoo eval RUN_DIR"),
     },

@@ -217,14 +217,18 @@ def _neural_rung(cfg: LadderConfig, family: str, model_config: Any, tokenizer: A
                 steps=int(result["step"]), steps_run=result.get("steps_run"), trainer_val_loss=result.get("val_loss"))
 
 
-def run_ladder(cfg: LadderConfig, say=print) -> dict[str, Any]:
-    """Run every rung of ``cfg``; return the results (also written to ``cfg.out``)."""
+def run_ladder(cfg: LadderConfig, say=print, command: str | None = None) -> dict[str, Any]:
+    """Run every rung of ``cfg``; return the results (also written to ``cfg.out``).
+
+    ``command``: the command line to record with the results (``zoo ladder ...``).
+    """
     from zoo import data
     from zoo.bench import timing
     from zoo.commands.common import cache_dir
     from zoo.models.ngram import unseen_rates
 
     cfg.check()
+    other_load = timing.OtherLoad()
     corpus = data.load_corpus(cfg.data, text_column=cfg.text_column)
     tokenizer = data.make_tokenizer(cfg.tokenizer, corpus.train)
     tokens = data.tokenize_corpus(corpus, tokenizer, cache_dir=cache_dir(cfg.cache_dir))
@@ -246,7 +250,9 @@ def run_ladder(cfg: LadderConfig, say=print) -> dict[str, Any]:
     train_words, val_words = words("\n".join(corpus.train)), words("\n".join(corpus.val))
     stats = unseen_rates(train_words, val_words, cfg.word_max_order)
     env = timing.environment()
+    env["other_processes_cpu_share"] = other_load.fraction()
     result = {
+        "command": command,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()},
         "date": timing.utc_now(),
         "environment": env,
@@ -259,7 +265,7 @@ def run_ladder(cfg: LadderConfig, say=print) -> dict[str, Any]:
     }
     cfg.out.mkdir(parents=True, exist_ok=True)
     (cfg.out / "ladder.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    (cfg.out / "ladder.md").write_text(render_markdown(result))
+    (cfg.out / "ladder.md").write_text(render_markdown(result, command=command, image="ladder.png"))
     plot_ladder(result, cfg.out / "ladder.png")
     return result
 
@@ -288,6 +294,10 @@ def render_markdown(result: dict[str, Any], command: str | None = None, image: s
              "—" if r.get("wall_s") is None else f"{r['wall_s']:.1f}"] for r in result["rows"]]
     lines += [timing.markdown_table(["model", unit, "parameters", "training tokens", "tokens/s", "wall s"], rows),
               ""]
+    other = env.get("other_processes_cpu_share")
+    if other is not None and other > 0.05:
+        lines += [f"Other processes used {other:.0%} of the CPU time during the run: tokens/s and wall times are "
+                  "unreliable (the bits per character are not affected).", ""]
     w = result["words"]
     orders = sorted(w["unseen"], key=int)
     lines += [
@@ -331,6 +341,7 @@ def plot_ladder(result: dict[str, Any], path: Path) -> Path:
 
 def main(argv: Sequence[str] | None = None, prog: str = "zoo ladder") -> int:
     """``zoo ladder [flags]``: run the ladder, print the table, write OUT/ladder.{json,md,png}."""
+    import shlex
     import sys
 
     import tyro
@@ -339,10 +350,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "zoo ladder") -> int:
     cfg = tyro.cli(LadderConfig, args=argv, prog=prog, description=__doc__)
     try:
         cfg.check()
-        result = run_ladder(cfg)
+        result = run_ladder(cfg, command=" ".join([prog, *map(shlex.quote, argv)]))
     except (ValueError, FileNotFoundError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
-    print(render_markdown(result, command=" ".join([prog, *argv]), image="ladder.png"), end="")
+    print(render_markdown(result, command=result["command"], image="ladder.png"), end="")
     print(f"wrote {cfg.out / 'ladder.json'}, ladder.md and ladder.png", file=sys.stderr)
     return 0
