@@ -100,6 +100,15 @@ COMMANDS = Group(
             "zoo.gradflow:main",
             "vanishing and exploding gradients: |dL_T/dx_(T-k)| against k for RNN, LSTM, GRU, Transformer",
         ),
+        "tasks": Group(
+            "Long-range dependency tasks (adding, copy, selective-copy, recall) for rnn|lstm|gru|mingru|gpt.",
+            {
+                "run": Command("zoo.tasks:run_main", "train and evaluate one model on one task: zoo tasks run TASK "
+                               "--model M --length T"),
+                "sweep": Command("zoo.tasks:sweep_main", "tasks x models x lengths with one budget: table, JSON, "
+                                 "plot"),
+            },
+        ),
         "sample": Command("zoo.commands:sample_main", "print continuations of a prompt: zoo sample RUN_DIR --prompt TEXT"),
         "eval": Command("zoo.commands:eval_main", "validation loss and perplexity of a run: zoo eval RUN_DIR"),
     },
