@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -47,8 +46,10 @@ def render(name: str, folder: Path, command: str | None = None) -> str:
 
         result = json.loads((folder / "gradflow.json").read_text())
         return render_markdown(result, image=f"{shown}/gradflow.png")
-    text = (folder / f"{name}.md").read_text()
-    return re.sub(r"\]\(([^)/]+\.png)\)", lambda m: f"]({shown}/{m.group(1)})", text)
+    from zoo.tasks import render_markdown
+
+    result = json.loads((folder / "tasks.json").read_text())
+    return render_markdown(result, command=result.get("command") or command, image=f"{shown}/tasks.png")
 
 
 def replace_between_markers(text: str, body: str, start: str, end: str) -> str:

@@ -73,6 +73,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import shlex
 import math
 import sys
 import time
@@ -499,8 +500,11 @@ class SweepConfig:
             run.check()
 
 
-def run_sweep(cfg: SweepConfig, say=print) -> dict[str, Any]:
-    """Run every (task, model, length) of ``cfg``; write and return the results."""
+def run_sweep(cfg: SweepConfig, say=print, command: str | None = None) -> dict[str, Any]:
+    """Run every (task, model, length) of ``cfg``; write and return the results.
+
+    ``command``: the command line to record with the results (``zoo tasks sweep ...``).
+    """
     from zoo.bench import timing
 
     cfg.check()
@@ -522,8 +526,9 @@ def run_sweep(cfg: SweepConfig, say=print) -> dict[str, Any]:
         "rows": rows,
     }
     c.out.mkdir(parents=True, exist_ok=True)
+    result["command"] = command
     (c.out / "tasks.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    (c.out / "tasks.md").write_text(render_markdown(result, image="tasks.png"))
+    (c.out / "tasks.md").write_text(render_markdown(result, command=command, image="tasks.png"))
     plot_sweep(result, c.out / "tasks.png")
     return result
 
@@ -645,11 +650,11 @@ def sweep_main(argv: Sequence[str], prog: str = "zoo tasks sweep") -> int:
         print(line, file=sys.stderr, flush=True)
 
     try:
-        result = run_sweep(cfg, say=say)
+        result = run_sweep(cfg, say=say, command=" ".join([prog, *map(shlex.quote, argv)]))
     except ValueError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
-    print(render_markdown(result, command=" ".join([prog, *argv]), image="tasks.png"), end="")
+    print(render_markdown(result, command=result["command"], image="tasks.png"), end="")
     out = cfg.resolved().out
     print(f"wrote {out / 'tasks.json'}, tasks.md and tasks.png", file=sys.stderr)
     return 0
