@@ -573,13 +573,10 @@ def render_markdown(result: dict[str, Any], image: str | None = None) -> str:
 
 def plot_gradflow(result: dict[str, Any], path: Path) -> Path:
     """Three panels of norms against k on a log axis: untrained LMs, trained LMs, the spectral sweep."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from zoo.plots import subplots
 
     k = np.asarray(result["lags"])
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = subplots(1, 3, figsize=(15, 4.2))
     for ax, phase in zip(axes[:2], ("untrained", "trained")):
         for kind, norms in result[phase].items():
             ax.plot(k, norms, label=LABELS[kind])
@@ -587,7 +584,9 @@ def plot_gradflow(result: dict[str, Any], path: Path) -> Path:
                                              if phase == "trained" else " (initialisation)"))
     ax = axes[2]
     radii = list(result["sweep"]["linear"])
-    colors = plt.cm.viridis(np.linspace(0, 0.9, len(radii)))
+    import matplotlib
+
+    colors = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, len(radii)))
     for color, rho in zip(colors, radii):
         ax.plot(k, result["sweep"]["linear"][rho], "--", color=color, label=f"linear, rho={rho}")
         ax.plot(k, result["sweep"]["tanh"][rho], "-", color=color, label=f"tanh, rho={rho}")
@@ -600,7 +599,6 @@ def plot_gradflow(result: dict[str, Any], path: Path) -> Path:
         ax.legend(fontsize=7, ncol=2 if ax is axes[2] else 1)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

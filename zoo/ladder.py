@@ -312,13 +312,10 @@ def render_markdown(result: dict[str, Any], command: str | None = None, image: s
 
 
 def plot_ladder(result: dict[str, Any], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from zoo.plots import subplots
 
     rows = result["rows"]
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 2]})
+    fig, (ax, ax2) = subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 2]})
     ax.barh([r["label"] for r in rows][::-1], [r["bits"] for r in rows][::-1], color="tab:blue")
     for i, r in enumerate(rows[::-1]):
         ax.text(r["bits"], i, f" {r['bits']:.3f}", va="center", fontsize=8)
@@ -335,7 +332,6 @@ def plot_ladder(result: dict[str, Any], path: Path) -> Path:
     ax2.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

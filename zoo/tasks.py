@@ -586,13 +586,10 @@ def render_markdown(result: dict[str, Any], command: str | None = None, image: s
 
 def plot_sweep(result: dict[str, Any], path: Path) -> Path:
     """Metric against length: one panel per task, one line per model, the baseline dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from zoo.plots import subplots
 
     tasks, models, lengths, cell = _grid(result)
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
+    fig, axes = subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         any_row = next(r for (t, _, _), r in cell.items() if t == task)
         for model in models:
@@ -614,7 +611,6 @@ def plot_sweep(result: dict[str, Any], path: Path) -> Path:
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

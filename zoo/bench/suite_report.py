@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from zoo.bench import analysis, timing
 from zoo.bench.timing import Timing
+from zoo.plots import subplots
 
 RESULT_FIELDS = ("status", "error", "estimated", "pid", "peak_rss_kib", "baseline_rss_kib", "device_peak_bytes",
                  "first_call_s", "wall_s", "xla_flops", "xla_bytes")
@@ -436,35 +437,29 @@ def csv_text(data: dict[str, Any]) -> str:
 
 def write_extras(data: dict[str, Any], out: Path, name: str) -> list[Path]:
     """``<name>.csv``, the three plots, and ``<name>.md`` again with the plots linked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     data["stem"] = name
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.csv"]
     paths[0].write_text(csv_text(data))
     for kind, draw in (("throughput", _plot_throughput), ("decode", _plot_decode), ("roofline", _plot_roofline)):
-        fig = draw(plt, data)
+        fig = draw(data)
         if fig is None:
             continue
         path = out / f"{name}-{kind}.png"
         fig.savefig(path, dpi=110, bbox_inches="tight")
-        plt.close(fig)
         paths.append(path)
     md = out / f"{name}.md"
     md.write_text(render_markdown(data, image_prefix=""))
     return paths
 
 
-def _plot_throughput(plt, data):
+def _plot_throughput(data):
     ms, xs = data["measurements"], list(data["config"]["seq_lens"])
     panels = [(g, mode) for g in ("layer", "lm") if _names(ms, g) for mode in ("train", "infer")]
     if not panels:
         return None
     rows = len(panels) // 2
-    fig, axes = plt.subplots(rows, 2, figsize=(12, 4.6 * rows), squeeze=False)
+    fig, axes = subplots(rows, 2, figsize=(12, 4.6 * rows), squeeze=False)
     found = data.get("crossovers") or find_crossovers(ms, xs)
     for ax, (group, mode) in zip(axes.flat, panels):
         for name in _names(ms, group):
@@ -496,11 +491,11 @@ def _plot_throughput(plt, data):
     return fig
 
 
-def _plot_decode(plt, data):
+def _plot_decode(data):
     dec = [m for m in data["measurements"] if m["group"] == "decode" and m.get("points")]
     if not dec:
         return None
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, ax = subplots(figsize=(6.5, 4.2))
     for s, label in DECODE_LABELS.items():
         pts = sorted((p["context"], 1e3 * Timing(tuple(p["timing"]["times_s"])).median_s)
                      for m in dec if m["series"] == s for p in m["points"])
@@ -516,7 +511,7 @@ def _plot_decode(plt, data):
     return fig
 
 
-def _plot_roofline(plt, data):
+def _plot_roofline(data):
     env, ms = data["environment"], data["measurements"]
     peak, bw = env.get("matmul_peak_flops"), env.get("memory_bandwidth_bytes_per_s")
     pts = [m for m in ms if m.get("intensity") and m.get("achieved_flops") and m.get("sweep") == "seq"]
@@ -524,7 +519,7 @@ def _plot_roofline(plt, data):
         return None
     import numpy as np
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, ax = subplots(figsize=(6.5, 4.2))
     lo = min(min(m["intensity"] for m in pts), peak / bw) / 4
     hi = max(max(m["intensity"] for m in pts), peak / bw) * 4
     grid = np.geomspace(lo, hi, 100)

@@ -107,10 +107,7 @@ def truncate_metrics(run_dir: str | os.PathLike, step: int) -> None:
 
 def plot_losses(run_dir: str | os.PathLike) -> Path:
     """Write ``run_dir/loss.png``: train and validation loss against the step. Returns its path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from zoo.plots import subplots
 
     records = read_metrics(run_dir)
 
@@ -118,7 +115,7 @@ def plot_losses(run_dir: str | os.PathLike) -> Path:
         pts = [(r["step"], r[key]) for r in records if r.get(key) is not None]
         return [p[0] for p in pts], [p[1] for p in pts]
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    fig, ax = subplots(figsize=(7, 4.5), dpi=100)
     for key, label, style in (
         ("train_loss", "train (running)", {"lw": 1, "alpha": 0.6}),
         ("eval_train_loss", "train (eval)", {"marker": "o", "ms": 3, "lw": 1.5}),
@@ -137,7 +134,6 @@ def plot_losses(run_dir: str | os.PathLike) -> Path:
     fig.tight_layout()
     out = Path(run_dir) / LOSS_PLOT
     fig.savefig(out)
-    plt.close(fig)
     return out
 
 
