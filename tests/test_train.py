@@ -80,8 +80,13 @@ def test_schedule_follows_warmup_and_cosine():
     lr2 = make_schedule(cfg.replace(decay_steps=60))
     np.testing.assert_allclose(float(lr2(35)), 1e-4 + 0.45e-3 * (1 + math.cos(math.pi * 0.5)), rtol=1e-5)
     np.testing.assert_allclose(float(lr2(60)), 1e-4, rtol=1e-5)
-    with pytest.raises(ValueError, match="decay_steps=5.*warmup_steps=10"):
+    with pytest.raises(ValueError, match="warmup_steps=10, expected fewer than decay_steps=5"):
         make_schedule(cfg.replace(decay_steps=5))
+    # Floats are checked one by one, finiteness first, so the error names the field that is wrong.
+    for field, value in (("learning_rate", math.nan), ("min_learning_rate", math.inf), ("beta2", 1.0),
+                         ("weight_decay", math.nan), ("grad_clip", -1.0)):
+        with pytest.raises(ValueError, match=f"TrainConfig: {field}={value!r}, expected"):
+            TrainConfig(**{field: value})
 
 
 def test_weight_decay_mask_matrices_only():
@@ -349,7 +354,7 @@ def test_trainer_reports_corrupt_checkpoint(tmp_path):
             f.write_bytes(b"garbage")
     with pytest.raises(ValueError, match="checkpoints/2 could not be restored"):
         run(tmp_path, "c", cfg.replace(max_steps=4))
-    with pytest.raises(ValueError, match="has checkpoints .*resume=False"):
+    with pytest.raises(ValueError, match="has checkpoints .*resume is off"):
         run(tmp_path, "c", cfg, resume=False)
 
 

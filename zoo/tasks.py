@@ -90,6 +90,8 @@ import tyro
 
 from zoo.data import tasks as data_tasks
 from zoo.layers import Decoder, Embed, GRUCell, LSTMCell, MinGRUCell, RNNStack, SimpleRNNCell, TransformerConfig
+from zoo.errors import config_error
+from zoo.commands.common import parse_flags
 
 Array = jax.Array
 
@@ -149,7 +151,7 @@ class SequenceModelConfig:
 
     def __post_init__(self):
         def bad(field, expected):
-            raise ValueError(f"SequenceModelConfig: {field}={getattr(self, field)!r}, expected {expected}")
+            raise config_error("SequenceModelConfig", field, getattr(self, field), expected)
 
         if self.model not in MODELS:
             bad("model", f"one of {list(MODELS)}")
@@ -627,7 +629,7 @@ _RUN_HELP = (
 def run_main(argv: Sequence[str], prog: str = "zoo tasks run") -> int:
     """``zoo tasks run TASK --model M --length T [...]``: train and evaluate one model; print the result line."""
     argv = list(argv)
-    cfg = tyro.cli(RunConfig, args=argv, prog=prog, description=run_main.__doc__ + "\n\n" + _RUN_HELP)
+    cfg = parse_flags(RunConfig, args=argv, prog=prog, description=run_main.__doc__ + "\n\n" + _RUN_HELP)
     try:
         result = run_task(cfg)
     except ValueError as e:
@@ -640,7 +642,7 @@ def run_main(argv: Sequence[str], prog: str = "zoo tasks run") -> int:
 def sweep_main(argv: Sequence[str], prog: str = "zoo tasks sweep") -> int:
     """``zoo tasks sweep [...]``: run the sweep, print the Markdown table, write OUT/tasks.{json,md,png}."""
     argv = list(argv)
-    cfg = tyro.cli(SweepConfig, args=argv, prog=prog, description=__doc__)
+    cfg = parse_flags(SweepConfig, args=argv, prog=prog, description=__doc__)
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)

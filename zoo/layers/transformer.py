@@ -36,6 +36,7 @@ from zoo.checks import shape_str
 from zoo.layers.dropout import Dropout
 from zoo.layers.linear import Linear
 from zoo.layers.multihead import MultiHeadAttention, check_cache_room
+from zoo.errors import config_error
 
 Array = jax.Array
 
@@ -120,7 +121,7 @@ class TransformerConfig:
 
     def __post_init__(self):
         def bad(field, expected):
-            raise ValueError(f"TransformerConfig: {field}={getattr(self, field)!r}, expected {expected}")
+            raise config_error("TransformerConfig", field, getattr(self, field), expected)
 
         for f in ("num_layers", "num_heads"):
             if not isinstance(getattr(self, f), int) or getattr(self, f) < 1:

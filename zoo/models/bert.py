@@ -61,6 +61,7 @@ from zoo.layers import Embed, Encoder, LearnedPositionEmbedding, TransformerConf
 from zoo.layers.linear import Linear
 from zoo.layers.transformer import ACTIVATIONS
 from zoo.train.objectives import Objective, masked_mean_cross_entropy
+from zoo.errors import config_error
 
 Array = jax.Array
 
@@ -99,7 +100,7 @@ class BERTConfig:
 
     def __post_init__(self):
         def bad(field, expected):
-            raise ValueError(f"BERTConfig: {field}={getattr(self, field)!r}, expected {expected}")
+            raise config_error("BERTConfig", field, getattr(self, field), expected)
 
         def positive_int(f):
             return isinstance(getattr(self, f), (int, np.integer)) and getattr(self, f) >= 1

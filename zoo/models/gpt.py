@@ -30,6 +30,7 @@ import numpy as np
 from zoo.checks import shape_str
 from zoo.layers.dropout import Dropout
 from zoo.layers import Decoder, Embed, LearnedPositionEmbedding, TransformerConfig
+from zoo.errors import config_error
 
 Array = jax.Array
 
@@ -60,7 +61,7 @@ class GPTConfig:
 
     def __post_init__(self):
         def bad(field, expected):
-            raise ValueError(f"GPTConfig: {field}={getattr(self, field)!r}, expected {expected}")
+            raise config_error("GPTConfig", field, getattr(self, field), expected)
 
         for f in ("vocab_size", "block_size", "num_layers", "num_heads", "features"):
             if not isinstance(getattr(self, f), (int, np.integer)) or getattr(self, f) < 1:

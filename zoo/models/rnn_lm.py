@@ -21,6 +21,7 @@ import numpy as np
 
 from zoo.checks import shape_str
 from zoo.layers import Embed, GRUCell, LSTMCell, MinGRUCell, RNNStack, SimpleRNNCell
+from zoo.errors import config_error
 
 Array = jax.Array
 
@@ -45,7 +46,7 @@ class RNNLMConfig:
 
     def __post_init__(self):
         def bad(field, expected):
-            raise ValueError(f"RNNLMConfig: {field}={getattr(self, field)!r}, expected {expected}")
+            raise config_error("RNNLMConfig", field, getattr(self, field), expected)
 
         for f in ("vocab_size", "features", "num_layers", "block_size"):
             if not isinstance(getattr(self, f), (int, np.integer)) or getattr(self, f) < 1:

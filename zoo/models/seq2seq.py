@@ -58,6 +58,7 @@ from zoo.layers import (
     TransformerConfig,
 )
 from zoo.train.objectives import Objective, masked_mean_cross_entropy
+from zoo.errors import config_error
 
 Array = jax.Array
 
@@ -98,7 +99,7 @@ class Seq2SeqConfig:
 
     def __post_init__(self):
         def bad(field, expected):
-            raise ValueError(f"Seq2SeqConfig: {field}={getattr(self, field)!r}, expected {expected}")
+            raise config_error("Seq2SeqConfig", field, getattr(self, field), expected)
 
         for f in ("vocab_size", "max_source_len", "max_target_len", "num_encoder_layers",
                   "num_decoder_layers", "num_heads", "features"):

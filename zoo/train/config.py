@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Literal
+
+from zoo.errors import config_error
 
 __all__ = ["TrainConfig"]
 
@@ -37,7 +40,7 @@ class TrainConfig:
 
     def __post_init__(self):
         def bad(field, expected):
-            raise ValueError(f"TrainConfig: {field}={getattr(self, field)!r}, expected {expected}")
+            raise config_error("TrainConfig", field, getattr(self, field), expected)
 
         for f in ("batch_size", "max_steps", "grad_accum_steps", "eval_interval", "eval_batches",
                   "log_interval", "checkpoint_interval", "keep_checkpoints"):
@@ -45,10 +48,22 @@ class TrainConfig:
                 bad(f, "a positive int")
         if self.batch_size % self.grad_accum_steps:
             bad("batch_size", f"a multiple of grad_accum_steps={self.grad_accum_steps}")
-        if self.warmup_steps < 0:
+        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
             bad("warmup_steps", "a non-negative int")
-        if not 0 < self.learning_rate or not 0 <= self.min_learning_rate <= self.learning_rate:
-            bad("min_learning_rate", f"in [0, learning_rate={self.learning_rate}]")
+        if self.decay_steps is not None and (not isinstance(self.decay_steps, int) or self.decay_steps < 1):
+            bad("decay_steps", "a positive int, or None for max_steps")
+        # Each float on its own, finiteness first: NaN fails every comparison, and an error must name
+        # the field that holds it (a NaN learning rate was once reported against min_learning_rate).
+        if not math.isfinite(self.learning_rate) or self.learning_rate <= 0:
+            bad("learning_rate", "a finite number > 0")
+        if not math.isfinite(self.min_learning_rate) or not 0 <= self.min_learning_rate <= self.learning_rate:
+            bad("min_learning_rate", f"a number in [0, learning_rate={self.learning_rate}]")
+        for f in ("beta1", "beta2"):
+            if not math.isfinite(getattr(self, f)) or not 0 <= getattr(self, f) < 1:
+                bad(f, "a number in [0, 1)")
+        for f in ("weight_decay", "grad_clip"):
+            if not math.isfinite(getattr(self, f)) or getattr(self, f) < 0:
+                bad(f, "a finite number >= 0")
         if self.on_nonfinite not in ("stop", "skip"):
             bad("on_nonfinite", "'stop' or 'skip'")
 

@@ -25,6 +25,7 @@ import flax.linen as nn
 import jax
 import optax
 
+from zoo.errors import ConfigError
 from zoo.train.config import TrainConfig
 
 __all__ = ["make_optimizer", "make_schedule", "weight_decay_mask"]
@@ -41,9 +42,10 @@ def make_schedule(cfg: TrainConfig) -> optax.Schedule:
     """Learning rate as a function of the optimizer step: linear warmup, then cosine decay."""
     decay_steps = cfg.max_steps if cfg.decay_steps is None else cfg.decay_steps
     if decay_steps <= cfg.warmup_steps:
-        raise ValueError(
-            f"TrainConfig: decay_steps={decay_steps} (None means max_steps={cfg.max_steps}) must be "
-            f"larger than warmup_steps={cfg.warmup_steps}: the cosine decay starts after the warmup"
+        raise ConfigError(
+            "TrainConfig", "warmup_steps", cfg.warmup_steps,
+            f"fewer than decay_steps={decay_steps} (max_steps when decay_steps is None): "
+            "the cosine decay starts after the warmup",
         )
     return optax.warmup_cosine_decay_schedule(
         init_value=0.0,
@@ -88,8 +90,6 @@ def weight_decay_mask(params: Any) -> Any:
 
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     """AdamW with :func:`make_schedule`, global-norm clipping and decay on matrices only."""
-    if cfg.grad_clip < 0:
-        raise ValueError(f"TrainConfig: grad_clip={cfg.grad_clip!r}, expected >= 0 (0 turns clipping off)")
     clip = optax.clip_by_global_norm(cfg.grad_clip) if cfg.grad_clip > 0 else optax.identity()
     return optax.chain(
         clip,
