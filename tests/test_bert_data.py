@@ -342,7 +342,8 @@ def test_load_labeled_hub_offline_is_a_clear_error(monkeypatch):
 
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(ValueError, match=r"could not load 'zoo-no-such-dataset'.*needs the network the first time"):
+    with pytest.raises(ValueError, match=r"'hf:zoo-no-such-dataset': not in the local Hugging Face cache, and "
+                                         r"offline mode is on"):
         data.load_labeled("hf:zoo-no-such-dataset")
 
 

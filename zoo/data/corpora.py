@@ -50,6 +50,8 @@ import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 SPEC_HELP = "expected 'stdlib', 'hf:NAME[:CONFIG]', a file, a directory or a glob"
 _EXCLUDED_DIRS = {"site-packages", "dist-packages", "__pycache__"}
 _GLOB_CHARS = set("*?[")
@@ -79,8 +81,18 @@ class Corpus:
         return h.hexdigest()
 
 
-def load_corpus(spec: str, *, text_column: str = "text", val_fraction: float = 0.1) -> Corpus:
-    """Load the corpus named by ``spec`` (see the module docstring)."""
+def load_corpus(
+    spec: str, *, text_column: str = "text", val_fraction: float = 0.1, allow_binary: bool = False
+) -> Corpus:
+    """Load the corpus named by ``spec`` (see the module docstring).
+
+    Text that is mostly not text is refused: a document in which more than
+    :data:`BINARY_SHARE` of the characters are undecodable bytes (read as
+    U+FFFD) or control characters other than whitespace is taken for a binary
+    file, and raises ``ValueError`` unless ``allow_binary``. Fewer such
+    characters are only counted, in ``info["undecodable_characters"]``.
+    ``info["fingerprint"]`` is :meth:`Corpus.fingerprint`.
+    """
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"corpus spec {spec!r} is empty; {SPEC_HELP}")
     if not (isinstance(val_fraction, (int, float)) and 0 <= val_fraction < 1):
@@ -91,6 +103,15 @@ def load_corpus(spec: str, *, text_column: str = "text", val_fraction: float = 0
         corpus = _load_hf(spec, text_column, val_fraction)
     else:
         corpus = _load_files(spec, val_fraction)
+    if not corpus.train:
+        raise ValueError(f"corpus {spec!r} has no non-empty training documents (found {corpus.info})")
+    undecodable, binary = _not_text(corpus.train + corpus.val)
+    if binary and not allow_binary:
+        raise ValueError(
+            f"corpus {spec!r}: {len(binary)} of its {len(corpus.train) + len(corpus.val)} documents look binary "
+            f"(the first: {binary[0]:.0%} of its characters are undecodable bytes or control characters); "
+            "pass a text file, or allow it explicitly (--allow-binary)"
+        )
     corpus.info = {
         "spec": spec,
         **corpus.info,
@@ -99,10 +120,34 @@ def load_corpus(spec: str, *, text_column: str = "text", val_fraction: float = 0
         "train_characters": sum(map(len, corpus.train)),
         "val_characters": sum(map(len, corpus.val)),
         "val_fraction": val_fraction,
+        "undecodable_characters": undecodable,
+        "fingerprint": corpus.fingerprint(),
     }
-    if not corpus.train:
-        raise ValueError(f"corpus {spec!r} has no non-empty training documents (found {corpus.info})")
     return corpus
+
+
+# A document is binary when more than this share of its characters are not text: U+FFFD (what an
+# undecodable byte becomes) or a control character other than tab, newline, vertical tab, form feed
+# and carriage return. Random bytes read as UTF-8 come out about 60% so; English text, 0%.
+BINARY_SHARE = 0.3
+_CONTROL = np.zeros(256, bool)
+_CONTROL[[*range(0x00, 0x09), 0x0E, 0x0F, *range(0x10, 0x20), 0x7F]] = True
+
+
+def _not_text(docs: list[str]) -> tuple[int, list[float]]:
+    """(U+FFFD characters in all ``docs``, the not-text shares of the documents that look binary)."""
+    undecodable, binary = 0, []
+    for doc in docs:
+        if not doc:
+            continue
+        replaced = doc.count("\ufffd")
+        undecodable += replaced
+        # Control characters are single bytes below 0x80 in UTF-8, so count them in the bytes.
+        data = np.frombuffer(doc.encode("utf-8", errors="surrogatepass"), np.uint8)
+        bad = replaced + int(np.count_nonzero(_CONTROL[data]))
+        if bad > BINARY_SHARE * len(doc):
+            binary.append(bad / len(doc))
+    return undecodable, binary
 
 
 # ---------------------------------------------------------------------------
@@ -228,9 +273,15 @@ def _read_documents(files: dict[str, list[Path]]) -> dict[str, list[str]]:
     import datasets
 
     nonempty = {split: [str(f) for f in fs] for split, fs in files.items() if fs}
-    dsd = datasets.load_dataset(
-        "text", data_files=nonempty, sample_by="document", encoding="utf-8", encoding_errors="replace"
-    )
+    shown = datasets.utils.logging.is_progress_bar_enabled()
+    datasets.utils.logging.disable_progress_bar()  # its "Generating train split" bar is noise on a command's stderr
+    try:
+        dsd = datasets.load_dataset(
+            "text", data_files=nonempty, sample_by="document", encoding="utf-8", encoding_errors="replace"
+        )
+    finally:
+        if shown:
+            datasets.utils.logging.enable_progress_bar()
     out = {split: [] for split in files}
     for split in nonempty:
         out[split] = dsd[split].to_dict()["text"]  # one row per file, in file order
@@ -272,15 +323,11 @@ def _column(ds, spec: str, split: str, text_column: str) -> list[str]:
 def _load_hf(spec: str, text_column: str, val_fraction: float) -> Corpus:
     import datasets
 
-    name, _, config = spec[len("hf:") :].partition(":")
-    if not name:
-        raise ValueError(f"corpus spec {spec!r} names no dataset; expected 'hf:NAME' or 'hf:NAME:CONFIG'")
-    markers = ("dataset_dict.json", "dataset_info.json", "state.json")  # what save_to_disk writes
-    saved = os.path.isdir(name) and any(os.path.exists(os.path.join(name, f)) for f in markers)
-    if saved:
-        dsd = datasets.load_from_disk(name)
-    else:
-        dsd = datasets.load_dataset(name, config or None)
+    from .hub import is_saved_dataset, load_hub_dataset, parse_spec
+
+    name, config = parse_spec(spec)
+    saved = is_saved_dataset(name)
+    dsd = load_hub_dataset(spec)
     if isinstance(dsd, datasets.Dataset):  # a single split saved with save_to_disk
         dsd = datasets.DatasetDict({"train": dsd})
     splits = list(dsd)

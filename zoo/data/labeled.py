@@ -216,17 +216,11 @@ def _load_file(spec: str, columns: tuple) -> list[Example]:
 def _load_hf(spec: str, columns: tuple, split: str | None):
     import datasets
 
-    name, _, config = spec[len("hf:"):].partition(":")
-    if not name:
-        raise ValueError(f"labeled data spec {spec!r} names no dataset; expected 'hf:NAME' or 'hf:NAME:CONFIG'")
-    try:
-        dsd = datasets.load_dataset(name, config or None)
-    except OSError as e:  # ConnectionError, DatasetNotFoundError, offline mode
-        raise ValueError(
-            f"labeled data {spec!r}: could not load {name!r} with datasets.load_dataset ({type(e).__name__}: "
-            f"{e}). A hub dataset needs the network the first time; after that it loads from the cache, "
-            "also offline (HF_DATASETS_OFFLINE=1)."
-        ) from e
+    from .hub import load_hub_dataset
+
+    dsd = load_hub_dataset(spec, "labeled data")
+    if isinstance(dsd, datasets.Dataset):  # a single split saved with save_to_disk
+        dsd = datasets.DatasetDict({"train": dsd})
     if "train" not in dsd:
         raise ValueError(f"labeled data {spec!r} has no 'train' split; its splits are {list(dsd)}")
     if split is not None and split not in dsd:

@@ -152,7 +152,22 @@ def tokenize_corpus(
             meta = {"corpus": info["corpus"], "tokenizer": info["tokenizer"], "dtype": dtype.name}
             _atomic_save(paths["meta"], lambda f: f.write(json.dumps(meta, indent=2, default=str).encode()))
     info.update(train_tokens=len(train), val_tokens=len(val), tokenize_seconds=time.perf_counter() - start)
+    unk = getattr(tokenizer, "unk_id", None)
+    if unk is not None:  # text the vocabulary cannot encode: counted, so the caller can say so
+        info["unknown_tokens"] = {"train": int(np.count_nonzero(train == unk)), "val": int(np.count_nonzero(val == unk))}
+        if tokenizer.kind == "char" and any(info["unknown_tokens"].values()):
+            info["unknown_characters"] = unknown_characters(tokenizer, corpus.train + corpus.val)
     return TokenizedCorpus(train, val, info)
+
+
+def unknown_characters(tokenizer: Tokenizer, texts: list[str], most: int = 10) -> dict[str, int]:
+    """The characters of ``texts`` that a char tokenizer encodes as unknown, with their counts (the most frequent)."""
+    known = set(tokenizer.chars)
+    seen: set[str] = set()
+    for text in texts:
+        seen.update(text)
+    counts = {c: sum(t.count(c) for t in texts) for c in seen - known}
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1])[:most])
 
 
 def get_batch(

@@ -164,10 +164,9 @@ def _load_dataset(spec: str, split: str):
     import datasets
 
     if spec.startswith("hf:"):
-        name, _, config = spec[len("hf:") :].partition(":")
-        if not name:
-            raise ValueError(f"load_parallel_corpus: {spec!r} names no dataset; expected 'hf:NAME[:CONFIG]'")
-        return datasets.load_dataset(name, config or None, split=split)
+        from .hub import load_hub_dataset
+
+        return load_hub_dataset(spec, "parallel corpus", split=split)
     path = Path(spec).expanduser()
     if not path.is_file():
         raise ValueError(
