@@ -59,7 +59,7 @@ def test_pretrain_resumes_and_refuses_changed_configs(nano_run):
     more = run_zoo("pretrain", "gpt", "--preset", "nano", "--out", str(out), "--no-progress",
                    "--train.max-steps", "12", "--train.eval-interval", "6", "--sample-tokens", "0",
                    "--model.num-layers", "3", tmp_path=tmp)
-    assert more.returncode == 2 and "different model config (num_layers: 2 -> 3)" in more.stderr
+    assert more.returncode == 2 and "with other settings (--model.num-layers: 2 -> 3)" in more.stderr
 
 
 def test_pretrain_bad_input_fails_clearly(tmp_path):

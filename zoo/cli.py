@@ -17,7 +17,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import importlib
+import os
+import re
+import shlex
 import sys
 from typing import Callable, Sequence, Union
 
@@ -149,6 +153,103 @@ def dispatch(node: Group | Command, argv: Sequence[str], prog: str, top: bool = 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``zoo`` console script and of ``python -m zoo``."""
-    argv = sys.argv[1:] if argv is None else argv
-    return dispatch(COMMANDS, argv, "zoo", top=True)
+    """Entry point of the ``zoo`` console script and of ``python -m zoo``.
+
+    Every failure the library knows of ends in one line on stderr, ``zoo
+    COMMAND: error: ...``, and exit status 2 (the input: a flag, a file, a
+    run directory) or 1 (something that happened while running: a full
+    disk, a run that went non-finite, a run directory in use). Ctrl-C says
+    where the checkpoint is and how to resume, and exits 130. ``--debug``
+    (anywhere on the line) or ``ZOO_DEBUG=1`` shows the full traceback instead.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("ZOO_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
+    prog = _prog(argv)
+    try:
+        return dispatch(COMMANDS, argv, "zoo", top=True)
+    except KeyboardInterrupt as e:
+        if debug:
+            raise
+        print(f"{prog}: {interrupted_message(e, argv)}", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001  (one line for the user; --debug shows the traceback)
+        if debug:
+            raise
+        message, code = describe_error(e)
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return code
+
+
+def interrupted_message(e: KeyboardInterrupt, argv: Sequence[str]) -> str:
+    """What Ctrl-C left behind, and the command that continues (the same one, without --overwrite)."""
+    from zoo.errors import TrainingInterrupted  # noqa: PLC0415
+
+    if not isinstance(e, TrainingInterrupted):
+        return "interrupted; nothing was saved"
+    again = "zoo " + shlex.join(a for a in argv if a != "--overwrite")
+    if e.checkpoint is None:
+        return f"interrupted during a step before any checkpoint; nothing was saved. Start again with: {again}"
+    return f"interrupted at step {e.step}; checkpoint saved in {e.checkpoint}. Resume with: {again}"
+
+
+def describe_error(e: BaseException) -> tuple[str, int]:
+    """(one-line message, exit status) of an exception, worded for the command line."""
+    from zoo.errors import ConfigError, FlagError, NonFiniteError, RunInUseError  # noqa: PLC0415
+
+    if isinstance(e, FlagError):
+        e = e.error
+    if isinstance(e, ConfigError):
+        group = {"TrainConfig": "train", "SequenceModelConfig": "model"}.get(e.config, "model")
+        # The other fields named in the text become flags too: "num_heads=3" -> "--model.num-heads 3".
+        expected = re.sub(r"\b([a-z][a-z0-9_]*)=", lambda m: f"--{group}.{m.group(1).replace('_', '-')} ", e.expected)
+        return f"--{group}.{e.field.replace('_', '-')} {e.value!r}: expected {expected}", 2
+    if isinstance(e, NonFiniteError):
+        return (f"non-finite loss or gradient at step {e.step} (loss {e.loss}, gradient norm {e.grad_norm}); "
+                f"training stopped with the parameters from before that step (checkpoints in {e.directory}: "
+                f"steps {e.checkpoints}). To skip such steps instead, add --train.on-nonfinite skip"), 1
+    if isinstance(e, RunInUseError):
+        return str(e).replace("another run directory", "another --out"), 1
+    full = _oserror_in(e, errno.ENOSPC)
+    if full is not None:
+        what = f" writing {full.filename}" if full.filename else ""
+        return (f"no space left on device{what} ({_first_line(e)[:200]}); free some space, then run the same "
+                "command again: a run resumes from its last complete checkpoint"), 1
+    if isinstance(e, (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+        return _first_line(e), 2
+    if isinstance(e, OSError):
+        return f"{e.strerror or _first_line(e)}{f': {e.filename}' if e.filename else ''}", 1
+    if isinstance(e, (RuntimeError, FloatingPointError, MemoryError)):
+        return _first_line(e), 1
+    return f"internal error: {type(e).__name__}: {_first_line(e)} (run with --debug for the traceback)", 1
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _oserror_in(e: BaseException | None, code: int) -> OSError | None:
+    """The first OSError with errno ``code`` in ``e``'s chain of causes (or one made from a message that
+    names it: TensorStore's errors carry the OS error only as text)."""
+    chain, seen = [], set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    for x in chain:
+        if isinstance(x, OSError) and x.errno == code:
+            return x
+    text = os.strerror(code)
+    return next((OSError(code, text) for x in chain if text in str(x)), None)
+
+
+def _prog(argv: Sequence[str]) -> str:
+    """The command's name as the user typed it (``zoo pretrain``, ``zoo bench suite``)."""
+    node, words = COMMANDS, ["zoo"]
+    for a in argv:
+        if not isinstance(node, Group) or a not in node.commands:
+            break
+        node = node.commands[a]
+        words.append(a)
+    return " ".join(words)

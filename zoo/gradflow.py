@@ -105,6 +105,7 @@ from zoo.layers import (
     SimpleRNNCell,
     TransformerConfig,
 )
+from zoo.commands.common import parse_flags
 
 Array = jax.Array
 
@@ -620,7 +621,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "zoo gradflow") -> int:
     import shlex
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    cfg = tyro.cli(GradflowConfig, args=argv, prog=prog, description=__doc__)
+    cfg = parse_flags(GradflowConfig, args=argv, prog=prog, description=__doc__)
     try:
         cfg.check()
         result = run_gradflow(cfg, say=lambda m: print(m, file=sys.stderr))

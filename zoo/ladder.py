@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import numpy as np
+from zoo.commands.common import parse_flags
 
 __all__ = ["LadderConfig", "NEURAL", "RUNGS", "model_configs", "score_windows", "words", "run_ladder",
            "render_markdown", "plot_ladder"]
@@ -343,7 +344,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "zoo ladder") -> int:
     import tyro
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    cfg = tyro.cli(LadderConfig, args=argv, prog=prog, description=__doc__)
+    cfg = parse_flags(LadderConfig, args=argv, prog=prog, description=__doc__)
     try:
         cfg.check()
         result = run_ladder(cfg, command=" ".join([prog, *map(shlex.quote, argv)]))

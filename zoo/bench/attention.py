@@ -63,6 +63,7 @@ from tqdm import tqdm
 import zoo
 from zoo.bench import timing, worker
 from zoo.bench.timing import Timing
+from zoo.commands.common import parse_flags
 
 # --quick: tiny shapes, so a full run takes seconds of work (plus a second or so per worker process)
 QUICK = dict(batch=1, heads=2, head_dim=32, seq_lens=(64, 128), repeats=2, warmup=1)
@@ -488,7 +489,7 @@ def stem(data: dict[str, Any]) -> str:
 
 def parse_config(argv: Sequence[str], prog: str = "zoo bench attention") -> Config:
     """Parse flags into a :class:`Config` with tyro (every flag has --help text)."""
-    return tyro.cli(Config, args=list(argv), prog=prog)
+    return parse_flags(Config, args=list(argv), prog=prog)
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "zoo bench attention") -> int:

@@ -62,6 +62,7 @@ from tqdm import tqdm
 
 from zoo.bench import timing, worker
 from zoo.bench.timing import Timing
+from zoo.commands.common import parse_flags
 
 # --quick: tiny shapes, so a full run takes seconds of work (plus a few seconds per worker process)
 QUICK = {"preset": "tiny", "batch": 4, "seq_len": 32, "vocab": 512, "repeats": 2, "warmup": 1, "rounds": 2}
@@ -713,7 +714,7 @@ def stem(data: dict[str, Any]) -> str:
 
 def parse_config(argv: Sequence[str], prog: str = "zoo bench bert") -> Config:
     """Parse flags into a :class:`Config` with tyro (every flag has --help text)."""
-    return tyro.cli(Config, args=list(argv), prog=prog)
+    return parse_flags(Config, args=list(argv), prog=prog)
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "zoo bench bert") -> int:

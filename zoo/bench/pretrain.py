@@ -37,6 +37,7 @@ import numpy as np
 import tyro
 
 from zoo.bench import timing
+from zoo.commands.common import parse_flags
 
 MAX_OTHER_LOAD = 0.05
 TARGET_RATIO = 0.5  # issue 4: at most half of nanoGPT's wall time
@@ -56,7 +57,7 @@ class Config:
 
 
 def parse_config(argv: Sequence[str], prog: str = "zoo bench pretrain") -> Config:
-    return tyro.cli(Config, args=list(argv), prog=prog, description=__doc__.split("\n\n")[0])
+    return parse_flags(Config, args=list(argv), prog=prog, description=__doc__.split("\n\n")[0])
 
 
 def parse_nanogpt_log(text: str) -> dict[str, Any]:

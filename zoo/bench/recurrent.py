@@ -43,6 +43,7 @@ from tqdm import tqdm
 import zoo
 from zoo.bench import timing
 from zoo.bench.timing import Timing
+from zoo.commands.common import parse_flags
 
 # --quick: tiny shapes, so a full run takes seconds (tests, CI)
 QUICK = dict(batch=4, seq_len=16, input_size=32, hidden=32, repeats=2, warmup=1)
@@ -351,7 +352,7 @@ def render_markdown(data: dict[str, Any], rows: Sequence[Row], cfg: Config) -> s
 
 def parse_config(argv: Sequence[str], prog: str = "zoo bench recurrent") -> Config:
     """Parse flags into a :class:`Config` with tyro (every flag has --help text)."""
-    return tyro.cli(Config, args=list(argv), prog=prog)
+    return parse_flags(Config, args=list(argv), prog=prog)
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "zoo bench recurrent") -> int:

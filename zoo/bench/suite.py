@@ -54,6 +54,7 @@ import tyro
 from tqdm import tqdm
 
 from zoo.bench import analysis, timing, worker
+from zoo.commands.common import parse_flags
 
 MODULE = "zoo.bench.suite"
 # Above this share of the CPU time used by other processes, the report says its timings are unreliable.
@@ -562,7 +563,7 @@ def readme_markdown(data: dict[str, Any], prefix: str) -> str:
 
 
 def parse_config(argv: Sequence[str], prog: str = "zoo bench") -> Config:
-    return tyro.cli(Config, args=list(argv), prog=prog)
+    return parse_flags(Config, args=list(argv), prog=prog)
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "zoo bench") -> int:

@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import shutil
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import tyro
 
-from zoo.commands.common import check_same_configs, corpus_tokens, fail, parse_preset_args, process_elapsed_s
+from zoo.commands.common import check_out_path, check_same_run, claim_run_dir, corpus_tokens, fit_warmup
+from zoo.commands.common import fail, load_text_corpus, parse_preset_args, process_elapsed_s
 from zoo.models.bert import BERTConfig
 from zoo.train.config import TrainConfig
+from zoo.commands.common import parse_flags
 
 __all__ = ["pretrain_main", "fill_mask_main", "finetune_main", "FINETUNE_TRAIN"]
 
@@ -42,7 +43,9 @@ class BERTPretrain:
     vocab_size: int = 8192  # size of the WordPiece vocabulary to train (specials included)
     mask_prob: float = 0.15  # share of each window's tokens to predict (BERT: 15%, 80/10/10)
     cache_dir: Path | None = None  # tokenized-corpus cache (default: $ZOO_CACHE_DIR or ~/.cache/zoo)/tokens
-    resume: bool = True  # continue from the latest checkpoint in --out
+    resume: bool = True  # continue the run in --out from its latest checkpoint (--no-resume: refuse to)
+    overwrite: bool = False  # start --out afresh, removing the run it holds
+    allow_binary: bool = False  # train on --data even where it looks like a binary file
     progress: bool = True  # progress bar
     preset: str = "tiny"  # set by the first-stage parser; listed here for --help
     model: BERTConfig = BERTConfig()
@@ -51,27 +54,25 @@ class BERTPretrain:
 
 def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
     """``zoo pretrain bert --preset NAME [flags]``: masked-LM pretraining; see the module docstring."""
-    try:
-        preset, args = parse_preset_args(
-            argv, prog, "bert", BERTPretrain, "Pretrain a BERT masked language model.",
-            model=lambda p: p.model, train=lambda p: p.train, vocab_size=lambda p: p.tokenizer_vocab_size or 8192,
-        )
-        if not 0 < args.mask_prob < 1:
-            raise ValueError(f"--mask-prob {args.mask_prob}: expected a share in (0, 1)")
-    except ValueError as e:
-        return fail(prog, str(e))
+    preset, args = parse_preset_args(
+        argv, prog, "bert", BERTPretrain, "Pretrain a BERT masked language model.",
+        model=lambda p: p.model, train=lambda p: p.train, vocab_size=lambda p: p.tokenizer_vocab_size or 8192,
+    )
+    if not 0 < args.mask_prob < 1:
+        raise ValueError(f"--mask-prob {args.mask_prob}: expected a share in (0, 1)")
+    train_config = fit_warmup(args.train, preset.train, argv, prog)
+    run_dir = (args.out or Path("runs") / f"bert-{preset.name}").expanduser()
+    check_out_path(run_dir)
 
     from zoo.data.masking import max_predictions, mlm_batch, mlm_special_ids  # noqa: PLC0415
     from zoo.models.bert import MASKED_LM, BERTForMaskedLM, bert_flops_per_token  # noqa: PLC0415
-    from zoo.run import read_run_json, write_run_json  # noqa: PLC0415
+    from zoo.run import write_run_json  # noqa: PLC0415
     from zoo.train.trainer import train  # noqa: PLC0415
 
-    run_dir = (args.out or Path("runs") / f"bert-{preset.name}").expanduser()
-    try:
-        existing, tokenizer, tokens = corpus_tokens(
-            run_dir, data_spec=args.data, text_column=args.text_column, resume=args.resume,
-            tokenizer_kind="wordpiece", vocab_size=args.vocab_size, cache=args.cache_dir,
-        )
+    corpus = load_text_corpus(args.data, args.text_column, allow_binary=args.allow_binary, prog=prog)
+    with claim_run_dir(run_dir, resume=args.resume, overwrite=args.overwrite, prog=prog) as run:
+        tokenizer, tokens = corpus_tokens(run, corpus, tokenizer_kind="wordpiece", vocab_size=args.vocab_size,
+                                          cache=args.cache_dir, prog=prog)
         model_config = args.model.replace(vocab_size=tokenizer.vocab_size)
         window = model_config.block_size - 2  # [CLS] window [SEP]
         for split, stream in (("train", tokens.train), ("val", tokens.val)):
@@ -80,30 +81,30 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
                     f"--data {args.data}: the {split} split has {len(stream)} tokens, fewer than a window of "
                     f"block_size - 2 = {window}; use more text or a smaller --model.block-size"
                 )
-        if existing:
-            check_same_configs(run_dir, read_run_json(run_dir), model=model_config, train=args.train)
+        settings = {"data": args.data, "text_column": args.text_column, "vocab_size": args.vocab_size,
+                    "mask_prob": args.mask_prob, "corpus_fingerprint": corpus.info["fingerprint"]}
+        if run.resuming:
+            check_same_run(run, settings=settings, model=model_config, train=train_config)
         else:
             tokenizer.save(run_dir / "tokenizer")
-            write_run_json(run_dir, family="bert", preset=preset.name, model=model_config, train=args.train,
-                           data=args.data, text_column=args.text_column, mask_prob=args.mask_prob,
+            write_run_json(run_dir, family="bert", preset=preset.name, model=model_config, train=train_config,
+                           settings=settings, data=args.data, text_column=args.text_column, mask_prob=args.mask_prob,
                            tokens=tokens.info)
-    except (ValueError, FileNotFoundError) as e:
-        return fail(prog, str(e))
 
-    import jax  # noqa: PLC0415
+        import jax  # noqa: PLC0415
 
-    print(f"bert/{preset.name}: corpus {args.data}: {len(tokens.train):,} train and {len(tokens.val):,} val "
-          f"tokens (WordPiece vocabulary {tokenizer.vocab_size}); {jax.device_count()} {jax.default_backend()} "
-          f"device(s), data parallel; run directory {run_dir}", flush=True)
-    get_batch = functools.partial(mlm_batch, mask_prob=args.mask_prob, **mlm_special_ids(tokenizer))
-    result = train(
-        BERTForMaskedLM(model_config), model_config, args.train, tokens.train, tokens.val, run_dir,
-        objective=MASKED_LM, get_batch=get_batch, progress=args.progress, resume=args.resume,
-        flops_per_token=bert_flops_per_token(  # the head runs at the P = max_predictions slots of each row
-            model_config, mlm_fraction=max_predictions(model_config.block_size, args.mask_prob) / model_config.block_size
-        ),
-        metadata={"family": "bert", "preset": preset.name},
-    )
+        print(f"bert/{preset.name}: corpus {args.data}: {len(tokens.train):,} train and {len(tokens.val):,} val "
+              f"tokens (WordPiece vocabulary {tokenizer.vocab_size}); {jax.device_count()} {jax.default_backend()} "
+              f"device(s), data parallel; run directory {run_dir}", flush=True)
+        get_batch = functools.partial(mlm_batch, mask_prob=args.mask_prob, **mlm_special_ids(tokenizer))
+        mlm_fraction = max_predictions(model_config.block_size, args.mask_prob) / model_config.block_size
+        result = train(
+            BERTForMaskedLM(model_config), model_config, train_config, tokens.train, tokens.val, run_dir,
+            objective=MASKED_LM, get_batch=get_batch, progress=args.progress, resume=True,
+            # the head runs at the P = max_predictions slots of each row
+            flops_per_token=bert_flops_per_token(model_config, mlm_fraction=mlm_fraction),
+            metadata={"family": "bert", "preset": preset.name},
+        )
     val, acc = result.get("val_loss"), result.get("val_accuracy")
     summary = f", val MLM loss {val:.4f}, val MLM accuracy {acc:.3f}" if val is not None and acc is not None else ""
     print(f"done: step {result.get('step')}{summary}, {process_elapsed_s():.1f} s since the process started",
@@ -157,7 +158,7 @@ def fill_mask(run, text: str, top_k: int = 5) -> tuple[list[list[tuple[int, str,
 
 def fill_mask_main(argv: Sequence[str], prog: str = "zoo fill-mask") -> int:
     """``zoo fill-mask RUN_DIR "text with [MASK]"``: the most likely fillings of each [MASK], with probabilities."""
-    args = tyro.cli(FillMaskArgs, args=list(argv), prog=prog, description=fill_mask_main.__doc__)
+    args = parse_flags(FillMaskArgs, args=list(argv), prog=prog, description=fill_mask_main.__doc__)
     from zoo.run import load_run  # noqa: PLC0415
 
     try:
@@ -196,7 +197,8 @@ class FinetuneArgs:
     # longer examples are cut, pairs longest-first
     out: Path | None = None  # run directory (default: RUN_DIR-finetuned)
     dropout_rate: float | None = None  # default: the pretrained model's
-    resume: bool = True
+    resume: bool = True  # continue the run in --out from its latest checkpoint (--no-resume: refuse to)
+    overwrite: bool = False  # start --out afresh, removing the run it holds
     progress: bool = True
     train: TrainConfig = FINETUNE_TRAIN
 
@@ -231,7 +233,7 @@ def evaluate_classifier(run, encoded, batch_size: int = 64) -> float:
 def finetune_main(argv: Sequence[str], prog: str = "zoo finetune") -> int:
     """``zoo finetune RUN_DIR --data ... --label-column ...``: fine-tune a pretrained BERT for sequence
     classification; prints the accuracy on the held-out split."""
-    args = tyro.cli(FinetuneArgs, args=list(argv), prog=prog, description=finetune_main.__doc__)
+    args = parse_flags(FinetuneArgs, args=list(argv), prog=prog, description=finetune_main.__doc__)
 
     import flax.linen as nn  # noqa: PLC0415
     import jax  # noqa: PLC0415
@@ -239,54 +241,56 @@ def finetune_main(argv: Sequence[str], prog: str = "zoo finetune") -> int:
     from zoo.data.labeled import encode_examples, load_labeled  # noqa: PLC0415
     from zoo.models.bert import SEQUENCE_CLASSIFICATION, BERTForSequenceClassification  # noqa: PLC0415
     from zoo.models.bert import transfer_encoder  # noqa: PLC0415
-    from zoo.run import load_run, read_run_json, write_run_json  # noqa: PLC0415
+    from zoo.run import load_run, write_run_json  # noqa: PLC0415
     from zoo.train.trainer import train  # noqa: PLC0415
 
     out = (args.out or args.run_dir.with_name(args.run_dir.name + "-finetuned")).expanduser()
+    train_config = fit_warmup(args.train, FINETUNE_TRAIN, argv, prog)
+    check_out_path(out)
+    pretrained = load_run(args.run_dir)
+    if pretrained.family != "bert":
+        raise ValueError(f"{args.run_dir} is a {pretrained.family} run; finetune needs a `zoo pretrain bert` run")
     try:
-        pretrained = load_run(args.run_dir)
-        if pretrained.family != "bert":
-            raise ValueError(f"{args.run_dir} is a {pretrained.family} run; finetune needs a `zoo pretrain bert` run")
         labeled = load_labeled(args.data, text_column=args.text_column, label_column=args.label_column,
                                text_pair_column=args.text_pair_column, split=args.split, seed=args.train.seed)
-        max_len = args.max_len or pretrained.config.block_size
-        if not 4 <= max_len <= pretrained.config.max_positions:
-            raise ValueError(f"--max-len {max_len}: expected 4 to max_positions={pretrained.config.max_positions}")
-        tok = pretrained.tokenizer
-        train_data = encode_examples(labeled.train, tok, max_len, labeled.label_to_id)
-        val_data = encode_examples(labeled.validation, tok, max_len, labeled.label_to_id)
-        changes = {"num_labels": labeled.num_labels, "block_size": max_len}
-        if args.dropout_rate is not None:
-            changes.update(dropout_rate=args.dropout_rate, attention_dropout_rate=args.dropout_rate)
-        config = pretrained.config.replace(**changes)
-        existing = (out / "run.json").is_file()
-        if existing and not args.resume:
-            raise ValueError(f"{out} already holds a run; pass --resume or choose another --out")
-        if existing:
-            check_same_configs(out, read_run_json(out), model=config, train=args.train)
+    except ValueError as e:
+        raise ValueError(f"--data {args.data}: {e}") from e
+    max_len = args.max_len or pretrained.config.block_size
+    if not 4 <= max_len <= pretrained.config.max_positions:
+        raise ValueError(f"--max-len {max_len}: expected 4 to max_positions={pretrained.config.max_positions}")
+    tok = pretrained.tokenizer
+    train_data = encode_examples(labeled.train, tok, max_len, labeled.label_to_id)
+    val_data = encode_examples(labeled.validation, tok, max_len, labeled.label_to_id)
+    changes = {"num_labels": labeled.num_labels, "block_size": max_len}
+    if args.dropout_rate is not None:
+        changes.update(dropout_rate=args.dropout_rate, attention_dropout_rate=args.dropout_rate)
+    config = pretrained.config.replace(**changes)
+    columns = {"text": args.text_column, "text_pair": args.text_pair_column, "label": args.label_column}
+    settings = {"pretrained": str(args.run_dir), "pretrained_step": pretrained.step, "data": args.data,
+                "text_column": args.text_column, "text_pair_column": args.text_pair_column,
+                "label_column": args.label_column, "split": args.split, "labels": labeled.labels}
+    with claim_run_dir(out, resume=args.resume, overwrite=args.overwrite, prog=prog) as run:
+        if run.resuming:
+            check_same_run(run, settings=settings, model=config, train=train_config)
         else:
             tok.save(out / "tokenizer")
             write_run_json(out, family="bert-classifier", preset=pretrained.info.get("preset", ""), model=config,
-                           train=args.train, data=args.data, labels=labeled.labels, pretrained=str(args.run_dir),
-                           columns={"text": args.text_column, "text_pair": args.text_pair_column,
-                                    "label": args.label_column}, labeled=labeled.info)
-    except (ValueError, FileNotFoundError) as e:
-        if not (out / "checkpoints").exists():
-            shutil.rmtree(out / "tokenizer", ignore_errors=True)
-        return fail(prog, str(e))
+                           train=train_config, settings=settings, data=args.data, labels=labeled.labels,
+                           pretrained=str(args.run_dir), columns=columns, split=args.split, labeled=labeled.info)
 
-    model = BERTForSequenceClassification(config)
-    fresh = nn.unbox(SEQUENCE_CLASSIFICATION.init_params(model, config, jax.random.key(args.train.seed)))
-    with warnings.catch_warnings():  # a masked-LM run has no pooler: say so in one line instead
-        warnings.simplefilter("ignore")
-        params = transfer_encoder(pretrained.params, fresh)
-    if "pooler" not in pretrained.params:
-        print("the pretrained run has no pooler (masked LM only): the pooler and classifier start fresh")
-    print(f"finetune {args.run_dir} on {args.data}: {len(labeled.train):,} train and {len(labeled.validation):,} "
-          f"validation examples, labels {labeled.labels}, max_len {max_len}; run directory {out}", flush=True)
-    train(model, config, args.train, train_data, val_data, out, objective=SEQUENCE_CLASSIFICATION,
-          get_batch=_classification_batch, progress=args.progress, resume=args.resume, initial_params=params,
-          metadata={"family": "bert-classifier"})
+        model = BERTForSequenceClassification(config)
+        fresh = nn.unbox(SEQUENCE_CLASSIFICATION.init_params(model, config, jax.random.key(args.train.seed)))
+        with warnings.catch_warnings():  # a masked-LM run has no pooler: say so in one line instead
+            warnings.simplefilter("ignore")
+            params = transfer_encoder(pretrained.params, fresh)
+        if "pooler" not in pretrained.params:
+            print("the pretrained run has no pooler (masked LM only): the pooler and classifier start fresh")
+        print(f"finetune {args.run_dir} on {args.data}: {len(labeled.train):,} train and "
+              f"{len(labeled.validation):,} validation examples, labels {labeled.labels}, max_len {max_len}; "
+              f"run directory {out}", flush=True)
+        train(model, config, train_config, train_data, val_data, out, objective=SEQUENCE_CLASSIFICATION,
+              get_batch=_classification_batch, progress=args.progress, resume=True, initial_params=params,
+              metadata={"family": "bert-classifier"})
     run = load_run(out)
     accuracy = evaluate_classifier(run, val_data)
     counts = {label: sum(ex.label == label for ex in labeled.validation) for label in labeled.labels}

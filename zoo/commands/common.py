@@ -1,17 +1,23 @@
-"""What the ``zoo`` subcommands share: error exits, the cache directory, the process clock."""
+"""What the ``zoo`` subcommands share: the run directory (claimed, compared, written), data with notices,
+the warm-up fitted to the run, error exits, the cache directory, the process clock."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
+import shutil
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cache_dir", "check_same_configs", "corpus_tokens", "fail", "parse_preset_args", "process_elapsed_s"]
+__all__ = [
+    "RunDir", "cache_dir", "check_out_path", "check_same_run", "claim_run_dir", "corpus_tokens", "fail",
+    "fit_warmup", "load_text_corpus", "notice", "parse_flags", "parse_preset_args", "process_elapsed_s",
+]
 
 
 def process_elapsed_s() -> float:
@@ -42,17 +48,158 @@ def cache_dir(explicit: Path | None) -> Path:
 
 
 
-def check_same_configs(run_dir: Path, saved: dict[str, Any], **configs: Any) -> None:
-    """A ``ValueError`` naming every field where ``configs`` (dataclasses) differ from run.json's ``saved``."""
+# -- the run directory: claimed, compared, written ------------------------------------------
+
+_RUN_ENTRIES = ("run.json", "tokenizer", "checkpoints", "metrics.jsonl", "loss.png")  # what --overwrite removes
+
+
+def notice(prog: str, message: str) -> None:
+    """A one-line note on stderr (something the user should know; not an error)."""
+    print(f"{prog}: note: {message}", file=sys.stderr, flush=True)
+
+
+def latest_saved_step(run_dir: Path) -> int | None:
+    """The newest complete checkpoint step in ``run_dir`` (orbax renames a step folder to its number only
+    once it is complete), read from the folder names without opening orbax; None when there is none."""
+    folder = run_dir / "checkpoints"
+    steps = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+    return max(steps, default=None)
+
+
+@dataclasses.dataclass
+class RunDir:
+    """A run directory claimed by :func:`claim_run_dir`: ``step`` is its newest checkpoint (None: a new run)
+    and ``saved`` its run.json when it has one to resume."""
+
+    path: Path
+    step: int | None
+    saved: dict[str, Any] | None
+
+    @property
+    def resuming(self) -> bool:
+        return self.step is not None
+
+
+def check_out_path(run_dir: Path, flag: str = "--out") -> None:
+    """An early, write-free check that ``run_dir`` can be a run directory."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"{flag} {run_dir} is a file; expected a directory (a new one, or a run to resume)")
+
+
+@contextlib.contextmanager
+def claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool, prog: str, flag: str = "--out"):
+    """Hold ``run_dir``'s lock for the ``with`` block and say whether it resumes (:class:`RunDir`).
+
+    A directory with no complete checkpoint is a new run, whatever else it
+    holds (a run that failed before its first checkpoint never blocks the
+    next command). ``overwrite`` removes a previous run's files first. If the
+    block fails before any checkpoint exists, a directory that the claim
+    created is removed again: nothing is left behind that the next command
+    would have to deal with.
+    """
+    from zoo.run import read_run_json  # noqa: PLC0415
+    from zoo.train.lock import RunLock  # noqa: PLC0415
+
+    check_out_path(run_dir, flag)
+    created = not run_dir.exists()
+    lock = RunLock(run_dir).acquire()  # creates the directory; RunInUseError if another process holds it
+    try:
+        step = latest_saved_step(run_dir)
+        if step is not None and overwrite:
+            for name in _RUN_ENTRIES:
+                path = run_dir / name
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+            notice(prog, f"--overwrite: removed the run at step {step} in {run_dir}; starting afresh")
+            step = None
+        if step is not None and not resume:
+            raise ValueError(f"{flag} {run_dir} already holds a run (step {step}); resume it (drop --no-resume), "
+                             f"start it afresh with --overwrite, or choose another {flag}")
+        yield RunDir(run_dir, step, read_run_json(run_dir) if step is not None else None)
+    except BaseException:
+        if created and latest_saved_step(run_dir) is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    finally:
+        lock.release()
+
+
+def _flag(name: str) -> str:
+    """A run.json field as the user wrote it: ``model.num_layers`` -> ``--model.num-layers``."""
+    return "--" + name.replace("_", "-")
+
+
+def run_settings(saved: dict[str, Any]) -> dict[str, Any]:
+    """The data and tokenizer settings recorded in a run.json (runs from zoo 0.1 kept fewer of them)."""
+    if "settings" in saved:
+        return saved["settings"]
+    legacy = {k: saved[k] for k in ("data", "text_column") if k in saved}
+    kind = saved.get("tokens", {}).get("tokenizer", {}).get("kind")
+    return {**legacy, **({"tokenizer": kind} if kind else {})}
+
+
+def check_same_run(run: RunDir, *, settings: dict[str, Any], **configs: Any) -> None:
+    """Refuse to resume ``run`` with other settings: a ``ValueError`` naming every field that differs.
+
+    ``configs`` are dataclasses compared field by field with run.json's
+    (``model=``, ``train=``); ``settings`` are the data and tokenizer choices
+    (data spec, tokenizer, corpus fingerprint, ...), compared with those the
+    run recorded (fields it did not record are not compared).
+    """
+    saved = run.saved or {}
+    diffs = []
     for name, now in configs.items():
         before = saved.get(name, {})
-        diff = {k: (before.get(k), v) for k, v in dataclasses.asdict(now).items() if before.get(k) != v}
-        if diff:
-            raise ValueError(
-                f"{run_dir} was trained with a different {name} config "
-                f"({', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in diff.items())}); "
-                "choose another --out to start a new run"
-            )
+        for k, v in dataclasses.asdict(now).items():
+            if before.get(k, v) != v:
+                diffs.append(f"{_flag(f'{name}.{k}')}: {before.get(k)!r} -> {v!r}")
+    recorded = run_settings(saved)
+    for k, v in settings.items():
+        if k in recorded and recorded[k] != v:
+            label = "the corpus (fingerprint)" if k == "corpus_fingerprint" else _flag(k)
+            was, now = (recorded[k][:12] + "...", v[:12] + "...") if k.endswith("fingerprint") else (recorded[k], v)
+            diffs.append(f"{label}: {was!r} -> {now!r}")
+    if diffs:
+        raise ValueError(
+            f"{run.path} holds a run (step {run.step}) with other settings ({'; '.join(diffs)}); pass its settings "
+            "to resume it, --overwrite to start it afresh, or choose another --out"
+        )
+
+
+def fit_warmup(train, preset_train, argv: Sequence[str], prog: str):
+    """The training config with a warm-up that fits the run, and a notice when it had to change.
+
+    A preset's warm-up longer than a shortened run (``--train.max-steps 30``
+    with a 50-step warm-up) is scaled to the same share of the run as in the
+    preset, with a notice; a warm-up the user set explicitly that does not fit
+    is an error. Then the whole schedule is checked (before anything is written).
+    """
+    from zoo.errors import ConfigError  # noqa: PLC0415
+    from zoo.train.optim import make_schedule  # noqa: PLC0415
+
+    decay = train.max_steps if train.decay_steps is None else train.decay_steps
+    explicit = any(a == "--train.warmup-steps" or a.startswith("--train.warmup-steps=") for a in argv)
+    if train.warmup_steps >= decay and not explicit and train.decay_steps is None:
+        scaled = train.warmup_steps * train.max_steps // preset_train.max_steps
+        notice(prog, f"the preset's warm-up of {train.warmup_steps} steps does not fit --train.max-steps "
+                     f"{train.max_steps}: warm-up scaled to {scaled} steps, the preset's share of the run "
+                     f"({train.warmup_steps}/{preset_train.max_steps}); set --train.warmup-steps to choose")
+        train = train.replace(warmup_steps=scaled)
+    if train.warmup_steps >= decay:
+        raise ConfigError("TrainConfig", "warmup_steps", train.warmup_steps,
+                          f"fewer than {'decay_steps' if train.decay_steps else 'max_steps'}={decay}: the cosine "
+                          "decay starts after the warm-up")
+    make_schedule(train)
+    return train
+
+
+def parse_flags(cls, **kwargs: Any):
+    """``tyro.cli(cls, **kwargs)`` where a config field's bad value is one line from ``zoo.cli`` (not tyro's box)."""
+    import tyro  # noqa: PLC0415
+
+    from zoo.errors import parsing_flags  # noqa: PLC0415
+
+    with parsing_flags():
+        return tyro.cli(cls, **kwargs)
 
 
 def parse_preset_args(argv: Sequence[str], prog: str, family: str, cls: type, description: str, **defaults: Any):
@@ -60,8 +207,6 @@ def parse_preset_args(argv: Sequence[str], prog: str, family: str, cls: type, de
 
     ``defaults`` maps fields of ``cls`` to functions of the preset (e.g. ``model=lambda p: p.model``).
     """
-    import tyro  # noqa: PLC0415
-
     from zoo import presets  # noqa: PLC0415
 
     first = argparse.ArgumentParser(prog=prog, add_help=False)
@@ -70,26 +215,45 @@ def parse_preset_args(argv: Sequence[str], prog: str, family: str, cls: type, de
     known, rest = first.parse_known_args(list(argv))
     preset = presets.get(family, known.preset)
     default = cls(preset=known.preset, **{k: f(preset) for k, f in defaults.items()})
-    args = tyro.cli(cls, default=default, args=list(rest), prog=f"{prog} {family}",
-                    description=f"{description} Preset {known.preset}: {preset.description}. "
-                                "Every flag below defaults to the preset's value.")
+    listing = "; ".join(f"{name} ({presets.get(family, name).description})" for name in presets.names(family))
+    args = parse_flags(cls, default=default, args=list(rest), prog=f"{prog} {family}",
+                    description=f"{description} --preset NAME chooses the model and training configs "
+                                f"together; the presets of {family}: {listing}. Every flag below defaults to "
+                                f"the value of the preset chosen, now {known.preset}.")
     if args.model.vocab_size != preset.model.vocab_size:
         raise ValueError("--model.vocab-size cannot be set: the vocabulary size comes from the tokenizer")
     return preset, args
 
 
-def corpus_tokens(run_dir: Path, *, data_spec: str, text_column: str, resume: bool, tokenizer_kind: str,
-                  vocab_size: int | None, cache: Path | None):
-    """(existing, tokenizer, tokens) of a run on a text corpus: the run's saved tokenizer when it
-    exists (``resume`` required), else one trained on the training split; the corpus tokenized (cached)."""
+def load_text_corpus(spec: str, text_column: str, *, allow_binary: bool, prog: str):
+    """``zoo.data.load_corpus`` for a command: errors name ``--data``, undecodable bytes get a notice."""
     from zoo import data  # noqa: PLC0415
 
-    corpus = data.load_corpus(data_spec, text_column=text_column)
-    existing = (run_dir / "run.json").is_file()
-    if existing and not resume:
-        raise ValueError(f"{run_dir} already holds a run; pass --resume or choose another --out")
-    if existing:
-        tokenizer = data.load_tokenizer(run_dir / "tokenizer")
+    try:
+        corpus = data.load_corpus(spec, text_column=text_column, allow_binary=allow_binary)
+    except ValueError as e:
+        raise ValueError(f"--data {spec}: {e}") from e
+    if corpus.info.get("undecodable_characters"):
+        notice(prog, f"--data {spec}: {corpus.info['undecodable_characters']:,} bytes are not valid UTF-8; they "
+                     "read as U+FFFD")
+    return corpus
+
+
+def corpus_tokens(run: RunDir, corpus, *, tokenizer_kind: str, vocab_size: int | None, cache: Path | None, prog: str):
+    """(tokenizer, tokens) of a run on a text corpus: the run's saved tokenizer when it resumes, else one
+    trained on the training split; the corpus tokenized (cached). Text the tokenizer cannot encode gets a notice."""
+    from zoo import data  # noqa: PLC0415
+
+    if run.resuming:
+        tokenizer = data.load_tokenizer(run.path / "tokenizer")
     else:
         tokenizer = data.make_tokenizer(tokenizer_kind, corpus.train, vocab_size=vocab_size)
-    return existing, tokenizer, data.tokenize_corpus(corpus, tokenizer, cache_dir=cache_dir(cache))
+    tokens = data.tokenize_corpus(corpus, tokenizer, cache_dir=cache_dir(cache))
+    unknown = tokens.info.get("unknown_tokens", {})
+    for split in ("train", "val"):
+        if unknown.get(split):
+            chars = tokens.info.get("unknown_characters")
+            which = f" (most frequent: {', '.join(f'{c!r} x{n}' for c, n in chars.items())})" if chars else ""
+            notice(prog, f"the {split} split has {unknown[split]:,} tokens the {tokenizer.kind} vocabulary cannot "
+                         f"encode{which}; they encode as unknown")
+    return tokenizer, tokens

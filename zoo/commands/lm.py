@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -24,12 +25,13 @@ import tyro
 
 from zoo import presets
 from zoo.commands.common import cache_dir as _cache_dir
-from zoo.commands.common import check_same_configs, corpus_tokens
+from zoo.commands.common import check_out_path, check_same_run, claim_run_dir, corpus_tokens, fit_warmup
 from zoo.commands.common import fail as _fail
-from zoo.commands.common import process_elapsed_s
+from zoo.commands.common import load_text_corpus, notice, parse_preset_args, process_elapsed_s
 from zoo.models.gpt import GPTConfig
 from zoo.models.rnn_lm import RNNLMConfig
 from zoo.train.config import TrainConfig
+from zoo.commands.common import parse_flags
 
 __all__ = ["pretrain_main", "sample_main", "eval_main"]
 
@@ -42,7 +44,9 @@ class _Common:
     tokenizer: Literal["byte", "char", "bpe"] = "byte"  # byte: never out of vocabulary
     bpe_vocab_size: int = 4096  # vocabulary size when training a BPE tokenizer
     cache_dir: Path | None = None  # tokenized-corpus cache (default: $ZOO_CACHE_DIR or ~/.cache/zoo)/tokens
-    resume: bool = True  # continue from the latest checkpoint in --out
+    resume: bool = True  # continue the run in --out from its latest checkpoint (--no-resume: refuse to)
+    overwrite: bool = False  # start --out afresh, removing the run it holds
+    allow_binary: bool = False  # train on --data even where it looks like a binary file
     progress: bool = True  # progress bar
     sample_tokens: int = 200  # tokens to sample at the end (0: none)
     sample_prompt: str = ""  # prompt of that sample (empty: start of a document)
@@ -64,7 +68,6 @@ class RNNPretrain(_Common):
 def _parse_pretrain(argv: Sequence[str], prog: str):
     first = argparse.ArgumentParser(prog=prog, add_help=False)
     first.add_argument("family", nargs="?", choices=presets.FAMILIES)
-    first.add_argument("--preset", default="nano")
     known, rest = first.parse_known_args(argv)
     if known.family is None:
         if "-h" in rest or "--help" in rest:
@@ -74,37 +77,38 @@ def _parse_pretrain(argv: Sequence[str], prog: str):
             print("\n".join(lines))
             raise SystemExit(0)
         raise ValueError(f"the model family is missing; choose one of: {', '.join(presets.FAMILIES)}")
-    preset = presets.get(known.family, known.preset)
-    cls = GPTPretrain if known.family == "gpt" else RNNPretrain
-    default = cls(preset=known.preset, tokenizer=preset.tokenizer, model=preset.model, train=preset.train,
-                  bpe_vocab_size=preset.tokenizer_vocab_size or 4096)
-    args = tyro.cli(cls, default=default, args=list(rest), prog=f"{prog} {known.family}",
-                    description=f"Pretrain a {known.family} language model. Preset {known.preset}: "
-                                f"{preset.description}. Every flag below defaults to the preset's value.")
-    if args.model.vocab_size != preset.model.vocab_size:
-        raise ValueError("--model.vocab-size cannot be set: the vocabulary size comes from the tokenizer")
-    return known.family, preset, args
+    family = known.family
+    preset, args = parse_preset_args(
+        argv, prog, family, GPTPretrain if family == "gpt" else RNNPretrain,
+        f"Pretrain a {family} language model.", model=lambda p: p.model, train=lambda p: p.train,
+        tokenizer=lambda p: p.tokenizer, bpe_vocab_size=lambda p: p.tokenizer_vocab_size or 4096,
+    )
+    return family, preset, args
 
 
 def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
-    """``zoo pretrain FAMILY --preset NAME [flags]``: train a language model; see the module docstring."""
-    try:
-        family, preset, args = _parse_pretrain(argv, prog)
-    except ValueError as e:
-        return _fail(prog, str(e))
+    """``zoo pretrain FAMILY --preset NAME [flags]``: train a language model; see the module docstring.
 
-    from zoo import data  # noqa: PLC0415  (after argument errors: importing JAX takes a second)
-    from zoo.models.gpt import gpt_flops_per_token  # noqa: PLC0415
-    from zoo.models.rnn_lm import rnn_lm_flops_per_token  # noqa: PLC0415
-    from zoo.run import model_for, read_run_json, write_run_json  # noqa: PLC0415
-    from zoo.train.trainer import train  # noqa: PLC0415
-
+    Every check that can fail (flags, schedule, output path, data, tokenizer)
+    runs before the run directory is written; errors propagate to ``zoo.cli``,
+    which prints them as one line.
+    """
+    family, preset, args = _parse_pretrain(argv, prog)
+    train_config = fit_warmup(args.train, preset.train, argv, prog)
     run_dir = (args.out or Path("runs") / f"{family}-{preset.name}").expanduser()
-    try:
-        existing, tokenizer, tokens = corpus_tokens(
-            run_dir, data_spec=args.data, text_column=args.text_column, resume=args.resume,
-            tokenizer_kind=args.tokenizer, vocab_size=args.bpe_vocab_size if args.tokenizer == "bpe" else None,
-            cache=args.cache_dir,
+    check_out_path(run_dir)
+
+    from zoo.models.gpt import gpt_flops_per_token  # noqa: PLC0415  (after argument errors: importing JAX takes a second)
+    from zoo.models.rnn_lm import rnn_lm_flops_per_token  # noqa: PLC0415
+    from zoo.run import model_for, write_run_json  # noqa: PLC0415
+    from zoo.train.trainer import train  # noqa: PLC0415
+    from zoo import data  # noqa: PLC0415
+
+    corpus = load_text_corpus(args.data, args.text_column, allow_binary=args.allow_binary, prog=prog)
+    with claim_run_dir(run_dir, resume=args.resume, overwrite=args.overwrite, prog=prog) as run:
+        tokenizer, tokens = corpus_tokens(
+            run, corpus, tokenizer_kind=args.tokenizer,
+            vocab_size=args.bpe_vocab_size if args.tokenizer == "bpe" else None, cache=args.cache_dir, prog=prog,
         )
         model_config = args.model.replace(vocab_size=tokenizer.vocab_size)
         for split, stream in (("train", tokens.train), ("val", tokens.val)):
@@ -113,25 +117,26 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
                     f"--data {args.data}: the {split} split has {len(stream)} tokens, fewer than a block of "
                     f"{model_config.block_size} + 1; use more text or a smaller --model.block-size"
                 )
-        if existing:
-            check_same_configs(run_dir, read_run_json(run_dir), model=model_config, train=args.train)
+        settings = {"data": args.data, "text_column": args.text_column, "tokenizer": args.tokenizer,
+                    **({"bpe_vocab_size": args.bpe_vocab_size} if args.tokenizer == "bpe" else {}),
+                    "corpus_fingerprint": corpus.info["fingerprint"]}
+        if run.resuming:
+            check_same_run(run, settings=settings, model=model_config, train=train_config)
         else:
             tokenizer.save(run_dir / "tokenizer")
-            write_run_json(run_dir, family=family, preset=preset.name, model=model_config, train=args.train,
-                           data=args.data, text_column=args.text_column, tokens=tokens.info)
-    except (ValueError, FileNotFoundError) as e:
-        return _fail(prog, str(e))
+            write_run_json(run_dir, family=family, preset=preset.name, model=model_config, train=train_config,
+                           settings=settings, data=args.data, text_column=args.text_column, tokens=tokens.info)
 
-    import jax  # noqa: PLC0415
+        import jax  # noqa: PLC0415
 
-    print(f"{family}/{preset.name}: corpus {args.data}: {len(tokens.train):,} train and {len(tokens.val):,} val "
-          f"tokens ({tokenizer.kind} tokenizer, vocabulary {tokenizer.vocab_size}); {jax.device_count()} "
-          f"{jax.default_backend()} device(s), data parallel; run directory {run_dir}", flush=True)
-    model = model_for(family, model_config)
-    flops = gpt_flops_per_token(model_config) if family == "gpt" else rnn_lm_flops_per_token(model_config)
-    result = train(model, model_config, args.train, tokens.train, tokens.val, run_dir, flops_per_token=flops,
-                   get_batch=data.get_batch, progress=args.progress, resume=args.resume,
-                   metadata={"family": family, "preset": preset.name})
+        print(f"{family}/{preset.name}: corpus {args.data}: {len(tokens.train):,} train and {len(tokens.val):,} val "
+              f"tokens ({tokenizer.kind} tokenizer, vocabulary {tokenizer.vocab_size}); {jax.device_count()} "
+              f"{jax.default_backend()} device(s), data parallel; run directory {run_dir}", flush=True)
+        model = model_for(family, model_config)
+        flops = gpt_flops_per_token(model_config) if family == "gpt" else rnn_lm_flops_per_token(model_config)
+        result = train(model, model_config, train_config, tokens.train, tokens.val, run_dir, flops_per_token=flops,
+                       get_batch=data.get_batch, progress=args.progress, resume=True,
+                       metadata={"family": family, "preset": preset.name})
     elapsed = process_elapsed_s()
     val = result.get("val_loss")
     print(f"done: step {result.get('step')}, val loss {val:.4f}, {elapsed:.1f} s since the process started "
@@ -141,36 +146,55 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
         from zoo.run import load_run  # noqa: PLC0415
 
         run = load_run(run_dir)
-        text = _sample(run, args.sample_prompt, args.sample_tokens, 0.8, None, None, seed=0)
+        text = _sample(run, args.sample_prompt, args.sample_tokens, 0.8, None, None, seed=0, prog=prog)
         print(f"--- sample ---\n{text}\n--------------", flush=True)
     return 0
 
 
-def _sample(run, prompt: str, max_new_tokens: int, temperature: float, top_k, top_p, *, seed: int) -> str:
+def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
+    """The sampling flags, checked before a model is loaded."""
+    if not math.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"--temperature {temperature}: expected a finite number >= 0 (0: greedy)")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"--top-k {top_k}: expected at least 1 (leave it out to sample from every token)")
+    if top_p is not None and not (math.isfinite(top_p) and 0 < top_p <= 1):
+        raise ValueError(f"--top-p {top_p}: expected a number in (0, 1]")
+
+
+def _sample(run, prompt: str, max_new_tokens: int, temperature: float, top_k, top_p, *, seed: int,
+            prog: str) -> str:
     import jax  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
 
+    from zoo.data.pipeline import unknown_characters  # noqa: PLC0415
     from zoo.models.generate import generate  # noqa: PLC0415
 
-    ids = run.tokenizer.encode(prompt) if prompt else np.array([run.tokenizer.eot_id], np.int32)
-    limit = getattr(run.config, "block_size", None) if run.family == "gpt" else None
-    if limit is not None:
-        max_new_tokens = min(max_new_tokens, limit - 1)
-        if len(ids) + max_new_tokens > limit:  # documented truncation: keep the end of the prompt
-            ids = ids[len(ids) + max_new_tokens - limit:]
+    tok = run.tokenizer
+    ids = tok.encode(prompt) if prompt else np.array([tok.eot_id], np.int32)
+    if prompt and getattr(tok, "unk_id", None) is not None and (n := int(np.count_nonzero(ids == tok.unk_id))):
+        chars = unknown_characters(tok, [prompt]) if tok.kind == "char" else {}
+        which = f" ({', '.join(map(repr, chars))})" if chars else ""
+        notice(prog, f"the prompt has {n} token(s) the {tok.kind} vocabulary cannot encode{which}; they encode as "
+                     "unknown")
+    window = getattr(run.config, "block_size", None) if run.family == "gpt" else None
+    if window is not None and len(ids) > window:  # the context window: keep the prompt's last tokens
+        notice(prog, f"the prompt is {len(ids)} tokens, longer than the model's window of {window}: it is cropped "
+                     f"to its last {window} tokens")
+        ids = ids[-window:]
+    top_k = None if top_k is None else min(top_k, run.config.vocab_size)  # k >= vocabulary: no filtering
     out = generate(run.model, run.params, np.asarray(ids)[None], max_new_tokens, temperature=temperature,
                    top_k=top_k, top_p=top_p, rng=jax.random.key(seed))
-    return prompt + run.tokenizer.decode(np.asarray(out[0]))
+    return prompt + tok.decode(np.asarray(out[0]))
 
 
 @dataclasses.dataclass(frozen=True)
 class SampleArgs:
     run_dir: tyro.conf.Positional[Path]
     prompt: str = ""  # text to continue (empty: the start of a document)
-    max_new_tokens: int = 200  # GPT: capped so prompt + new tokens fit the context window
+    max_new_tokens: int = 200  # any number: past a GPT's window, each token sees the last block_size tokens
     temperature: float = 0.8  # 0: greedy
-    top_k: int | None = 200
-    top_p: float | None = None
+    top_k: int | None = 200  # sample among the k most likely tokens (more than the vocabulary: all)
+    top_p: float | None = None  # nucleus sampling: the smallest set of tokens with this much probability
     num_samples: int = 1
     seed: int = 0
 
@@ -178,25 +202,30 @@ class SampleArgs:
 def sample_main(argv: Sequence[str], prog: str = "zoo sample") -> int:
     """``zoo sample RUN_DIR --prompt TEXT``: print continuations of a prompt.
 
-    A GPT prompt longer than the context window minus the new tokens is
-    truncated from the left (its last tokens are kept), with a notice.
+    A GPT generates past its context window as nanoGPT does: each new token
+    is predicted from the last block_size tokens. A prompt longer than the
+    window is cropped to its last block_size tokens, with a notice.
     """
-    args = tyro.cli(SampleArgs, args=list(argv), prog=prog, description=sample_main.__doc__)
+    args = parse_flags(SampleArgs, args=list(argv), prog=prog, description=sample_main.__doc__)
+    check_sampling(args.temperature, args.top_k, args.top_p)
+    if args.max_new_tokens < 0 or args.num_samples < 1:
+        raise ValueError(f"--max-new-tokens {args.max_new_tokens} / --num-samples {args.num_samples}: expected "
+                         ">= 0 and >= 1")
     from zoo.run import load_run  # noqa: PLC0415
 
-    try:
-        run = load_run(args.run_dir)
-        vocab = run.config.vocab_size
-        if args.top_k is not None and not 1 <= args.top_k <= vocab:
-            args = dataclasses.replace(args, top_k=min(max(args.top_k, 1), vocab))
-        for i in range(args.num_samples):
-            text = _sample(run, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
-                           seed=args.seed + i)
-            print(text if args.num_samples == 1 else f"--- sample {i + 1} ---\n{text}", flush=True)
-    except (ValueError, FileNotFoundError) as e:
-        return _fail(prog, str(e))
+    run = load_run(args.run_dir)
+    if run.family not in presets.LM_FAMILIES:
+        raise ValueError(f"{args.run_dir} is a {run.family} run; zoo sample needs a language model "
+                         f"({', '.join(presets.LM_FAMILIES)}){_OTHER_COMMANDS.get(run.family, '')}")
+    for i in range(args.num_samples):
+        text = _sample(run, args.prompt, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
+                       seed=args.seed + i, prog=prog)
+        print(text if args.num_samples == 1 else f"--- sample {i + 1} ---\n{text}", flush=True)
     return 0
 
+
+_OTHER_COMMANDS = {"bert": "; for BERT use zoo fill-mask", "seq2seq": "; for seq2seq use zoo translate",
+                   "bert-classifier": "; a classifier does not generate text"}
 
 @dataclasses.dataclass(frozen=True)
 class EvalArgs:
@@ -208,7 +237,7 @@ class EvalArgs:
 
 def eval_main(argv: Sequence[str], prog: str = "zoo eval") -> int:
     """``zoo eval RUN_DIR``: validation loss, perplexity and bits per token of a run's latest checkpoint."""
-    args = tyro.cli(EvalArgs, args=list(argv), prog=prog, description=eval_main.__doc__)
+    args = parse_flags(EvalArgs, args=list(argv), prog=prog, description=eval_main.__doc__)
     import math  # noqa: PLC0415
 
     import numpy as np  # noqa: PLC0415

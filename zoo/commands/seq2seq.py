@@ -26,9 +26,11 @@ from typing import Literal
 
 import tyro
 
-from zoo.commands.common import check_same_configs, fail, parse_preset_args, process_elapsed_s
+from zoo.commands.common import check_out_path, check_same_run, claim_run_dir, fail, fit_warmup, parse_preset_args
+from zoo.commands.common import process_elapsed_s
 from zoo.models.seq2seq import Seq2SeqConfig
 from zoo.train.config import TrainConfig
+from zoo.commands.common import parse_flags
 
 __all__ = ["pretrain_main", "translate_main", "translate"]
 
@@ -46,7 +48,8 @@ class Seq2SeqPretrain:
     train_examples: int = 200_000  # toy tasks: training pairs drawn (with replacement) from the train sources
     eval_examples: int = 500  # held-out pairs decoded at the end for exact match
     beam_size: int = 4  # for that evaluation (1: greedy)
-    resume: bool = True
+    resume: bool = True  # continue the run in --out from its latest checkpoint (--no-resume: refuse to)
+    overwrite: bool = False  # start --out afresh, removing the run it holds
     progress: bool = True
     preset: str = "tiny"
     model: Seq2SeqConfig = Seq2SeqConfig()
@@ -77,6 +80,18 @@ def _pairs(args: Seq2SeqPretrain) -> tuple[list, list, dict]:
     return train, val, {"source": "corpus", "pairs": len(pairs)}
 
 
+def _fingerprint(*splits: list) -> str:
+    """SHA-256 of the (source, target) pairs of every split, in order."""
+    import hashlib  # noqa: PLC0415
+
+    h = hashlib.sha256()
+    for pairs in splits:
+        h.update(f"{len(pairs)}\0".encode())
+        for source, target in pairs:
+            h.update(f"{source}\0{target}\0".encode("utf-8", errors="surrogatepass"))
+    return h.hexdigest()
+
+
 def _encode(pairs: list, tokenizer, config: Seq2SeqConfig) -> tuple[dict, int]:
     """A TRANSLATION dataset (every row of ``make_translation_batch``) and the count of pairs too long to keep."""
     from zoo.models.seq2seq import make_translation_batch  # noqa: PLC0415
@@ -102,29 +117,30 @@ def _rows(data, batch_size, block_size, *, seed, step):
 
 def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
     """``zoo pretrain seq2seq --preset NAME [flags]``: train a translation model; see the module docstring."""
-    try:
-        preset, args = parse_preset_args(
-            argv, prog, "seq2seq", Seq2SeqPretrain, "Train an encoder-decoder Transformer on translation.",
-            model=lambda p: p.model, train=lambda p: p.train, tokenizer=lambda p: p.tokenizer,
-            vocab_size=lambda p: p.tokenizer_vocab_size or 8000,
-        )
-        if args.beam_size < 1 or args.eval_examples < 1 or args.train_examples < 1:
-            raise ValueError("--beam-size, --eval-examples and --train-examples must be at least 1")
-    except ValueError as e:
-        return fail(prog, str(e))
+    preset, args = parse_preset_args(
+        argv, prog, "seq2seq", Seq2SeqPretrain, "Train an encoder-decoder Transformer on translation.",
+        model=lambda p: p.model, train=lambda p: p.train, tokenizer=lambda p: p.tokenizer,
+        vocab_size=lambda p: p.tokenizer_vocab_size or 8000,
+    )
+    for flag, value in (("--beam-size", args.beam_size), ("--eval-examples", args.eval_examples),
+                        ("--train-examples", args.train_examples)):
+        if value < 1:
+            raise ValueError(f"{flag} {value}: expected at least 1")
+    train_config = fit_warmup(args.train, preset.train, argv, prog)
+    run_dir = (args.out or Path("runs") / f"seq2seq-{preset.name}").expanduser()
+    check_out_path(run_dir)
 
     from zoo import data  # noqa: PLC0415
     from zoo.models.seq2seq import TRANSLATION, Seq2SeqTransformer  # noqa: PLC0415
-    from zoo.run import load_run, read_run_json, write_run_json  # noqa: PLC0415
+    from zoo.run import load_run, write_run_json  # noqa: PLC0415
     from zoo.train.trainer import train  # noqa: PLC0415
 
-    run_dir = (args.out or Path("runs") / f"seq2seq-{preset.name}").expanduser()
     try:
-        existing = (run_dir / "run.json").is_file()
-        if existing and not args.resume:
-            raise ValueError(f"{run_dir} already holds a run; pass --resume or choose another --out")
         train_pairs, val_pairs, info = _pairs(args)
-        if existing:
+    except ValueError as e:
+        raise ValueError(f"--data {args.data}: {e}") from e
+    with claim_run_dir(run_dir, resume=args.resume, overwrite=args.overwrite, prog=prog) as run:
+        if run.resuming:
             tokenizer = data.load_tokenizer(run_dir / "tokenizer")
         else:
             texts = [text for pair in train_pairs for text in pair]
@@ -134,24 +150,27 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
                                     eos_id=tokenizer.eot_id)
         train_data, dropped = _encode(train_pairs, tokenizer, config)
         val_data, val_dropped = _encode(val_pairs, tokenizer, config)
-        if existing:
-            check_same_configs(run_dir, read_run_json(run_dir), model=config, train=args.train)
+        settings = {"data": args.data, "source_column": args.source_column, "target_column": args.target_column,
+                    "tokenizer": args.tokenizer, "train_examples": args.train_examples,
+                    **({"vocab_size": args.vocab_size} if args.tokenizer in ("bpe", "wordpiece") else {}),
+                    "corpus_fingerprint": _fingerprint(train_pairs, val_pairs)}
+        if run.resuming:
+            check_same_run(run, settings=settings, model=config, train=train_config)
         else:
             tokenizer.save(run_dir / "tokenizer")
-            write_run_json(run_dir, family="seq2seq", preset=preset.name, model=config, train=args.train,
-                           data=args.data, columns={"source": args.source_column, "target": args.target_column},
+            write_run_json(run_dir, family="seq2seq", preset=preset.name, model=config, train=train_config,
+                           settings=settings, data=args.data,
+                           columns={"source": args.source_column, "target": args.target_column},
                            pairs={**info, "train": len(train_pairs) - dropped, "val": len(val_pairs) - val_dropped,
                                   "dropped_too_long": dropped + val_dropped})
-    except (ValueError, FileNotFoundError) as e:
-        return fail(prog, str(e))
 
-    print(f"seq2seq/{preset.name}: {args.data}: {len(train_pairs) - dropped:,} train and "
-          f"{len(val_pairs) - val_dropped:,} held-out pairs ({tokenizer.kind} tokenizer, vocabulary "
-          f"{tokenizer.vocab_size}){f'; dropped {dropped + val_dropped} too long' if dropped + val_dropped else ''}; "
-          f"run directory {run_dir}", flush=True)
-    result = train(Seq2SeqTransformer(config), config, args.train, train_data, val_data, run_dir,
-                   objective=TRANSLATION, get_batch=_rows, progress=args.progress, resume=args.resume,
-                   metadata={"family": "seq2seq", "preset": preset.name})
+        print(f"seq2seq/{preset.name}: {args.data}: {len(train_pairs) - dropped:,} train and "
+              f"{len(val_pairs) - val_dropped:,} held-out pairs ({tokenizer.kind} tokenizer, vocabulary "
+              f"{tokenizer.vocab_size}){f'; dropped {dropped + val_dropped} too long' if dropped + val_dropped else ''}"
+              f"; run directory {run_dir}", flush=True)
+        result = train(Seq2SeqTransformer(config), config, train_config, train_data, val_data, run_dir,
+                       objective=TRANSLATION, get_batch=_rows, progress=args.progress, resume=True,
+                       metadata={"family": "seq2seq", "preset": preset.name})
     run = load_run(run_dir)
     pairs = [p for p in val_pairs[: args.eval_examples]]
     predictions = translate(run, [s for s, _ in pairs], beam_size=args.beam_size)
@@ -214,7 +233,7 @@ class TranslateArgs:
 
 def translate_main(argv: Sequence[str], prog: str = "zoo translate") -> int:
     """``zoo translate RUN_DIR "input" ...``: translate each input with beam search; one line each."""
-    args = tyro.cli(TranslateArgs, args=list(argv), prog=prog, description=translate_main.__doc__)
+    args = parse_flags(TranslateArgs, args=list(argv), prog=prog, description=translate_main.__doc__)
     from zoo.run import load_run  # noqa: PLC0415
 
     try:

@@ -43,8 +43,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from zoo._version import __version__
+from zoo.errors import NonFiniteError, TrainingInterrupted
 from zoo.train.checkpoint import Checkpointer
 from zoo.train.config import TrainConfig
+from zoo.train.lock import RunLock
 from zoo.train.metrics import append_metrics, peak_flops, plot_losses, read_metrics, truncate_metrics
 from zoo.train.objectives import NEXT_TOKEN, Objective
 from zoo.train.step import (
@@ -242,12 +244,8 @@ class _Loop:
                 continue
             self.nonfinite_steps += 1
             if self.cfg.on_nonfinite == "stop":
-                raise FloatingPointError(
-                    f"non-finite loss or gradient at step {first + i} (loss={float(m['loss'])}, "
-                    f"grad_norm={float(m['grad_norm'])}); the run stopped, its parameters are those before "
-                    f"that step. Checkpoints in {self.ckpt.directory}: steps {self.ckpt.all_steps()}. "
-                    f"TrainConfig(on_nonfinite='skip') skips such steps instead"
-                )
+                raise NonFiniteError(first + i, float(m["loss"]), float(m["grad_norm"]), self.ckpt.directory,
+                                     self.ckpt.all_steps())
         self.interval.extend(fetched)
 
     def log(self, step: int) -> None:
@@ -313,17 +311,19 @@ class _Loop:
                 batch = self.next_batch(step)  # between syncs, overlaps with the device running this step
         return step
 
-    def save_on_interrupt(self) -> None:
+    def save_on_interrupt(self) -> TrainingInterrupted:
+        """Save the state of the last finished step (unless saved already); what to re-raise."""
         self.pbar.close()
         if _is_deleted(self.state):  # interrupted inside the step call, after donating the state
+            steps = self.ckpt.all_steps()
             self.say(f"interrupted during a step; its state is lost. Checkpoints in {self.ckpt.directory}: "
-                     f"steps {self.ckpt.all_steps()}")
-            return
+                     f"steps {steps}")
+            return TrainingInterrupted(steps[-1] if steps else None,
+                                       self.ckpt.directory / str(steps[-1]) if steps else None)
         at = int(self.state.step)
         if at != self.last_save:
             self.save(at)
-        self.say(f"interrupted at step {at}: checkpoint saved in {self.ckpt.directory / str(at)}; "
-                 f"train again with resume=True to continue")
+        return TrainingInterrupted(at, self.ckpt.directory / str(at))
 
 
 def _eval_data(get_batch: GetBatch, data: Any, cfg: TrainConfig, block_size: int, mesh) -> dict[str, jax.Array]:
@@ -380,9 +380,14 @@ def train(
       ``mfu``, ``nonfinite_steps``.
 
     Raises:
-      FloatingPointError: with ``on_nonfinite='stop'``, at the first sync point
-        after a step with a NaN/inf loss or gradient (it names the step).
-      KeyboardInterrupt: re-raised after saving a checkpoint of the last step.
+      zoo.errors.NonFiniteError (a ``FloatingPointError``): with
+        ``on_nonfinite='stop'``, at the first sync point after a step with a
+        NaN/inf loss or gradient (it names the step).
+      zoo.errors.TrainingInterrupted (a ``KeyboardInterrupt``): on Ctrl-C,
+        after saving a checkpoint of the last finished step (its ``step`` and
+        ``checkpoint`` folder are attributes).
+      zoo.errors.RunInUseError: another process holds ``run_dir``'s lock
+        (:mod:`zoo.train.lock`).
     """
     t_start = time.perf_counter()
     cfg = train_config
@@ -412,15 +417,17 @@ def train(
     train_step = make_train_step(model, cfg, mesh, objective)  # checks the batch split and the schedule
     eval_step = make_eval_step(model, mesh, objective)
 
-    ckpt = Checkpointer(run_dir / CHECKPOINT_DIR, keep=cfg.keep_checkpoints)
+    lock = RunLock(run_dir).acquire()  # RunInUseError if another process trains in run_dir
+    ckpt = None
     pbar = None
     try:
+        ckpt = Checkpointer(run_dir / CHECKPOINT_DIR, keep=cfg.keep_checkpoints)
         # Start: fresh, or the latest checkpoint.
         latest = ckpt.latest_step()
         if latest is not None and not resume:
             raise ValueError(
-                f"train: {ckpt.directory} has checkpoints (latest step {latest}) but resume=False; "
-                f"pass resume=True to continue that run, or use another run_dir"
+                f"train: {ckpt.directory} has checkpoints (latest step {latest}) and resume is off; "
+                f"resume that run, or use another run_dir"
             )
         state = init_train_state(model, cfg, model_config=model_config, mesh=mesh, objective=objective,
                                  params=initial_params if latest is None else None)
@@ -483,11 +490,13 @@ def train(
                 loop.evaluate(start_step)  # the initial loss
             step = loop.run(start_step)
         except KeyboardInterrupt:
-            loop.save_on_interrupt()
+            interrupted = loop.save_on_interrupt()
             plot_losses(run_dir)
-            raise
+            raise interrupted from None
         return finish(step, loop.nonfinite_steps)
     finally:
         if pbar is not None:
             pbar.close()
-        ckpt.close()
+        if ckpt is not None:
+            ckpt.close()
+        lock.release()
