@@ -3,12 +3,30 @@
     tokens = zoo.generate(model, params, prompt_ids, max_new_tokens=100,
                           temperature=0.8, top_k=50, rng=jax.random.key(0))
 
-Both kinds run the same two compiled programs: a *prefill* that reads the
+Both kinds start with the same two compiled phases: a *prefill* that reads the
 whole (right-padded) prompt at once, and a *decode loop* (``lax.scan``, one
-compiled step) that feeds back one sampled token per row. GPT's state is a
-fixed-size KV cache of ``prompt length + max_new_tokens`` positions (so the
-total must fit the context window, ``block_size``); a recurrent LM's state is
-its carries, the same size at every step.
+compiled step) that feeds back one sampled token per row. A recurrent LM's
+state is its carries, the same size at every step, so it runs this loop for
+any number of tokens.
+
+GPT's state is a fixed-size KV cache of at most ``block_size`` (the context
+window) positions. Past the window GPT crops as nanoGPT does
+(``idx_cond = idx[:, -block_size:]``): every new token is predicted from at
+most the last ``block_size`` tokens of its row, at positions
+``0..block_size-1`` of that cropped window.
+
+* The cached loop runs while every row still fits the window; the longest
+  row decides when it stops, and shorter rows join the window loop before
+  their window is full (same tokens, the window is then just their sequence).
+* Then a third phase (another ``lax.scan``) keeps a (B, block_size) window of
+  tokens per row and runs one full forward pass of it per new token. Cropping
+  moves every kept token to a new position, and drops a token that all the
+  later ones attended to, so no cached key or value stays valid: after the
+  window is full, each new token costs a forward pass of ``block_size``
+  tokens, not of one. Only the output head shrinks: it runs at each row's
+  last position alone (``GPT(..., logits_at=...)``), as in nanoGPT.
+* A prompt longer than the window is cropped to its last ``block_size`` tokens
+  (each row by its own length), with a warning.
 
 Sampling: ``temperature=0`` is greedy (argmax); otherwise logits are divided
 by the temperature, then ``top_k`` keeps the k most likely tokens and
@@ -18,6 +36,7 @@ by the temperature, then ``top_k`` keeps the k most likely tokens and
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Any
 
 import flax.linen as nn
@@ -83,13 +102,27 @@ def _check_prompt(model, prompt_ids, prompt_lengths, max_new_tokens):
     check_range("generate: prompt_lengths", prompt_lengths, 1, p, "prompt lengths")
     if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
         raise ValueError(f"generate: max_new_tokens must be a non-negative int, got {max_new_tokens!r}")
-    if isinstance(model, GPT) and p + max_new_tokens > model.config.block_size:
-        raise ValueError(
-            f"generate: prompt length {p} + max_new_tokens {max_new_tokens} = {p + max_new_tokens} exceeds "
-            f"the context window block_size={model.config.block_size}; shorten the prompt "
-            "(e.g. keep its last tokens) or generate fewer tokens"
+    return jnp.asarray(prompt_ids, jnp.int32), prompt_lengths.astype(np.int32)
+
+
+def _crop_to_window(prompt_ids, lengths, window):
+    """Keep the last ``window`` tokens of each row (nanoGPT's crop): (B, P) -> (B, min(P, window)).
+
+    ``lengths`` (B,) are concrete, so the new width is static; the ids may be traced.
+    """
+    b, p = prompt_ids.shape
+    long = np.flatnonzero(lengths > window)
+    if len(long):
+        rows = ", ".join(f"row {i}: {lengths[i]}" for i in long[:8]) + (", ..." if len(long) > 8 else "")
+        warnings.warn(
+            f"generate: {len(long)} of {b} prompts are longer than the context window block_size={window} "
+            f"(token counts {rows}); each is cropped to its last {window} tokens",
+            stacklevel=3,
         )
-    return jnp.asarray(prompt_ids, jnp.int32), jnp.asarray(prompt_lengths, jnp.int32)
+    width = min(p, window)
+    start = np.maximum(lengths - window, 0)  # (B,) first kept token of each row
+    index = start[:, None] + np.arange(width)  # (B, width); rows that fit keep their padding
+    return jnp.take_along_axis(prompt_ids, jnp.asarray(index), axis=1), np.minimum(lengths, window)
 
 
 def generate(
@@ -110,19 +143,30 @@ def generate(
       model: a :class:`zoo.GPT` or :class:`zoo.RNNLM`.
       params: its parameters (``variables['params']``, boxed or plain).
       prompt_ids: (B, P) or (P,) integer ids; rows shorter than P are
-        right-padded and give their lengths in ``prompt_lengths``.
-      max_new_tokens: tokens to add to every row.
+        right-padded and give their lengths in ``prompt_lengths``. For a
+        GPT, a row longer than ``block_size`` is cropped to its last
+        ``block_size`` tokens (with a ``warnings.warn`` naming the lengths).
+      max_new_tokens: tokens to add to every row, any number. A GPT predicts
+        each from at most the last ``block_size`` tokens of its row
+        (nanoGPT's cropping). While the rows fit the window it decodes from
+        the KV cache (one token of work per new token); once the longest row
+        (prompt and new tokens) passes ``block_size`` tokens, every new token
+        costs a full forward pass of a ``block_size``-token window (the
+        cache cannot be reused after a crop; see the module docstring).
       temperature, top_k, top_p: sampling (see the module docstring).
       rng: a ``jax.random`` key; required unless ``temperature == 0``.
       prompt_lengths: (B,) lengths of the prompts, default P.
 
     Returns:
       (B, max_new_tokens) int32: the new tokens of each row (row b continues
-      from its own ``prompt_lengths[b]``).
+      from its own ``prompt_lengths[b]``, after the crop of a long prompt).
 
-    Token ids outside the vocabulary, bad lengths and a GPT prompt that
-    would overflow the context window raise ``ValueError`` before anything
-    is compiled.
+    Token ids outside the vocabulary and bad lengths raise ``ValueError``
+    before anything is compiled. One compiled program holds the prefill,
+    the cached decode loop and, for a GPT going past its window, the
+    window loop, each loop one compiled step (``lax.scan``), not one per
+    token. It is recompiled for new shapes, ``max_new_tokens``, sampling
+    settings or (GPT) a new longest prompt length when the window is passed.
     """
     prompt_ids, lengths = _check_prompt(model, prompt_ids, prompt_lengths, max_new_tokens)
     if temperature < 0:
@@ -139,11 +183,18 @@ def generate(
     params = nn.unbox(params)
     sampling = (float(temperature), top_k, None if top_p is None else float(top_p))
     if isinstance(model, GPT):
-        state = init_cache(model, prompt_ids.shape[0], prompt_ids.shape[1] + max_new_tokens)
-        return _generate(model, "gpt", params, state, prompt_ids, lengths, rng, max_new_tokens, sampling)
+        window = model.config.block_size
+        prompt_ids, lengths = _crop_to_window(prompt_ids, lengths, window)
+        # Tokens predicted from the cache: token i of row b sees its prompt and i new tokens,
+        # which fit the window while lengths[b] + i <= block_size, for every row.
+        cached = min(max_new_tokens, window - int(lengths.max()) + 1)
+        state = init_cache(model, prompt_ids.shape[0], min(prompt_ids.shape[1] + max_new_tokens, window))
+        return _generate(model, "gpt", params, state, prompt_ids, jnp.asarray(lengths), rng,
+                         max_new_tokens, cached, sampling)
     if isinstance(model, RNNLM):
         state = model.initial_carry(prompt_ids.shape[0])
-        return _generate(model, "rnn", params, state, prompt_ids, lengths, rng, max_new_tokens, sampling)
+        return _generate(model, "rnn", params, state, prompt_ids, jnp.asarray(lengths), rng,
+                         max_new_tokens, max_new_tokens, sampling)
     raise ValueError(f"generate: model must be a zoo.GPT or zoo.RNNLM, got {type(model).__name__}")
 
 
@@ -158,10 +209,22 @@ def _step(model, kind, params, state, ids, lengths=None):
     return logits, carry
 
 
-@functools.partial(jax.jit, static_argnames=("model", "kind", "max_new_tokens", "sampling"))
-def _generate(model, kind, params, state, prompt_ids, lengths, rng, max_new_tokens, sampling):
+@functools.partial(jax.jit, static_argnames=("model", "kind", "max_new_tokens", "cached", "sampling"))
+def _generate(model, kind, params, state, prompt_ids, lengths, rng, max_new_tokens, cached, sampling):
+    """The first ``cached`` tokens from the cache or carries, the rest by re-filling the GPT window."""
     temperature, top_k, top_p = sampling
     sample = functools.partial(sample_logits, temperature=temperature, top_k=top_k, top_p=top_p)
+    keys = jax.random.split(rng, max_new_tokens)  # (max_new_tokens,): one per new token, whichever phase
+    first = _decode_with_state(model, kind, params, state, prompt_ids, lengths, keys[:cached], sample)
+    if cached == max_new_tokens:
+        return first  # (B, max_new_tokens)
+    window, window_lengths = _last_window(prompt_ids, lengths, first, model.config.block_size)
+    rest = _decode_by_window(model, params, window, window_lengths, keys[cached:], sample)
+    return jnp.concatenate([first, rest], axis=1)  # (B, max_new_tokens)
+
+
+def _decode_with_state(model, kind, params, state, prompt_ids, lengths, keys, sample):
+    """Prefill, then one token per step from the cache or carries -> (B, len(keys)) new tokens."""
     logits, state = _step(model, kind, params, state, prompt_ids, lengths)  # prefill: (B, P, V)
     last = jnp.take_along_axis(logits, (lengths - 1)[:, None, None], axis=1)[:, 0]  # (B, V) at each row's end
 
@@ -171,8 +234,51 @@ def _generate(model, kind, params, state, prompt_ids, lengths, rng, max_new_toke
         logits, state = _step(model, kind, params, state, token[:, None])  # (B, 1, V)
         return (state, logits[:, 0]), token
 
-    keys = jax.random.split(rng, max_new_tokens)
     # The last token is only sampled: feeding it back would be a wasted forward pass.
-    (_, logits), tokens = jax.lax.scan(body, (state, last), keys[:-1])  # (max_new_tokens - 1, B)
+    (_, logits), tokens = jax.lax.scan(body, (state, last), keys[:-1])  # (len(keys) - 1, B)
     final = sample(logits, keys[-1])  # (B,)
-    return jnp.concatenate([tokens.T, final[:, None]], axis=1)  # (B, max_new_tokens)
+    return jnp.concatenate([tokens.T, final[:, None]], axis=1)  # (B, len(keys))
+
+
+def _last_window(prompt_ids, lengths, new, window):
+    """Each row's prompt followed by its new tokens, cropped to the last ``window``.
+
+    prompt_ids (B, P) right-padded to ``lengths`` (B,), new (B, N) ->
+    (B, window) ids, left-aligned and zero-padded, and their lengths (B,).
+    """
+    b, p = prompt_ids.shape
+    n = new.shape[1]
+    rows = jnp.arange(b)[:, None]  # (B, 1)
+    seq = jnp.concatenate([prompt_ids, jnp.zeros((b, n), jnp.int32)], axis=1)  # (B, P + N)
+    seq = seq.at[rows, lengths[:, None] + jnp.arange(n)].set(new)  # new tokens right after each prompt
+    total = lengths + n  # (B,)
+    start = jnp.maximum(total - window, 0)  # (B,) first token still in the window
+    # The window phase starts only once the longest row passes the window, so P + N > window and
+    # the (B, window) gather stays inside seq; clip anyway, the padding is masked below.
+    index = jnp.minimum(start[:, None] + jnp.arange(window), p + n - 1)  # (B, window)
+    kept = jnp.minimum(total, window)  # (B,)
+    ids = jnp.where(jnp.arange(window) < kept[:, None], jnp.take_along_axis(seq, index, axis=1), 0)
+    return ids, kept
+
+
+def _decode_by_window(model, params, window, lengths, keys, sample):
+    """nanoGPT's loop: one full forward of each row's cropped window per token -> (B, len(keys)).
+
+    window (B, W) holds each row's last ``lengths`` (B,) tokens from position 0; rows shorter
+    than W are right-padded, which the causal mask keeps out of the positions that count.
+    """
+    b, w = window.shape
+    rows = jnp.arange(b)
+
+    def body(carry, key):
+        window, lengths = carry
+        logits = model.apply({"params": params}, window, logits_at=lengths - 1)  # (B, 1, V): each row's end
+        logits = logits[:, 0]  # (B, V)
+        token = sample(logits, key)  # (B,)
+        # A full row drops its oldest token (every position shifts down by one); the others grow.
+        window = jnp.where((lengths == w)[:, None], jnp.roll(window, -1, axis=1), window)  # (B, W)
+        window = window.at[rows, jnp.minimum(lengths, w - 1)].set(token)
+        return (window, jnp.minimum(lengths + 1, w)), token
+
+    _, tokens = jax.lax.scan(body, (window, lengths), keys)  # (len(keys), B)
+    return tokens.T  # (B, len(keys))

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from zoo.checks import shape_str
+from zoo.checks import check_range, shape_str
 from zoo.layers.dropout import Dropout
 from zoo.layers import Decoder, Embed, LearnedPositionEmbedding, TransformerConfig
 from zoo.errors import config_error
@@ -115,6 +115,7 @@ class GPT(nn.Module):
         seq_lengths: Array | None = None,
         deterministic: bool = True,
         decode: bool = False,
+        logits_at: Array | None = None,
     ) -> Array:
         """Next-token logits.
 
@@ -127,6 +128,10 @@ class GPT(nn.Module):
           deterministic: no dropout when True (else needs a 'dropout' rng).
           decode: use and update the KV cache (allocate it by calling
             ``init`` with ``decode=True`` on (B, cache_length) ids).
+          logits_at: (B,) one position per row: return logits (B, 1, V) at
+            that position only (as nanoGPT's inference forward, which keeps
+            the last). The head is a (T, D) x (D, V) product per row, a large
+            share of a forward pass when V is a BPE vocabulary.
         """
         cfg = self.config
         if ids.ndim != 2:
@@ -136,6 +141,14 @@ class GPT(nn.Module):
             raise ValueError(
                 f"GPT: sequence length {t} is longer than the context window block_size={cfg.block_size}"
             )
+        if logits_at is not None:  # checked before any work is done
+            logits_at = jnp.asarray(logits_at)
+            if logits_at.shape != (b,) or not jnp.issubdtype(logits_at.dtype, jnp.integer):
+                raise ValueError(
+                    f"GPT: logits_at must be ({b},) integer positions, "
+                    f"got {logits_at.dtype}{shape_str(logits_at.shape)}"
+                )
+            check_range("GPT: logits_at", logits_at, 0, t - 1, f"positions of the {t} input tokens")
         dtype = jnp.dtype(cfg.dtype)
         wte = Embed(cfg.vocab_size, cfg.features, dtype=dtype, name="wte")
         x = wte(ids)  # (B, T, D)
@@ -153,8 +166,10 @@ class GPT(nn.Module):
         x = Decoder(cfg.transformer(), name="decoder")(
             x, seq_lengths=seq_lengths, deterministic=deterministic, decode=decode
         )  # (B, T, D), after the final LayerNorm
+        if logits_at is not None:
+            x = jnp.take_along_axis(x, logits_at.astype(jnp.int32)[:, None, None], axis=1)  # (B, 1, D)
         if cfg.tie_embeddings:
-            logits = wte.attend(x)  # (B, T, V)
+            logits = wte.attend(x)  # (B, T, V), or (B, 1, V) with logits_at
         else:
             logits = nn.Dense(
                 cfg.vocab_size, use_bias=False, dtype=dtype,
