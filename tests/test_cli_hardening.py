@@ -186,4 +186,4 @@ def test_runtime_errors_are_worded_for_the_command_line():
             raise RuntimeError("saving checkpoint step 30 in runs/x/checkpoints failed") from e
     except RuntimeError as e:
         message, code = describe_error(e)
-    assert code == 1 and message.startswith("no space left on device writing runs/x/checkpoints/30/state")
+    assert code == 1 and message.startswith("no space left on device while writing runs/x/checkpoints/30/state")

@@ -78,6 +78,14 @@ def test_bad_ids_and_lengths_raise():
     with pytest.raises(ValueError, match="prompt_lengths must be prompt lengths \\(between 1 and 3\\); got 0"):
         zoo.generate(model, params["params"], np.zeros((2, 3), np.int32), 2, temperature=0,
                      prompt_lengths=np.array([3, 0]))
+    # Sampling settings that cannot mean anything: errors, as in `zoo sample` (never a silent fallback).
+    key = jax.random.key(0)
+    for kwargs, match in (({"temperature": float("nan")}, "temperature must be a finite number >= 0"),
+                          ({"temperature": float("inf")}, "temperature must be a finite number >= 0"),
+                          ({"top_k": 0}, "top_k must be in \\[1, vocab_size=37\\], got 0"),
+                          ({"top_p": float("nan")}, "top_p must be in \\(0, 1\\], got nan")):
+        with pytest.raises(ValueError, match=match):
+            zoo.generate(model, params["params"], np.zeros((1, 3), np.int32), 2, rng=key, **kwargs)
 
 
 def greedy_by_full_forward(model, params, prompt, n):

@@ -23,6 +23,7 @@ import os
 import re
 import shlex
 import sys
+import threading
 from typing import Callable, Sequence, Union
 
 from zoo._version import __version__
@@ -166,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv or os.environ.get("ZOO_DEBUG", "") not in ("", "0")
     argv = [a for a in argv if a != "--debug"]
     prog = _prog(argv)
+    if not debug:
+        _quiet_libraries()
     try:
         return dispatch(COMMANDS, argv, "zoo", top=True)
     except KeyboardInterrupt as e:
@@ -179,6 +182,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         message, code = describe_error(e)
         print(f"{prog}: error: {message}", file=sys.stderr)
         return code
+
+
+def _quiet_libraries() -> None:
+    """Keep the libraries' own reports of a failure off the terminal: zoo reports it in one line.
+
+    Orbax logs a failed write through absl at ERROR level, and its writer
+    threads and TensorStore's callbacks print tracebacks of their own when a
+    save fails (a full disk printed about 300 lines of them).
+    """
+    import logging  # noqa: PLC0415
+
+    logging.getLogger("absl").setLevel(logging.CRITICAL)
+    sys.unraisablehook = lambda unraisable: None
+    threading.excepthook = lambda args: None
 
 
 def interrupted_message(e: KeyboardInterrupt, argv: Sequence[str]) -> str:
@@ -212,9 +229,9 @@ def describe_error(e: BaseException) -> tuple[str, int]:
         return str(e).replace("another run directory", "another --out"), 1
     full = _oserror_in(e, errno.ENOSPC)
     if full is not None:
-        what = f" writing {full.filename}" if full.filename else ""
-        return (f"no space left on device{what} ({_first_line(e)[:200]}); free some space, then run the same "
-                "command again: a run resumes from its last complete checkpoint"), 1
+        what = f"writing {full.filename}" if full.filename else _first_line(e).split(" failed (")[0][:300]
+        return (f"no space left on device while {what}; free some space, then run the same command again: a run "
+                "resumes from its last complete checkpoint"), 1
     if isinstance(e, (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError)):
         return _first_line(e), 2
     if isinstance(e, OSError):

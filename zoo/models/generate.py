@@ -169,11 +169,12 @@ def generate(
     settings or (GPT) a new longest prompt length when the window is passed.
     """
     prompt_ids, lengths = _check_prompt(model, prompt_ids, prompt_lengths, max_new_tokens)
-    if temperature < 0:
-        raise ValueError(f"generate: temperature must be >= 0, got {temperature}")
+    if not isinstance(temperature, (int, float, np.integer, np.floating)) or not np.isfinite(temperature) \
+            or temperature < 0:
+        raise ValueError(f"generate: temperature must be a finite number >= 0 (0: greedy), got {temperature!r}")
     if top_k is not None and not 1 <= top_k <= model.config.vocab_size:
         raise ValueError(f"generate: top_k must be in [1, vocab_size={model.config.vocab_size}], got {top_k}")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
+    if top_p is not None and not (np.isfinite(top_p) and 0.0 < top_p <= 1.0):
         raise ValueError(f"generate: top_p must be in (0, 1], got {top_p}")
     if temperature != 0 and rng is None:
         raise ValueError("generate: sampling (temperature > 0) needs rng=jax.random.key(...)")
