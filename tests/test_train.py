@@ -310,8 +310,12 @@ def test_checkpoint_corrupt_or_mismatched(tmp_path):
     for f in (tmp_path / "ck" / "5").rglob("*"):
         if f.is_file():
             f.write_bytes(b"garbage")
-    with Checkpointer(tmp_path / "ck") as ckpt, pytest.raises(ValueError, match=f"{tmp_path / 'ck' / '5'}.* could not be"):
-        ckpt.restore(small_state())
+    ck = tmp_path / "ck"
+    with Checkpointer(ck) as ckpt:
+        with pytest.raises(ValueError, match=f"no usable checkpoint in {ck}: step 5: its metadata cannot"):
+            ckpt.restore(small_state())
+        with pytest.raises(ValueError, match=f"checkpoint {ck / '5'} could not be restored: its metadata"):
+            ckpt.restore(small_state(), step=5)
 
 
 def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
