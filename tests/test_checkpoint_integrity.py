@@ -245,3 +245,42 @@ def test_checkpoint_without_digests_still_loads(tmp_path):
     with Checkpointer(directory) as ckpt, pytest.warns(CheckpointWarning, match="step 2 .*; using step 1"):
         state, _ = ckpt.restore(zeros_like_state())
         assert_trees_equal(state, state_for(1))
+
+
+# -- the trainer and load_run --------------------------------------------------------------------
+
+GPT_CONFIG = zoo.GPTConfig(vocab_size=32, block_size=16, num_layers=1, num_heads=2, features=16)
+TOKENS = np.tile(np.random.default_rng(0).permutation(30)[:11], 200).astype(np.int32)
+
+
+def test_resume_skips_a_corrupt_checkpoint_and_moves_it_aside(tmp_path):
+    cfg = TrainConfig(batch_size=8, max_steps=12, learning_rate=1e-2, min_learning_rate=1e-3, warmup_steps=0,
+                      eval_interval=12, eval_batches=1, log_interval=1, checkpoint_interval=4,
+                      keep_checkpoints=2)
+    run_dir, directory = tmp_path / "run", tmp_path / "run" / "checkpoints"
+
+    def run():
+        return train(zoo.GPT(GPT_CONFIG), GPT_CONFIG, cfg, TOKENS, TOKENS[:500], run_dir, progress=False)
+
+    run()
+    losses = {r["step"]: r["train_loss"] for r in read_metrics(run_dir) if "train_loss" in r}
+    target = abstract_train_state(zoo.GPT(GPT_CONFIG), cfg, model_config=GPT_CONFIG, mesh=make_mesh())
+    with Checkpointer(directory) as ckpt:
+        assert ckpt.all_steps() == [8, 12]
+        original, _ = ckpt.restore(target, step=12)
+    damaged = flip_array_bytes(directory / "12")  # e.g. opt_state/1/0/mu/decoder/layers/mlp/wi/kernel
+
+    with pytest.warns(CheckpointWarning, match=f"checkpoint step 12 in {directory} is corrupt "
+                                               f"\\(digest mismatch in {damaged}\\); moved it to "
+                                               f"{tmp_path / 'run' / 'checkpoints-corrupt' / '12'}; "
+                                               "resuming from step 8$"):
+        result = run()
+    assert result["steps_run"] == 4 and result["step"] == 12
+    resumed = {r["step"]: r["train_loss"] for r in read_metrics(run_dir) if "train_loss" in r}
+    assert resumed == losses  # steps 9..12 again, exactly
+    moved = tmp_path / "run" / "checkpoints-corrupt" / "12"
+    assert (moved / "state").is_dir() and data_files(moved)  # kept, not deleted
+    with Checkpointer(directory) as ckpt, no_warnings():
+        assert ckpt.all_steps() == [8, 12]
+        again, _ = ckpt.restore(target)  # the new step 12 verifies
+    assert_trees_equal(again, original)

@@ -351,8 +351,9 @@ def test_trainer_reports_corrupt_checkpoint(tmp_path):
     for f in (tmp_path / "c" / "checkpoints" / "2" / "state").rglob("*"):
         if f.is_file():
             f.write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="checkpoints/2 could not be restored"):
+    with pytest.raises(ValueError, match="no usable checkpoint in .*checkpoints: step 2: its arrays"):
         run(tmp_path, "c", cfg.replace(max_steps=4))
+    assert not (tmp_path / "c" / "checkpoints-corrupt").exists()  # nothing is moved when no step is usable
     with pytest.raises(ValueError, match="has checkpoints .*resume=False"):
         run(tmp_path, "c", cfg, resume=False)
 
