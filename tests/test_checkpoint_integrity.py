@@ -284,3 +284,42 @@ def test_resume_skips_a_corrupt_checkpoint_and_moves_it_aside(tmp_path):
         assert ckpt.all_steps() == [8, 12]
         again, _ = ckpt.restore(target)  # the new step 12 verifies
     assert_trees_equal(again, original)
+
+
+def make_run_dir(run_dir, steps_and_states):
+    cfg = TrainConfig(batch_size=8, max_steps=30, warmup_steps=0)
+    config = GPT_CONFIG.replace(vocab_size=257)
+    write_run_json(run_dir, family="gpt", preset="test", model=config, train=cfg)
+    ByteTokenizer().save(run_dir / "tokenizer")
+    state = init_train_state(zoo.GPT(config), cfg, model_config=config, mesh=make_mesh())
+    with Checkpointer(run_dir / "checkpoints") as ckpt:
+        for step, edit in steps_and_states:
+            ckpt.save(step, edit(state.replace(step=jnp.asarray(step, jnp.int32))), {"step": step})
+    return state
+
+
+def with_nan(state):
+    emb = state.params["wte"]["embedding"]
+    params = {**state.params, "wte": {"embedding": emb.at[0, :12].set(jnp.nan)}}
+    return state.replace(params=params)
+
+
+def test_load_run_refuses_nonfinite_params_and_falls_back_read_only(tmp_path):
+    run_dir = tmp_path / "runs" / "x"
+    state = make_run_dir(run_dir, [(15, lambda s: s), (30, with_nan)])
+    pattern = (f"{run_dir}: checkpoint step 30 has non-finite parameters "
+               r"\(params/wte/embedding: 12 NaN; 1 of \d+ arrays\); .*"
+               r"the other saved steps are \[15\]; zoo.load_run\(run_dir, step=N\) loads one$")
+    with pytest.raises(ValueError, match=pattern):
+        zoo.load_run(run_dir)
+    run = zoo.load_run(run_dir, step=15)
+    assert run.step == 15
+    assert_trees_equal(run.params, state.params)
+
+    # A damaged newest step: load_run warns, uses step 15, and moves nothing.
+    damaged = flip_array_bytes(run_dir / "checkpoints" / "30")
+    with pytest.warns(CheckpointWarning, match=r"checkpoint step 30 in .*checkpoints is corrupt "
+                                               f"\\(digest mismatch in {damaged}\\); using step 15$"):
+        run = zoo.load_run(run_dir)
+    assert run.step == 15
+    assert (run_dir / "checkpoints" / "30").is_dir() and not (run_dir / "checkpoints-corrupt").exists()
