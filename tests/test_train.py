@@ -315,8 +315,12 @@ def test_checkpoint_corrupt_or_mismatched(tmp_path):
     for f in (tmp_path / "ck" / "5").rglob("*"):
         if f.is_file():
             f.write_bytes(b"garbage")
-    with Checkpointer(tmp_path / "ck") as ckpt, pytest.raises(ValueError, match=f"{tmp_path / 'ck' / '5'}.* could not be"):
-        ckpt.restore(small_state())
+    ck = tmp_path / "ck"
+    with Checkpointer(ck) as ckpt:
+        with pytest.raises(ValueError, match=f"no usable checkpoint in {ck}: step 5: its metadata cannot"):
+            ckpt.restore(small_state())
+        with pytest.raises(ValueError, match=f"checkpoint {ck / '5'} could not be restored: its metadata"):
+            ckpt.restore(small_state(), step=5)
 
 
 def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
@@ -352,8 +356,9 @@ def test_trainer_reports_corrupt_checkpoint(tmp_path):
     for f in (tmp_path / "c" / "checkpoints" / "2" / "state").rglob("*"):
         if f.is_file():
             f.write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="checkpoints/2 could not be restored"):
+    with pytest.raises(ValueError, match="no usable checkpoint in .*checkpoints: step 2: its arrays"):
         run(tmp_path, "c", cfg.replace(max_steps=4))
+    assert not (tmp_path / "c" / "checkpoints-corrupt").exists()  # nothing is moved when no step is usable
     with pytest.raises(ValueError, match="has checkpoints .*resume is off"):
         run(tmp_path, "c", cfg, resume=False)
 

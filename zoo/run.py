@@ -16,7 +16,7 @@ Layout written by ``zoo pretrain``::
 
     RUN_DIR/run.json        family, preset, model and training configs, data spec, corpus info, zoo version
     RUN_DIR/tokenizer/      the tokenizer (zoo.data.load_tokenizer)
-    RUN_DIR/checkpoints/    orbax checkpoints (the latest is loaded)
+    RUN_DIR/checkpoints/    orbax checkpoints (the newest that reads and verifies is loaded)
     RUN_DIR/metrics.jsonl   one JSON object per logged step
     RUN_DIR/loss.png        the loss curves
 """
@@ -119,8 +119,14 @@ class Run:
     info: dict[str, Any]  # the rest of run.json
 
 
-def load_run(run_dir: str | Path) -> Run:
-    """Load a run's config, model, latest parameters and tokenizer."""
+def load_run(run_dir: str | Path, *, step: int | None = None) -> Run:
+    """Load a run's config, model, parameters and tokenizer.
+
+    The parameters are those of checkpoint ``step``, by default the newest
+    one that reads and passes its digests (a newer damaged one is skipped
+    with a :class:`~zoo.train.checkpoint.CheckpointWarning`; nothing on disk
+    is changed). Parameters with NaN or inf are refused with a ``ValueError``.
+    """
     from zoo.data import load_tokenizer  # noqa: PLC0415
 
     run_dir = Path(run_dir)
@@ -130,14 +136,49 @@ def load_run(run_dir: str | Path) -> Run:
     train_config = TrainConfig(**info["train"])
     model = model_for(family, config)
     tokenizer = load_tokenizer(run_dir / "tokenizer")
-    step, params = restore_params(run_dir / "checkpoints", model, config, train_config, _family(family).objective)
+    directory = run_dir / "checkpoints"
+    objective = _family(family).objective
+    step, params = restore_params(directory, model, config, train_config, objective, step=step)
+    problem = nonfinite_summary(params, prefix="params")
+    if problem:
+        from zoo.train.checkpoint import Checkpointer  # noqa: PLC0415
+
+        with Checkpointer(directory, create=False) as ckpt:
+            others = [s for s in ckpt.all_steps() if s != step]
+        hint = (f"the other saved steps are {others}; zoo.load_run(run_dir, step=N) loads one" if others
+                else "there is no other saved step")
+        raise ValueError(
+            f"{run_dir}: checkpoint step {step} has non-finite parameters ({problem}); the training diverged "
+            f"before it was saved, or the checkpoint is damaged; {hint}"
+        )
     return Run(run_dir, family, config, train_config, model, params, tokenizer, step, info)
 
 
+def nonfinite_summary(params: Any, prefix: str = "") -> str | None:
+    """None when every floating-point array in ``params`` is finite; else the first one with NaN or inf,
+    its counts, and how many arrays have any, e.g. ``params/wte/embedding: 12 NaN; 1 of 20 arrays``."""
+    import jax  # noqa: PLC0415
+    import jax.numpy as jnp  # noqa: PLC0415
+
+    from zoo.train.checkpoint import leaves_with_paths  # noqa: PLC0415
+
+    leaves = [(f"{prefix}/{path}" if prefix else path, x) for path, x in leaves_with_paths(params)
+              if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+    counts = jax.device_get([(jnp.isnan(x).sum(), jnp.isinf(x).sum()) for _, x in leaves])
+    bad = [(path, int(n), int(i)) for (path, _), (n, i) in zip(leaves, counts, strict=True) if n or i]
+    if not bad:
+        return None
+    path, n, i = bad[0]
+    what = ", ".join(part for part in (f"{n} NaN" * bool(n), f"{i} inf" * bool(i)) if part)
+    return f"{path}: {what}; {len(bad)} of {len(leaves)} arrays"
+
+
 def restore_params(
-    directory: Path, model: Any, config: Any, train_config: TrainConfig, objective: Any = None
+    directory: Path, model: Any, config: Any, train_config: TrainConfig, objective: Any = None, *,
+    step: int | None = None,
 ) -> tuple[int, Any]:
-    """(step, params) of the latest checkpoint in ``directory``, on the default devices."""
+    """(step, params) of checkpoint ``step`` in ``directory`` (default: the newest good one), on the
+    default devices. Read only: a damaged newer checkpoint is skipped with a warning, not moved."""
     from zoo.train.checkpoint import Checkpointer  # noqa: PLC0415
     from zoo.train.objectives import NEXT_TOKEN  # noqa: PLC0415
     from zoo.train.step import abstract_train_state, make_mesh  # noqa: PLC0415
@@ -148,5 +189,5 @@ def restore_params(
         raise FileNotFoundError(f"{directory}: no checkpoints (was the run started with `zoo pretrain`?)")
     target = abstract_train_state(model, train_config, model_config=config, mesh=make_mesh(), objective=objective)
     with Checkpointer(directory, keep=train_config.keep_checkpoints, create=False) as ckpt:
-        state, _ = ckpt.restore(target)
+        state, _ = ckpt.restore(target, step)
     return int(state.step), state.params

@@ -1,11 +1,12 @@
-"""Checkpoints: a thin wrapper around orbax-checkpoint's ``CheckpointManager``.
+"""Checkpoints: a thin wrapper around orbax-checkpoint's ``CheckpointManager``, with integrity checks.
 
 Layout (orbax's)::
 
     directory/
       1000/            one folder per saved step
         state/         the TrainState pytree (arrays, with their shapes and dtypes)
-        metadata/      JSON: the step, the run's config dicts, whatever the caller adds
+        metadata/      JSON: the step, the run's config dicts, whatever the caller adds,
+                       and the arrays' digests (under "integrity", see below)
       2000/
 
 Saves are synchronous (the train state is donated to the next step right
@@ -15,25 +16,98 @@ and deletes old steps (beyond ``keep``) only after that, so a save that fails
 half-way leaves the previous checkpoints as they were; its temporary folder
 is removed when the directory is next opened.
 
+Integrity. orbax 0.12 writes arrays as zarr (v2 by default) in an OCDBT
+database: the database's own index is checksummed, but the array chunks are
+not, so a flipped byte in a data file restores silently as garbage (or NaN).
+TensorStore has a zarr3 ``crc32c`` codec that would catch it, but orbax
+builds the codec chain itself (only the shard index gets ``crc32c``) and has
+no option to add one. So :meth:`Checkpointer.save` records, in the metadata
+item, a CRC-32 (``zlib.crc32``) of every array's bytes (C order,
+little-endian) with its shape and dtype::
+
+    "integrity": {"version": 1, "algorithm": "crc32",
+                  "arrays": {"params/wte/embedding": {"shape": [50304, 768], "dtype": "float32",
+                                                      "crc32": "8c1f03a2"}, ...}}
+
+and :meth:`Checkpointer.restore` recomputes them on the restored arrays
+(for a GPT-2-small train state, 1.5 GB with AdamW, about 0.8 s each way on
+two CPU cores: some 15% of the save or restore). An
+array that is not fully addressable by this process (multi-process sharding)
+is recorded with ``"skipped": REASON`` instead of a digest and is not
+verified; a multi-process version would add per-shard digests (each
+process hashing its addressable shards) to the same entry. Checkpoints
+written before digests existed restore without verification.
+
+Fallback. ``restore(target)`` (no explicit step) takes the newest step that
+can be read and verifies; each newer step that fails (digest mismatch,
+unreadable arrays or metadata, missing files) is reported by a one-line
+:class:`CheckpointWarning` naming it and the step used, and left on disk
+(:meth:`Checkpointer.move_aside` moves one away; the trainer does that when it
+resumes). When no step is usable the ``ValueError`` lists every step and why.
+A checkpoint whose recorded arrays do not match the target's structure or
+shapes (another model or optimizer) is an error at once, not a fallback.
+
 Errors name the path: a missing directory or step is a ``FileNotFoundError``,
 a checkpoint that cannot be read into the expected structure a
-``ValueError``, a failed save a ``RuntimeError`` (each chained ``from`` the
-orbax exception, which has the details).
+``ValueError`` (:class:`CorruptCheckpointError`, a ``ValueError``, when it is
+damaged), a failed save a ``RuntimeError`` (each chained ``from`` the orbax
+exception, which has the details).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+import warnings
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
-__all__ = ["Checkpointer", "latest_checkpoint_step"]
+__all__ = [
+    "CheckpointWarning",
+    "Checkpointer",
+    "CorruptCheckpointError",
+    "Restored",
+    "array_digests",
+    "latest_checkpoint_step",
+    "leaves_with_paths",
+    "verify_digests",
+]
 
 _STATE, _METADATA = "state", "metadata"
+INTEGRITY_KEY = "integrity"  # reserved key of the JSON metadata
+_INTEGRITY_VERSION = 1
+_ALGORITHM = "crc32"
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint step was skipped (corrupt or unreadable) in favour of an older one."""
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint step is damaged: its arrays or metadata cannot be read, or fail their digests."""
+
+    def __init__(self, directory: Path, step: int, reason: str):
+        self.directory, self.step, self.reason = directory, step, reason
+        super().__init__(f"checkpoint {directory / str(step)} could not be restored: {reason}")
+
+
+@dataclasses.dataclass
+class Restored:
+    """What :meth:`Checkpointer.restore_newest` gives back."""
+
+    step: int
+    state: Any
+    metadata: dict[str, Any]
+    skipped: list[tuple[int, str]]  # newer steps that failed, newest first, with why
+    verified: bool  # False for a checkpoint written without digests
 
 
 def _brief(e: BaseException, limit: int = 300) -> str:
@@ -47,8 +121,152 @@ def _abstract(tree: Any) -> Any:
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)), tree)
 
 
+# -- digests --------------------------------------------------------------------------
+
+
+def _key_name(k: Any) -> str:
+    for attr in ("key", "name", "idx"):
+        if hasattr(k, attr):
+            return str(getattr(k, attr))
+    return str(k)
+
+
+def leaves_with_paths(tree: Any) -> list[tuple[str, Any]]:
+    """(path, leaf) pairs in flattening order, the path written ``params/block_0/kernel``."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return [("/".join(_key_name(k) for k in path), x) for path, x in flat]
+
+
+def _dtype_name(x: Any) -> str:
+    return str(x.dtype)
+
+
+def _host_value(x: Any) -> np.ndarray:
+    """``x`` (fully addressable) as a NumPy array, read shard by shard: ``np.asarray`` on a ``jax.Array``
+    would keep the host copy cached on it (on an accelerator, a second copy of the whole state)."""
+    if not isinstance(x, jax.Array):
+        return np.asarray(x)
+    shards = [s for s in x.addressable_shards if s.replica_id == 0]
+    if len(shards) == 1:
+        return np.asarray(shards[0].data).reshape(x.shape)
+    out = np.empty(x.shape, x.dtype)
+    for s in shards:
+        out[s.index] = np.asarray(s.data)
+    return out
+
+
+def _crc32(x: Any) -> str:
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    a = _host_value(x)
+    if a.dtype.byteorder == ">":
+        a = a.astype(a.dtype.newbyteorder("<"))
+    return f"{zlib.crc32(np.ascontiguousarray(a).reshape(-1).view(np.uint8)):08x}"
+
+
+def _not_addressable(x: Any) -> bool:
+    return isinstance(x, jax.Array) and not x.is_fully_addressable
+
+
+_SKIP_NOT_ADDRESSABLE = "not fully addressable by this process (multi-process sharding); not verified"
+
+
+def array_digests(tree: Any) -> dict[str, Any]:
+    """The integrity record of a tree of arrays: ``{"version", "algorithm", "arrays": {path: entry}}``.
+
+    Each entry has the array's ``shape``, ``dtype`` and ``crc32`` (hex), or
+    ``skipped`` with the reason instead of a digest for an array this process
+    cannot read whole.
+    """
+    arrays = {}
+    for path, x in leaves_with_paths(tree):
+        if path in arrays:
+            raise ValueError(f"Checkpointer.save: two arrays of the state have the path {path!r}; expected "
+                             f"distinct paths (a key containing '/'?)")
+        entry: dict[str, Any] = {"shape": list(np.shape(x)), "dtype": _dtype_name(x)}
+        if _not_addressable(x):
+            entry["skipped"] = _SKIP_NOT_ADDRESSABLE
+        else:
+            entry[_ALGORITHM] = _crc32(x)
+        arrays[path] = entry
+    return {"version": _INTEGRITY_VERSION, "algorithm": _ALGORITHM, "arrays": arrays}
+
+
+def _malformed(record: Any) -> str | None:
+    """What is wrong with the form of an integrity record read back, or None."""
+    if not isinstance(record, dict) or not isinstance(record.get("arrays"), dict):
+        return f"its {INTEGRITY_KEY!r} metadata is not an object with an 'arrays' object"
+    for path, e in record["arrays"].items():
+        ok = (isinstance(e, dict) and isinstance(e.get("dtype"), str) and isinstance(e.get("shape"), list)
+              and all(isinstance(n, int) for n in e["shape"]))
+        if not ok:
+            return f"its {INTEGRITY_KEY!r} metadata entry for {path} is malformed ({e!r:.100})"
+    return None
+
+
+def _structure_mismatch(target: Any, record: dict[str, Any]) -> str | None:
+    """Why ``target``'s arrays cannot be those recorded (paths or shapes), or None."""
+    want = {path: list(np.shape(x)) for path, x in leaves_with_paths(target)}
+    saved = {path: e.get("shape") for path, e in record.get("arrays", {}).items()}
+    missing, extra = sorted(set(want) - set(saved)), sorted(set(saved) - set(want))
+    if missing or extra:
+        parts = [f"{len(missing)} expected arrays not saved (first: {missing[0]})"] if missing else []
+        parts += [f"{len(extra)} saved arrays not expected (first: {extra[0]})"] if extra else []
+        return "; ".join(parts)
+    for path in want:
+        if want[path] != saved[path]:
+            return f"{path} has shape {tuple(saved[path])} in the checkpoint, expected {tuple(want[path])}"
+    return None
+
+
+def verify_digests(tree: Any, record: dict[str, Any]) -> str | None:
+    """Check a restored tree against its integrity record: what is wrong, or None.
+
+    Arrays recorded as skipped, not fully addressable now, or hashed with an
+    algorithm this version does not know are not verified.
+    """
+    algorithm = record.get("algorithm")
+    arrays = record.get("arrays", {})
+    bad: list[str] = []
+    for path, x in leaves_with_paths(tree):
+        entry = arrays.get(path)
+        if entry is None:
+            return f"no digest recorded for {path}"
+        if list(np.shape(x)) != entry.get("shape") or _dtype_name(x) != entry.get("dtype"):
+            return (f"{path} restored with shape {tuple(np.shape(x))} dtype {_dtype_name(x)}, saved as "
+                    f"shape {tuple(entry.get('shape', ()))} dtype {entry.get('dtype')}")
+        if algorithm != _ALGORITHM or _ALGORITHM not in entry or _not_addressable(x):
+            continue
+        if _crc32(x) != entry[_ALGORITHM]:
+            bad.append(path)
+    if bad:
+        more = f" and {len(bad) - 1} more array{'s' if len(bad) > 2 else ''}" if len(bad) > 1 else ""
+        return f"digest mismatch in {bad[0]}{more}"
+    return None
+
+
+def _as_saved_dtypes(abstract: Any, record: dict[str, Any]) -> Any:
+    """``abstract`` with each array's dtype as saved, so that what is read can be checked against its digest
+    (the restored state is cast to the target's dtypes afterwards)."""
+    saved = {path: e.get("dtype") for path, e in record["arrays"].items()}
+    leaves, treedef = jax.tree.flatten(abstract)
+    out = []
+    for (path, _), x in zip(leaves_with_paths(abstract), leaves, strict=True):
+        if str(x.dtype) != saved[path]:
+            with contextlib.suppress(TypeError):  # a dtype this JAX does not know: let orbax cast
+                x = jax.ShapeDtypeStruct(x.shape, jnp.dtype(saved[path]), sharding=x.sharding)
+        out.append(x)
+    return jax.tree.unflatten(treedef, out)
+
+
+# -- the checkpointer ------------------------------------------------------------------
+
+
 def latest_checkpoint_step(directory: str | os.PathLike) -> int | None:
-    """The newest complete checkpoint step in ``directory``, or None when there is none (or no directory)."""
+    """The newest complete checkpoint step in ``directory``, or None when there is none (or no directory).
+
+    Complete means fully written; it is not read or verified (``Checkpointer.restore`` does that).
+    """
     path = Path(directory)
     if not path.is_dir():
         return None
@@ -61,7 +279,7 @@ class Checkpointer:
 
     >>> with Checkpointer(run_dir / "checkpoints", keep=2) as ckpt:    # doctest: +SKIP
     ...     ckpt.save(step, state, {"step": step, "train_config": {...}})
-    ...     state, metadata = ckpt.restore(state)                    # latest step
+    ...     state, metadata = ckpt.restore(state)                    # the newest good step
     """
 
     def __init__(self, directory: str | os.PathLike, *, keep: int = 2, create: bool = True):
@@ -110,16 +328,19 @@ class Checkpointer:
     # -- save and restore -------------------------------------------------------------
 
     def save(self, step: int, state: Any, metadata: dict[str, Any]) -> bool:
-        """Save ``state`` (a pytree of arrays) and JSON-able ``metadata`` as ``step``.
+        """Save ``state`` (a pytree of arrays) and JSON-able ``metadata`` as ``step``, with the digests.
 
         Returns False, saving nothing, when ``step`` is already saved. On
         failure raises ``RuntimeError``; the earlier checkpoints are untouched.
         """
         step = int(step)
+        if INTEGRITY_KEY in metadata:
+            raise ValueError(f"Checkpointer.save: metadata key {INTEGRITY_KEY!r} is reserved (the digests)")
         if step in self.all_steps():
             return False
+        metadata = {**metadata, INTEGRITY_KEY: array_digests(state)}
         args = ocp.args.Composite(
-            **{_STATE: ocp.args.StandardSave(state), _METADATA: ocp.args.JsonSave(dict(metadata))}
+            **{_STATE: ocp.args.StandardSave(state), _METADATA: ocp.args.JsonSave(metadata)}
         )
         try:
             self._manager.save(step, args=args, force=True)
@@ -135,35 +356,142 @@ class Checkpointer:
             ) from e
         return True
 
+    def _read_metadata(self, step: int) -> dict[str, Any]:
+        """The step's JSON metadata, integrity record included; CorruptCheckpointError when unreadable."""
+        try:
+            args = ocp.args.Composite(**{_METADATA: ocp.args.JsonRestore()})
+            metadata = self._manager.restore(step, args=args)[_METADATA]
+        except Exception as e:
+            reason = f"its metadata cannot be read ({_brief(e)})"
+            raise CorruptCheckpointError(self.directory, step, reason) from e
+        if metadata is None:
+            return {}
+        if not isinstance(metadata, dict):
+            reason = f"its metadata is a {type(metadata).__name__}, expected a JSON object"
+            raise CorruptCheckpointError(self.directory, step, reason)
+        return dict(metadata)
+
+    def _restore_step(
+        self, target: Any, step: int, check_metadata: Callable[[int, dict[str, Any]], None] | None = None
+    ) -> tuple[Any, dict[str, Any], bool]:
+        """(state, metadata, verified) of ``step``; CorruptCheckpointError when it is damaged."""
+        metadata = self._read_metadata(step)
+        record = metadata.pop(INTEGRITY_KEY, None)
+        if check_metadata is not None:
+            check_metadata(step, metadata)
+        abstract = abstract_target = _abstract(target)
+        if record is not None:
+            malformed = _malformed(record)
+            if malformed:
+                raise CorruptCheckpointError(self.directory, step, malformed)
+            mismatch = _structure_mismatch(target, record)
+            if mismatch:
+                raise ValueError(
+                    f"checkpoint {self.directory / str(step)} could not be restored: it was written for a "
+                    f"different model or optimizer ({mismatch})"
+                )
+            abstract = _as_saved_dtypes(abstract, record)
+        args = ocp.args.Composite(**{_STATE: ocp.args.StandardRestore(abstract)})
+        try:
+            state = self._manager.restore(step, args=args)[_STATE]
+        except Exception as e:
+            reason = f"its arrays cannot be read ({_brief(e)})"
+            if record is None:  # no record to tell a damaged checkpoint from another model's
+                reason += "; it is corrupt or was written for a different model or optimizer"
+            raise CorruptCheckpointError(self.directory, step, reason) from e
+        if record is None:
+            return state, metadata, False
+        failure = verify_digests(state, record)
+        if failure:
+            raise CorruptCheckpointError(self.directory, step, failure)
+        # Cast arrays read with their saved dtype to the target's.
+        state = jax.tree.map(lambda x, t: x if x.dtype == t.dtype else x.astype(t.dtype),
+                             state, abstract_target)
+        return state, metadata, True
+
+    def restore_newest(
+        self, target: Any, *, check_metadata: Callable[[int, dict[str, Any]], None] | None = None
+    ) -> Restored:
+        """The newest step that can be read and passes its digests, and the newer ones that failed.
+
+        Warns nothing (the caller reports ``skipped``) and changes nothing on
+        disk. ``check_metadata(step, metadata)``, when given, is called for
+        each step tried before its arrays are read; what it raises propagates
+        (a refusal, not a fallback). Raises ``FileNotFoundError`` when there
+        is no checkpoint, ``ValueError`` listing every step and why when none
+        is usable.
+        """
+        steps = self.all_steps()
+        if not steps:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        skipped: list[tuple[int, str]] = []
+        for step in reversed(steps):
+            try:
+                state, metadata, verified = self._restore_step(target, step, check_metadata)
+            except CorruptCheckpointError as e:
+                skipped.append((step, e.reason))
+                continue
+            return Restored(step, state, metadata, skipped, verified)
+        listing = "; ".join(f"step {s}: {reason}" for s, reason in skipped)
+        raise ValueError(
+            f"no usable checkpoint in {self.directory}: {listing}. Nothing was changed on disk; move the "
+            f"damaged steps away (or delete them) to start over"
+        )
+
     def restore(self, target: Any, step: int | None = None) -> tuple[Any, dict[str, Any]]:
-        """(state, metadata) of ``step`` (default: the latest), with ``target``'s structure and shardings.
+        """(state, metadata) of ``step``, with ``target``'s structure and shardings.
 
         ``target`` is a state of the expected structure (arrays or
-        ``jax.ShapeDtypeStruct`` with shardings); it is only read.
+        ``jax.ShapeDtypeStruct`` with shardings); it is only read. Without
+        ``step``: the newest step that reads and verifies, with a
+        :class:`CheckpointWarning` for each newer one skipped (see the
+        module docstring). With ``step``: that step, or a ``ValueError``
+        (:class:`CorruptCheckpointError` when it is damaged).
         """
-        step = self._resolve(step)
-        args = ocp.args.Composite(
-            **{_STATE: ocp.args.StandardRestore(_abstract(target)), _METADATA: ocp.args.JsonRestore()}
-        )
-        try:
-            restored = self._manager.restore(step, args=args)
-        except Exception as e:
-            raise ValueError(
-                f"checkpoint {self.directory / str(step)} could not be restored: it is corrupt or was "
-                f"written for a different model or optimizer ({_brief(e)})"
-            ) from e
-        return restored[_STATE], dict(restored[_METADATA] or {})
+        if step is not None:
+            state, metadata, _ = self._restore_step(target, self._resolve(step))
+            return state, metadata
+        found = self.restore_newest(target)
+        for bad, reason in found.skipped:
+            warnings.warn(
+                f"checkpoint step {bad} in {self.directory} is corrupt ({reason}); using step {found.step}",
+                CheckpointWarning, stacklevel=2,
+            )
+        return found.state, found.metadata
 
     def metadata(self, step: int | None = None) -> dict[str, Any]:
-        """The JSON metadata saved with ``step`` (default: the latest)."""
+        """The JSON metadata saved with ``step`` (default: the latest), without the integrity record.
+
+        Only the metadata is read: the arrays are not checked.
+        """
         step = self._resolve(step)
         try:
-            restored = self._manager.restore(step, args=ocp.args.Composite(**{_METADATA: ocp.args.JsonRestore()}))
-        except Exception as e:
+            metadata = self._read_metadata(step)
+        except CorruptCheckpointError as e:
             raise ValueError(
-                f"checkpoint metadata {self.directory / str(step) / _METADATA} could not be read ({_brief(e)})"
+                f"checkpoint metadata {self.directory / str(step) / _METADATA} could not be read ({e.reason})"
             ) from e
-        return dict(restored[_METADATA] or {})
+        metadata.pop(INTEGRITY_KEY, None)
+        return metadata
+
+    def move_aside(self, step: int, destination: str | os.PathLike) -> Path:
+        """Move step ``step``'s folder into ``destination`` (as ``destination/STEP``, or ``STEP.1``, ...
+        when that exists), so the step can be saved again; nothing is deleted. Returns the new path."""
+        source = self.directory / str(step)
+        destination = Path(destination)
+        target = destination / str(step)
+        n = 0
+        while target.exists():
+            n += 1
+            target = destination / f"{step}.{n}"
+        try:
+            destination.mkdir(parents=True, exist_ok=True)
+            source.rename(target)
+        except OSError as e:
+            raise RuntimeError(f"could not move checkpoint {source} to {target} ({_brief(e)}); "
+                               f"move it yourself") from e
+        self._manager.reload()
+        return target
 
     def close(self) -> None:
         self._manager.close()

@@ -11,7 +11,9 @@ the end), where it fetches the per-step losses and flags. The next batch is
 sampled and transferred while the device runs the current step.
 
     RUN_DIR/
-      checkpoints/<step>/   orbax checkpoints (state + JSON metadata), newest keep_checkpoints
+      checkpoints/<step>/   orbax checkpoints (state + JSON metadata with the arrays' digests),
+                             the newest keep_checkpoints
+      checkpoints-corrupt/<step>/  checkpoints that failed verification on resume, moved aside (never deleted)
       metrics.jsonl          one JSON object per log/eval line (see zoo.train.metrics)
       loss.png               train and validation loss against the step
 
@@ -33,6 +35,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +47,7 @@ from tqdm.auto import tqdm
 
 from zoo._version import __version__
 from zoo.errors import NonFiniteError, TrainingInterrupted
-from zoo.train.checkpoint import Checkpointer
+from zoo.train.checkpoint import Checkpointer, CheckpointWarning
 from zoo.train.config import TrainConfig
 from zoo.train.lock import RunLock
 from zoo.train.metrics import append_metrics, peak_flops, plot_losses, read_metrics, truncate_metrics
@@ -65,6 +68,7 @@ logger = logging.getLogger("zoo.train")
 
 EVAL_SEED = 1_000_003  # the evaluation batches' seed, the same in every run
 CHECKPOINT_DIR = "checkpoints"
+CORRUPT_CHECKPOINT_DIR = "checkpoints-corrupt"  # damaged checkpoints found on resume are moved here
 
 GetBatch = Callable[..., tuple[np.ndarray, np.ndarray]]
 
@@ -147,6 +151,31 @@ def _finite_or_none(x: float | None) -> float | None:
 def _config_mismatch(saved: dict[str, Any], given: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """The fields whose values differ, as (saved, given)."""
     return {k: (saved.get(k), given.get(k)) for k in sorted(set(saved) | set(given)) if saved.get(k) != given.get(k)}
+
+
+def _resume(
+    ckpt: Checkpointer, state: TrainState, model_config: dict[str, Any], corrupt_dir: Path
+) -> tuple[TrainState, int]:
+    """The newest good checkpoint's state and step. Newer steps that are damaged are moved into
+    ``corrupt_dir`` (so that the resumed run can save those steps again), each with a warning."""
+
+    def check(step: int, metadata: dict[str, Any]) -> None:
+        saved = metadata.get("model_config", {})
+        if saved != model_config:
+            raise ValueError(
+                f"train: checkpoint {ckpt.directory / str(step)} was written for another model config; "
+                f"differences (saved, given): {_config_mismatch(saved, model_config)}"
+            )
+
+    found = ckpt.restore_newest(state, check_metadata=check)
+    for bad, reason in found.skipped:
+        moved = ckpt.move_aside(bad, corrupt_dir)
+        warnings.warn(
+            f"checkpoint step {bad} in {ckpt.directory} is corrupt ({reason}); moved it to {moved}; "
+            f"resuming from step {found.step}",
+            CheckpointWarning, stacklevel=3,
+        )
+    return found.state, found.step
 
 
 # -- metrics records (pure) --------------------------------------------------------------
@@ -368,6 +397,10 @@ def train(
         to the ``zoo.train`` logger).
       resume: continue from the latest checkpoint in ``run_dir/checkpoints`` if
         there is one. With False, a ``run_dir`` that has checkpoints is an error.
+        A newer checkpoint that is damaged (its arrays fail their digests or
+        cannot be read) is moved to ``run_dir/checkpoints-corrupt/<step>`` with
+        a :class:`~zoo.train.checkpoint.CheckpointWarning`, and the run resumes
+        from the newest good one; when none is good, a ``ValueError`` lists them.
       metadata: JSON-able extras saved with every checkpoint (e.g. tokenizer).
       devices: the devices to train on, data parallel (default: all).
       initial_params: parameters to start from instead of a fresh
@@ -432,13 +465,8 @@ def train(
         state = init_train_state(model, cfg, model_config=model_config, mesh=mesh, objective=objective,
                                  params=initial_params if latest is None else None)
         if latest is not None:
-            saved = ckpt.metadata(latest).get("model_config", {})
-            if saved != checkpoint_meta["model_config"]:
-                raise ValueError(
-                    f"train: checkpoint {ckpt.directory / str(latest)} was written for another model config; "
-                    f"differences (saved, given): {_config_mismatch(saved, checkpoint_meta['model_config'])}"
-                )
-            state, _ = ckpt.restore(state, latest)
+            corrupt_dir = run_dir / CORRUPT_CHECKPOINT_DIR
+            state, latest = _resume(ckpt, state, checkpoint_meta["model_config"], corrupt_dir)
             say(f"resumed from checkpoint {ckpt.directory / str(latest)}")
         start_step = int(state.step)
         truncate_metrics(run_dir, start_step if latest is not None else -1)
