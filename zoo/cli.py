@@ -115,7 +115,8 @@ COMMANDS = Group(
             },
         ),
         "sample": Command("zoo.commands:sample_main", "print continuations of a prompt: zoo sample RUN_DIR --prompt TEXT"),
-        "eval": Command("zoo.commands:eval_main", "validation loss and perplexity of a run: zoo eval RUN_DIR"),
+        "eval": Command("zoo.commands:eval_main", "evaluate a run of any family on held-out data: zoo eval "
+                        "RUN_DIR [--data SPEC]"),
     },
 )
 

@@ -1,11 +1,12 @@
 """The ``zoo`` subcommands that build a config and call the library (``zoo.cli`` dispatches to them).
 
     zoo pretrain gpt|lstm|gru|rnn|mingru ...   language models        (zoo.commands.lm)
-    zoo sample RUN_DIR / zoo eval RUN_DIR
+    zoo sample RUN_DIR
     zoo pretrain bert ...                      masked-LM pretraining  (zoo.commands.bert)
     zoo fill-mask RUN_DIR "text with [MASK]" / zoo finetune RUN_DIR ...
     zoo pretrain seq2seq ...                   translation            (zoo.commands.seq2seq)
     zoo translate RUN_DIR "input"
+    zoo eval RUN_DIR                           any family             (zoo.commands.evaluate)
 
 Modules import JAX and the models only when their command runs.
 """
@@ -39,6 +40,6 @@ def sample_main(argv: Sequence[str], prog: str = "zoo sample") -> int:
 
 
 def eval_main(argv: Sequence[str], prog: str = "zoo eval") -> int:
-    from zoo.commands.lm import eval_main as main  # noqa: PLC0415
+    from zoo.commands.evaluate import eval_main as main  # noqa: PLC0415
 
     return main(argv, prog)

@@ -209,27 +209,6 @@ def _classification_batch(encoded, batch_size, block_size, *, seed, step):
     return classification_batch(encoded, batch_size, seed=seed, step=step)
 
 
-def evaluate_classifier(run, encoded, batch_size: int = 64) -> float:
-    """Accuracy of a classifier run on every example of ``encoded`` (from ``encode_examples``)."""
-    import jax  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
-
-    from zoo.data.labeled import eval_batches  # noqa: PLC0415
-
-    @jax.jit
-    def predict(params, batch):
-        logits = run.model.apply({"params": params}, batch["ids"], segment_ids=batch["segment_ids"],
-                                 seq_lengths=batch["seq_lengths"])  # (B, L)
-        return logits.argmax(-1)
-
-    correct = total = 0.0
-    for batch in eval_batches(encoded, batch_size):
-        pred = np.asarray(predict(run.params, {k: batch[k] for k in ("ids", "segment_ids", "seq_lengths")}))
-        correct += float(((pred == batch["labels"]) * batch["weights"]).sum())
-        total += float(batch["weights"].sum())
-    return correct / total
-
-
 def finetune_main(argv: Sequence[str], prog: str = "zoo finetune") -> int:
     """``zoo finetune RUN_DIR --data ... --label-column ...``: fine-tune a pretrained BERT for sequence
     classification; prints the accuracy on the held-out split."""
@@ -238,6 +217,7 @@ def finetune_main(argv: Sequence[str], prog: str = "zoo finetune") -> int:
     import flax.linen as nn  # noqa: PLC0415
     import jax  # noqa: PLC0415
 
+    from zoo.commands.evaluate import evaluate_classifier  # noqa: PLC0415
     from zoo.data.labeled import encode_examples, load_labeled  # noqa: PLC0415
     from zoo.models.bert import SEQUENCE_CLASSIFICATION, BERTForSequenceClassification  # noqa: PLC0415
     from zoo.models.bert import transfer_encoder  # noqa: PLC0415
@@ -292,7 +272,7 @@ def finetune_main(argv: Sequence[str], prog: str = "zoo finetune") -> int:
               get_batch=_classification_batch, progress=args.progress, resume=True, initial_params=params,
               metadata={"family": "bert-classifier"})
     run = load_run(out)
-    accuracy = evaluate_classifier(run, val_data)
+    accuracy = evaluate_classifier(run, val_data)["accuracy"]
     counts = {label: sum(ex.label == label for ex in labeled.validation) for label in labeled.labels}
     majority = max(counts.values()) / len(labeled.validation)
     print(f"validation accuracy {accuracy:.4f} on {len(labeled.validation):,} held-out examples "

@@ -1,10 +1,10 @@
-"""The ``zoo pretrain``, ``zoo sample`` and ``zoo eval`` commands: build a config, call the library.
+"""The ``zoo pretrain`` and ``zoo sample`` commands for language models: build a config, call the library.
 
     zoo pretrain gpt --preset quickstart --out runs/quick
     zoo pretrain lstm --preset shakespeare-char-cpu --data shakespeare.txt --out runs/lstm
     zoo pretrain gpt --preset nano --model.num-layers 3 --train.max-steps 100   # any config field
     zoo sample runs/quick --prompt "def main(" --max-new-tokens 200
-    zoo eval runs/quick
+    zoo eval runs/quick                                   # zoo.commands.evaluate
 
 A preset (``zoo.presets``) sets the model and training configs together;
 every field can be overridden on the command line (tyro), except the
@@ -24,16 +24,14 @@ from typing import Literal, Sequence
 import tyro
 
 from zoo import presets
-from zoo.commands.common import cache_dir as _cache_dir
 from zoo.commands.common import check_out_path, check_same_run, claim_run_dir, corpus_tokens, fit_warmup
-from zoo.commands.common import fail as _fail
 from zoo.commands.common import load_text_corpus, notice, parse_preset_args, process_elapsed_s
 from zoo.models.gpt import GPTConfig
 from zoo.models.rnn_lm import RNNLMConfig
 from zoo.train.config import TrainConfig
 from zoo.commands.common import parse_flags
 
-__all__ = ["pretrain_main", "sample_main", "eval_main"]
+__all__ = ["pretrain_main", "sample_main"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,47 +224,3 @@ def sample_main(argv: Sequence[str], prog: str = "zoo sample") -> int:
 
 _OTHER_COMMANDS = {"bert": "; for BERT use zoo fill-mask", "seq2seq": "; for seq2seq use zoo translate",
                    "bert-classifier": "; a classifier does not generate text"}
-
-@dataclasses.dataclass(frozen=True)
-class EvalArgs:
-    run_dir: tyro.conf.Positional[Path]
-    data: str | None = None  # default: the run's own corpus (its validation split)
-    batches: int = 50  # random windows of block_size tokens, batch_size rows each
-    seed: int = 1234
-
-
-def eval_main(argv: Sequence[str], prog: str = "zoo eval") -> int:
-    """``zoo eval RUN_DIR``: validation loss, perplexity and bits per token of a run's latest checkpoint."""
-    args = parse_flags(EvalArgs, args=list(argv), prog=prog, description=eval_main.__doc__)
-    import math  # noqa: PLC0415
-
-    import numpy as np  # noqa: PLC0415
-
-    from zoo import data  # noqa: PLC0415
-    from zoo.run import load_run  # noqa: PLC0415
-    from zoo.train.step import make_eval_step, make_mesh  # noqa: PLC0415
-
-    try:
-        run = load_run(args.run_dir)
-        spec = args.data or run.info.get("data", "stdlib")
-        corpus = data.load_corpus(spec, text_column=run.info.get("text_column", "text"))
-        tokens = data.tokenize_corpus(corpus, run.tokenizer, cache_dir=_cache_dir(None))
-        t, b = run.config.block_size, run.train_config.batch_size
-        windows = [data.get_batch(tokens.val, b, t, seed=args.seed, step=i, split="val") for i in range(args.batches)]
-    except (ValueError, FileNotFoundError) as e:
-        return _fail(prog, str(e))
-    mesh = make_mesh(None)
-    n = mesh.devices.size
-    b_used = b - b % n or n
-    xs = np.stack([x[:b_used] for x, _ in windows])  # (N, B, T)
-    ys = np.stack([y[:b_used] for _, y in windows])
-    loss = float(make_eval_step(run.model, mesh)(run.params, {"inputs": xs, "targets": ys})["loss"])
-    chars = tokens.info.get("corpus", {}).get("val_characters")
-    per_char = ""
-    if chars:
-        bits_per_char = loss / math.log(2) * len(tokens.val) / chars
-        per_char = f", {bits_per_char:.4f} bits per character"
-    print(f"{args.run_dir} (step {run.step}) on {spec}: val loss {loss:.4f} nats/token, perplexity "
-          f"{math.exp(loss):.3f}, {loss / math.log(2):.4f} bits per token{per_char} "
-          f"({args.batches} x {b_used} windows of {t})")
-    return 0

@@ -162,7 +162,8 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
                            settings=settings, data=args.data,
                            columns={"source": args.source_column, "target": args.target_column},
                            pairs={**info, "train": len(train_pairs) - dropped, "val": len(val_pairs) - val_dropped,
-                                  "dropped_too_long": dropped + val_dropped})
+                                  "dropped_too_long": dropped + val_dropped},
+                           evaluation={"examples": args.eval_examples, "beam_size": args.beam_size})
 
         print(f"seq2seq/{preset.name}: {args.data}: {len(train_pairs) - dropped:,} train and "
               f"{len(val_pairs) - val_dropped:,} held-out pairs ({tokenizer.kind} tokenizer, vocabulary "
@@ -171,17 +172,15 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
         result = train(Seq2SeqTransformer(config), config, train_config, train_data, val_data, run_dir,
                        objective=TRANSLATION, get_batch=_rows, progress=args.progress, resume=True,
                        metadata={"family": "seq2seq", "preset": preset.name})
-    run = load_run(run_dir)
-    pairs = [p for p in val_pairs[: args.eval_examples]]
-    predictions = translate(run, [s for s, _ in pairs], beam_size=args.beam_size)
-    from zoo.data.translation import exact_match  # noqa: PLC0415
+    from zoo.commands.evaluate import pairs_that_fit, translation_exact_match  # noqa: PLC0415
 
-    em = exact_match(predictions, [t for _, t in pairs])
-    wrong = [(s, p, t) for (s, t), p in zip(pairs, predictions) if p.strip() != t.strip()][:3]
+    run = load_run(run_dir)
+    pairs = pairs_that_fit(val_pairs, tokenizer, config)[: args.eval_examples]  # what zoo eval decodes too
+    em, wrong = translation_exact_match(run, pairs, beam_size=args.beam_size)
     print(f"done: step {result.get('step')}, val loss {result.get('val_loss', float('nan')):.4f}, held-out exact "
           f"match {em:.4f} on {len(pairs)} pairs (beam {args.beam_size}), {process_elapsed_s():.1f} s since the "
           f"process started", flush=True)
-    for s, p, t in wrong:
+    for s, p, t in wrong[:3]:
         print(f"  wrong: {s!r} -> {p!r} (expected {t!r})")
     return 0
 

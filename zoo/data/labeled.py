@@ -71,6 +71,7 @@ __all__ = [
     "classification_batch",
     "encode_examples",
     "eval_batches",
+    "load_examples",
     "load_labeled",
     "longest_first",
 ]
@@ -153,6 +154,15 @@ def load_labeled(
     info = {"spec": spec, **info, "train_examples": len(train), "val_examples": len(val), "labels": labels,
             "pairs": train[0].text_pair is not None}
     return LabeledData(train, val, labels, info)
+
+
+def load_examples(spec: str, *, text_column: str = "text", label_column: str = "label",
+                  text_pair_column: str | None = None) -> list[Example]:
+    """Every row of one labeled file (``.csv``, ``.json``, ``.jsonl``, ``.parquet``) as Examples, in order,
+    nothing held out: a test set. Errors as :func:`load_labeled`'s."""
+    if not isinstance(spec, str) or not spec or spec.startswith(("hf:", "synthetic:")):
+        raise ValueError(f"labeled data spec {spec!r}: expected a .csv/.json/.jsonl/.parquet file")
+    return _load_file(spec, (text_column, text_pair_column, label_column))
 
 
 def holdout(examples: list, val_fraction: float, seed: int) -> tuple[list, list]:

@@ -59,10 +59,11 @@ from zoo.train.step import (
     make_eval_step,
     make_mesh,
     make_train_step,
+    replicated_sharding,
     shard_batch,
 )
 
-__all__ = ["CHECKPOINT_DIR", "EVAL_SEED", "random_windows", "train"]
+__all__ = ["CHECKPOINT_DIR", "EVAL_SEED", "evaluate_batches", "evaluation_batches", "random_windows", "train"]
 
 logger = logging.getLogger("zoo.train")
 
@@ -355,10 +356,42 @@ class _Loop:
         return TrainingInterrupted(at, self.ckpt.directory / str(at))
 
 
+def evaluation_batches(
+    get_batch: GetBatch, data: Any, train_config: TrainConfig, block_size: int, *, num_batches: int | None = None,
+    seed: int = EVAL_SEED,
+) -> dict[str, np.ndarray]:
+    """The evaluation batches of one split, on the host: ``{name: (N, B, ...)}``.
+
+    Batch i is ``get_batch(data, batch_size, block_size, seed=seed, step=i)``
+    for i < N (default N: ``train_config.eval_batches``). With the defaults
+    these are the batches :func:`train` evaluates on (``zoo eval`` reuses them).
+    """
+    n = train_config.eval_batches if num_batches is None else num_batches
+    if n < 1:
+        raise ValueError(f"evaluation_batches: num_batches={n}; expected at least 1")
+    batches = [_host_batch(get_batch, data, train_config, block_size, seed=seed, step=i) for i in range(n)]
+    return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+
+
+def evaluate_batches(
+    model: nn.Module, params: Any, batches: dict[str, np.ndarray], objective: Objective = NEXT_TOKEN,
+    devices: Sequence[jax.Device] | None = None,
+) -> dict[str, float]:
+    """The objective's ``loss`` and metrics on ``batches`` ``{name: (N, B, ...)}`` (means over the N batches):
+    the compiled evaluation step of :func:`train`, rows sharded over ``devices`` (default: all; one when B
+    does not split evenly over them)."""
+    mesh = make_mesh(devices)
+    rows = next(iter(batches.values())).shape[1]
+    if rows % mesh.devices.size:
+        mesh = make_mesh(list(mesh.devices.flat[:1]))
+    params = jax.device_put(params, replicated_sharding(mesh))
+    out = make_eval_step(model, mesh, objective)(params, jax.device_put(batches, batch_sharding(mesh)))
+    return {k: float(v) for k, v in jax.device_get(out).items()}
+
+
 def _eval_data(get_batch: GetBatch, data: Any, cfg: TrainConfig, block_size: int, mesh) -> dict[str, jax.Array]:
     """The fixed evaluation batches of one split on the devices: {name: (eval_batches, B, ...)}."""
-    batches = [_host_batch(get_batch, data, cfg, block_size, seed=EVAL_SEED, step=i) for i in range(cfg.eval_batches)]
-    return jax.device_put({k: np.stack([b[k] for b in batches]) for k in batches[0]}, batch_sharding(mesh))
+    return jax.device_put(evaluation_batches(get_batch, data, cfg, block_size), batch_sharding(mesh))
 
 
 def train(
