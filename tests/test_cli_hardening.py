@@ -187,3 +187,20 @@ def test_runtime_errors_are_worded_for_the_command_line():
     except RuntimeError as e:
         message, code = describe_error(e)
     assert code == 1 and message.startswith("no space left on device while writing runs/x/checkpoints/30/state")
+
+
+def test_a_corrupt_checkpoint_falls_back_in_one_line(work):
+    proc = zoo_cmd(*NANO, "--data", "a.txt", "--out", "ck", "--train.max-steps", "4", "--train.checkpoint-interval",
+                   "2", cwd=work)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for f in (work / "ck" / "checkpoints" / "4" / "state").rglob("*"):
+        if f.is_file() and f.stat().st_size > 1000:  # array data, not orbax's small metadata files
+            f.write_bytes(b"\0" * f.stat().st_size)
+    proc = zoo_cmd("sample", "ck", "--max-new-tokens", "4", cwd=work)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    warning, = proc.stderr.splitlines()
+    assert warning.startswith("zoo sample: warning: checkpoint step 4 in ") and "using step 2" in warning
+    for f in (work / "ck" / "checkpoints" / "2" / "state").rglob("*"):
+        if f.is_file() and f.stat().st_size > 1000:
+            f.write_bytes(b"\0" * f.stat().st_size)
+    one_line_error(zoo_cmd("sample", "ck", cwd=work), 2, "no usable checkpoint", "step 4", "step 2")

@@ -24,6 +24,7 @@ import re
 import shlex
 import sys
 import threading
+import warnings
 from typing import Callable, Sequence, Union
 
 from zoo._version import __version__
@@ -170,6 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = _prog(argv)
     if not debug:
         _quiet_libraries()
+        # A warning (a checkpoint skipped as corrupt, say) is one line too, without Python's source line.
+        warnings.showwarning = lambda message, category, *args, **kwargs: print(
+            f"{prog}: warning: {message}", file=sys.stderr, flush=True)
     try:
         return dispatch(COMMANDS, argv, "zoo", top=True)
     except KeyboardInterrupt as e:
