@@ -15,20 +15,6 @@ if "xla_force_host_platform_device_count" not in _flags:
 if "xla_backend_optimization_level" not in os.environ["XLA_FLAGS"]:
     os.environ["XLA_FLAGS"] += " --xla_backend_optimization_level=0"
 
-# XLA's compilations persist for the whole test run, shared by the xdist workers and by the `zoo`
-# commands the CLI tests start in subprocesses (they inherit the environment): most of them compile
-# the same nano models. One directory per run, named after pytest's main process (an xdist worker's
-# parent), which removes it at exit.
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-    import atexit
-    import shutil
-    import tempfile
-
-    _main = os.getppid() if "PYTEST_XDIST_WORKER" in os.environ else os.getpid()
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), f"zoo-tests-xla-cache-{_main}")
-    if "PYTEST_XDIST_WORKER" not in os.environ:
-        atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 # ---------------------------------------------------------------------------
 # Shared helpers for the recurrent-layer tests (imported after the flags above).
@@ -42,6 +28,23 @@ import numpy as np
 import pytest
 
 import zoo
+
+# The processes the tests start (`zoo` commands, benchmark workers, notebook kernels) share one
+# persistent XLA compilation cache per test run: most of them compile the same nano models. They
+# inherit it through the environment, set here after JAX was imported, so this process itself keeps
+# its in-memory cache only (writing every small compilation to disk made in-process tests ~20%
+# slower). The directory is named after pytest's main process (an xdist worker's parent), which
+# removes it at exit.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    _main = os.getppid() if "PYTEST_XDIST_WORKER" in os.environ else os.getpid()
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), f"zoo-tests-xla-cache-{_main}")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 # name -> (cell class, fixed attributes). Every recurrent-cell configuration
 # with its own code path: the three fused cells, the GRU without the fused
