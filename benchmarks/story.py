@@ -37,16 +37,16 @@ def render(name: str, folder: Path, command: str | None = None) -> str:
     """The Markdown of ``folder``'s results, its images linked as ``<folder>/<file>`` from the repository root."""
     shown = folder.resolve().relative_to(ROOT).as_posix() if folder.resolve().is_relative_to(ROOT) else str(folder)
     if name == "ladder":
-        from zoo.ladder import render_markdown
+        from zoo.experiments.ladder import render_markdown
 
         result = json.loads((folder / "ladder.json").read_text())
         return render_markdown(result, command=result.get("command") or command, image=f"{shown}/ladder.png")
     if name == "gradflow":
-        from zoo.gradflow import render_markdown
+        from zoo.experiments.gradflow import render_markdown
 
         result = json.loads((folder / "gradflow.json").read_text())
         return render_markdown(result, image=f"{shown}/gradflow.png")
-    from zoo.tasks import render_markdown
+    from zoo.experiments.tasks import render_markdown
 
     result = json.loads((folder / "tasks.json").read_text())
     return render_markdown(result, command=result.get("command") or command, image=f"{shown}/tasks.png")

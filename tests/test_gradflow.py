@@ -1,4 +1,4 @@
-"""zoo.gradflow: lag gradient norms against a closed form and an independent Jacobian; the CLI."""
+"""zoo.experiments.gradflow: lag gradient norms against a closed form and an independent Jacobian; the CLI."""
 
 import json
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo import gradflow
+from zoo.experiments import gradflow
 
 
 def orthogonal(n, seed):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.cli_helpers import zoo_cmd
-from zoo import ladder
+from zoo.experiments import ladder
 from zoo.models.gpt import gpt_param_count
 from zoo.models.rnn_lm import rnn_lm_param_count
 

@@ -128,7 +128,7 @@ def rerender(path: Path) -> str:
     import dataclasses
 
     from zoo.bench import attention, bert, pretrain, recurrent, suite_report
-    from zoo import gradflow, ladder, tasks
+    from zoo.experiments import gradflow, ladder, tasks
 
     data = json.loads(path.read_text())
     name = data.get("benchmark") or path.stem

@@ -8,8 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from zoo import tasks
-from zoo.data import tasks as dt
+from zoo.experiments import tasks
+from zoo.data import long_range as dt
 
 B = 64
 

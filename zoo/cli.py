@@ -99,19 +99,19 @@ COMMANDS = Group(
             "translate with a seq2seq run (beam search): zoo translate RUN_DIR \"input\"",
         ),
         "ladder": Command(
-            "zoo.ladder:main",
+            "zoo.experiments.ladder:main",
             "the language-model ladder: Kneser-Ney n-gram, RNN, LSTM, GRU, minGRU and GPT in bits per character",
         ),
         "gradflow": Command(
-            "zoo.gradflow:main",
+            "zoo.experiments.gradflow:main",
             "vanishing and exploding gradients: |dL_T/dx_(T-k)| against k for RNN, LSTM, GRU, Transformer",
         ),
         "tasks": Group(
             "Long-range dependency tasks (adding, copy, selective-copy, recall) for rnn|lstm|gru|mingru|gpt.",
             {
-                "run": Command("zoo.tasks:run_main", "train and evaluate one model on one task: zoo tasks run TASK "
+                "run": Command("zoo.experiments.tasks:run_main", "train and evaluate one model on one task: zoo tasks run TASK "
                                "--model M --length T"),
-                "sweep": Command("zoo.tasks:sweep_main", "tasks x models x lengths with one budget: table, JSON, "
+                "sweep": Command("zoo.experiments.tasks:sweep_main", "tasks x models x lengths with one budget: table, JSON, "
                                  "plot"),
             },
         ),

@@ -4,7 +4,7 @@
     zoo tasks sweep --out runs/tasks                             # tasks x models x lengths: table and plot
     zoo tasks sweep --quick --out /tmp/tasks                     # a smoke run: 8 tiny runs, ~35 s on 2 cores
 
-The tasks are the synthetic probes of :mod:`zoo.data.tasks` (adding problem,
+The tasks are the synthetic probes of :mod:`zoo.data.long_range` (adding problem,
 copy memory, selective copying, associative recall; definitions, sources
 and baselines there). Each one puts a distance ``T`` between what the model
 must read and where it must answer, so a sweep over ``T`` shows how far each
@@ -88,7 +88,7 @@ import numpy as np
 import optax
 import tyro
 
-from zoo.data import tasks as data_tasks
+from zoo.data import long_range as data_tasks
 from zoo.layers import Decoder, Embed, GRUCell, LSTMCell, MinGRUCell, RNNStack, SimpleRNNCell, TransformerConfig
 from zoo.errors import config_error
 from zoo.commands.common import parse_flags
@@ -275,7 +275,7 @@ class RunConfig:
     """Train one model on one task at one length; print params, metric and seconds."""
 
     task: tyro.conf.Positional[TaskName]
-    """adding | copy | selective-copy | recall (see zoo.data.tasks)."""
+    """adding | copy | selective-copy | recall (see zoo.data.long_range)."""
     model: ModelName = "lstm"
     """The backbone: rnn (SimpleRNN), lstm, gru, mingru or gpt."""
     length: int = 64
@@ -622,7 +622,7 @@ def plot_sweep(result: dict[str, Any], path: Path) -> Path:
 
 _RUN_HELP = (
     "Every model is sized to the GPT's parameter count at --width and trained on the same budget; "
-    "see 'zoo tasks sweep --help' and zoo/data/tasks.py for the tasks, baselines and the recipe."
+    "see 'zoo tasks sweep --help' and zoo/data/long_range.py for the tasks, baselines and the recipe."
 )
 
 
