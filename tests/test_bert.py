@@ -8,11 +8,10 @@ import optax
 import pytest
 
 from zoo.checks import checked
+from zoo.data.masking import max_predictions
+from zoo.train.objectives import MASKED_LM, SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 from zoo.models.bert import (
     BERT,
-    MASKED_LM,
-    SEQUENCE_CLASSIFICATION,
-    TOKEN_CLASSIFICATION,
     BERTConfig,
     BERTForMaskedLM,
     BERTForPreTraining,
@@ -20,7 +19,7 @@ from zoo.models.bert import (
     BERTForTokenClassification,
     bert_flops_per_token,
     bert_param_count,
-    max_predictions,
+
     params_from_hf_bert,
     transfer_encoder,
 )
@@ -37,15 +36,12 @@ MODELS = {
     "token_classification": BERTForTokenClassification,
 }
 
-
 def init(model, ids, seed=0, **kwargs):
     """``model.init(...)["params"]`` under jit: one compile instead of an eager run of every initialiser."""
     return jax.jit(model.init)(jax.random.key(seed), jnp.asarray(ids), **kwargs)["params"]
 
-
 def random_ids(b, t, seed=0):
     return np.random.default_rng(seed).integers(1, TINY.vocab_size, (b, t)).astype(np.int32)
-
 
 @pytest.mark.parametrize("heads", list(MODELS))
 @pytest.mark.parametrize("changes", [{}, {"use_bias": False, "scan_layers": False, "mlp_dim": 24}])
@@ -54,7 +50,6 @@ def test_param_count_matches_init(heads, changes):
     shapes = jax.eval_shape(lambda: MODELS[heads](cfg).init(jax.random.key(0), jnp.zeros((1, 4), jnp.int32)))
     n = sum(x.size for x in jax.tree.leaves(nn.unbox(shapes["params"])))
     assert bert_param_count(cfg, heads=heads) == n
-
 
 def test_flop_count_hand_worked():
     # 1 layer, D=4, 2 heads of 2, F=16, V=10, T=8: layer 4*12+12 + 4*4+4 + 4*16+16 + 16*4+4 + 2*8 = 244,
@@ -66,7 +61,6 @@ def test_flop_count_hand_worked():
     assert bert_flops_per_token(cfg, seq_len=2) == 6 * (252 + 78) + attention / 4
     assert max_predictions(128) == 20 and max_predictions(100, 0.07) == 7 and max_predictions(3) == 1
 
-
 def test_config_errors_name_the_field():
     with pytest.raises(ValueError, match="BERTConfig: block_size=32, expected at most max_positions=16"):
         TINY.replace(block_size=32)
@@ -76,7 +70,6 @@ def test_config_errors_name_the_field():
         TINY.replace(dtype="float64")
     with pytest.raises(ValueError, match="pad_id=50"):
         TINY.replace(pad_id=50)
-
 
 def test_padding_does_not_change_real_positions(helpers):
     model = BERTForTokenClassification(TINY)
@@ -96,7 +89,6 @@ def test_padding_does_not_change_real_positions(helpers):
     unmasked = helpers.apply(model, variables, ids2, segment_ids=segments2)
     assert np.abs(unmasked[0, :4] - out[0, :4]).max() > 1e-4
 
-
 def test_masked_positions_equal_gathered_full_logits(helpers):
     model = BERTForPreTraining(TINY)
     ids = random_ids(2, 8)
@@ -111,7 +103,6 @@ def test_masked_positions_equal_gathered_full_logits(helpers):
     np.testing.assert_allclose(picked, want, atol=1e-5)
     np.testing.assert_allclose(nsp, nsp2, atol=1e-6)
 
-
 def test_bfloat16_computes_and_returns_float32_logits(helpers):
     model = BERTForMaskedLM(TINY.replace(dtype="bfloat16"))
     ids = random_ids(2, 8)
@@ -119,7 +110,6 @@ def test_bfloat16_computes_and_returns_float32_logits(helpers):
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(nn.unbox(params)))
     logits = helpers.apply(model, {"params": params}, ids, masked_positions=np.array([[1, 2], [3, 4]]))
     assert logits.dtype == jnp.float32 and np.isfinite(logits).all()
-
 
 def mlm_batch(b=2, t=8, p=3, seed=0):
     rng = np.random.default_rng(seed)
@@ -135,7 +125,6 @@ def mlm_batch(b=2, t=8, p=3, seed=0):
         "mlm_positions": positions, "mlm_labels": np.take_along_axis(labels, positions, axis=1),
         "mlm_weights": weights,
     }
-
 
 def test_masked_lm_loss_counts_only_weighted_masked_positions(helpers):
     model = BERTForMaskedLM(TINY)
@@ -156,7 +145,6 @@ def test_masked_lm_loss_counts_only_weighted_masked_positions(helpers):
     labels[0, 0] = (labels[0, 0] + 1) % TINY.vocab_size  # a real one does
     assert abs(loss_fn(dict(batch, mlm_labels=labels))[0] - loss) > 1e-4
 
-
 def test_tiny_masked_lm_overfits_a_fixed_batch():
     model = BERTForMaskedLM(TINY)
     batch = {k: jnp.asarray(v) for k, v in mlm_batch(b=4, t=8, p=3, seed=1).items()}
@@ -175,7 +163,6 @@ def test_tiny_masked_lm_overfits_a_fixed_batch():
     for _ in range(40):
         params, state, loss, metrics = step(params, state)
     assert loss < 0.05 and metrics["accuracy"] == 1.0
-
 
 @pytest.mark.parametrize(
     "objective", [MASKED_LM, SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION], ids=lambda o: o.name
@@ -206,7 +193,6 @@ def test_objectives_init_and_train_with_dropout(objective):
     evaluate = jax.jit(lambda p: objective.loss(model, p, batch, dropout_key=None))
     assert np.isfinite(evaluate(params)[0])
 
-
 def test_bad_inputs_raise():
     model = BERTForMaskedLM(TINY)
     ids = random_ids(1, 4)
@@ -229,7 +215,6 @@ def test_bad_inputs_raise():
         apply(ids, masked_positions=np.array([[4]]))
     with pytest.raises(Exception, match="segment_ids must be token types"):  # under jit: zoo.checked
         checked(jax.jit(model.apply))({"params": params}, ids, segment_ids=jnp.array([[0, 1, 2, 0]]))
-
 
 def test_classifier_takes_the_pretrained_encoder(helpers):
     ids = random_ids(2, 6)
@@ -255,9 +240,7 @@ def test_classifier_takes_the_pretrained_encoder(helpers):
     with pytest.raises(ValueError, match="has no 'bert' entry.*not the variables"):
         transfer_encoder({"params": mlm}, fresh)
 
-
 # -- Hugging Face reference --------------------------------------------------------------
-
 
 def hf_model(cls_name, cfg):
     """A randomly initialised transformers model with ``cfg``'s shapes (skips without torch/transformers)."""
@@ -278,7 +261,6 @@ def hf_model(cls_name, cfg):
                 p.add_(0.1 * torch.randn_like(p))
     return torch, hf
 
-
 def hf_inputs(torch, ids, lengths, segments=None):
     mask = np.arange(ids.shape[1])[None] < lengths[:, None]  # (B, T)
     inputs = {
@@ -288,7 +270,6 @@ def hf_inputs(torch, ids, lengths, segments=None):
     if segments is not None:
         inputs["token_type_ids"] = torch.tensor(segments, dtype=torch.long)
     return inputs, mask
-
 
 @pytest.mark.parametrize("scan_layers", [True, False])
 def test_matches_hugging_face_bert(scan_layers, helpers):
@@ -307,7 +288,6 @@ def test_matches_hugging_face_bert(scan_layers, helpers):
     mlm, nsp = helpers.apply(BERTForPreTraining(cfg), {"params": params}, ids, **kwargs)
     np.testing.assert_allclose(np.asarray(mlm)[real], out.prediction_logits.numpy()[real], atol=1e-4)
     np.testing.assert_allclose(nsp, out.seq_relationship_logits.numpy(), atol=1e-4)
-
 
 def test_matches_hugging_face_masked_lm_and_classifier(helpers):
     ids = random_ids(2, 9, seed=3)

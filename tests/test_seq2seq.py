@@ -21,13 +21,9 @@ from zoo.data.translation import (
     toy_pairs,
 )
 from zoo.models.beam import beam_search, greedy_decode, init_cache, score_sequences
-from zoo.models.seq2seq import (
-    TRANSLATION,
-    Seq2SeqConfig,
-    Seq2SeqTransformer,
-    make_translation_batch,
-    translation_loss,
-)
+from zoo.data.translation import make_translation_batch
+from zoo.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer
+from zoo.train.objectives import TRANSLATION, translation_loss
 
 # vocabulary of 10: BOS 0, EOS 1 (not the default, so the defaults' fallback is not what is tested)
 TINY = Seq2SeqConfig(

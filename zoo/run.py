@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from zoo._version import __version__
-from zoo.models.bert import MASKED_LM, SEQUENCE_CLASSIFICATION, BERTConfig, BERTForMaskedLM
+from zoo.models.bert import BERTConfig, BERTForMaskedLM
 from zoo.models.bert import BERTForSequenceClassification
 from zoo.models.gpt import GPT, GPTConfig
 from zoo.models.rnn_lm import RNNLM, RNNLMConfig
-from zoo.models.seq2seq import TRANSLATION, Seq2SeqConfig, Seq2SeqTransformer
+from zoo.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer
 from zoo.train.config import TrainConfig
-from zoo.train.objectives import NEXT_TOKEN, Objective
+from zoo.train.objectives import MASKED_LM, NEXT_TOKEN, SEQUENCE_CLASSIFICATION, TRANSLATION, Objective
 
 __all__ = ["FAMILIES", "Family", "Run", "load_run", "write_run_json", "read_run_json", "model_for"]
 

@@ -215,7 +215,8 @@ class _ZooSession:
     def __init__(self, spec: dict[str, Any]):
         import jax
 
-        from zoo.models.bert import MASKED_LM, BERTForMaskedLM
+        from zoo.models.bert import BERTForMaskedLM
+        from zoo.train.objectives import MASKED_LM
         from zoo.train.step import init_train_state, make_mesh, make_train_step, shard_batch
 
         model_cfg, train_cfg = _configs(spec["preset"], spec["vocab"], spec["seq_len"], spec["dropout"],

@@ -65,7 +65,8 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
     check_out_path(run_dir)
 
     from zoo.data.masking import max_predictions, mlm_batch, mlm_special_ids  # noqa: PLC0415
-    from zoo.models.bert import MASKED_LM, BERTForMaskedLM, bert_flops_per_token  # noqa: PLC0415
+    from zoo.models.bert import BERTForMaskedLM, bert_flops_per_token  # noqa: PLC0415
+    from zoo.train.objectives import MASKED_LM  # noqa: PLC0415
     from zoo.run import write_run_json  # noqa: PLC0415
     from zoo.train.trainer import train  # noqa: PLC0415
 
@@ -219,7 +220,8 @@ def finetune_main(argv: Sequence[str], prog: str = "zoo finetune") -> int:
 
     from zoo.commands.evaluate import evaluate_classifier  # noqa: PLC0415
     from zoo.data.labeled import encode_examples, load_labeled  # noqa: PLC0415
-    from zoo.models.bert import SEQUENCE_CLASSIFICATION, BERTForSequenceClassification  # noqa: PLC0415
+    from zoo.models.bert import BERTForSequenceClassification  # noqa: PLC0415
+    from zoo.train.objectives import SEQUENCE_CLASSIFICATION  # noqa: PLC0415
     from zoo.models.bert import transfer_encoder  # noqa: PLC0415
     from zoo.run import load_run, write_run_json  # noqa: PLC0415
     from zoo.train.trainer import train  # noqa: PLC0415

@@ -165,7 +165,7 @@ def _masked_lm(args: EvalArgs, run) -> Callable[[], list[str]]:
 
     from zoo import data  # noqa: PLC0415
     from zoo.data.masking import mlm_batch, mlm_special_ids  # noqa: PLC0415
-    from zoo.models.bert import MASKED_LM  # noqa: PLC0415
+    from zoo.train.objectives import MASKED_LM  # noqa: PLC0415
     from zoo.train.trainer import EVAL_SEED, evaluate_batches, evaluation_batches  # noqa: PLC0415
 
     n, seed = _batches_and_seed(args, run, run.train_config.eval_batches, EVAL_SEED)
@@ -248,7 +248,7 @@ def _translation(args: EvalArgs, run) -> Callable[[], list[str]]:
     """Teacher-forced validation loss and exact match of a seq2seq run on its held-out pairs (or --data)."""
     from zoo.commands.seq2seq import TOY, Seq2SeqPretrain, _encode, _pairs, _rows  # noqa: PLC0415
     from zoo.data.translation import load_parallel_corpus  # noqa: PLC0415
-    from zoo.models.seq2seq import TRANSLATION  # noqa: PLC0415
+    from zoo.train.objectives import TRANSLATION  # noqa: PLC0415
     from zoo.train.trainer import EVAL_SEED, evaluate_batches, evaluation_batches  # noqa: PLC0415
 
     n, seed = _batches_and_seed(args, run, run.train_config.eval_batches, EVAL_SEED)

@@ -94,7 +94,7 @@ def _fingerprint(*splits: list) -> str:
 
 def _encode(pairs: list, tokenizer, config: Seq2SeqConfig) -> tuple[dict, int]:
     """A TRANSLATION dataset (every row of ``make_translation_batch``) and the count of pairs too long to keep."""
-    from zoo.models.seq2seq import make_translation_batch  # noqa: PLC0415
+    from zoo.data.translation import make_translation_batch  # noqa: PLC0415
 
     sources = tokenizer.encode_batch([s for s, _ in pairs])
     targets = tokenizer.encode_batch([t for _, t in pairs])
@@ -131,7 +131,8 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
     check_out_path(run_dir)
 
     from zoo import data  # noqa: PLC0415
-    from zoo.models.seq2seq import TRANSLATION, Seq2SeqTransformer  # noqa: PLC0415
+    from zoo.models.seq2seq import Seq2SeqTransformer  # noqa: PLC0415
+    from zoo.train.objectives import TRANSLATION  # noqa: PLC0415
     from zoo.run import load_run, write_run_json  # noqa: PLC0415
     from zoo.train.trainer import train  # noqa: PLC0415
 

@@ -15,7 +15,7 @@ replacement: a split may repeat an example.
 Real data: :func:`load_parallel_corpus` reads a local CSV/TSV, JSON lines or
 Parquet file (or ``hf:NAME[:CONFIG]``) with Hugging Face ``datasets`` into
 ``[(source, target), ...]`` strings. Tokenize both sides with one zoo
-tokenizer and build batches with :func:`zoo.models.seq2seq.make_translation_batch`.
+tokenizer and build batches with :func:`make_translation_batch`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import hashlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -259,3 +260,60 @@ def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
     if not references:
         raise ValueError("exact_match: no references given")
     return float(np.mean([p.strip() == r.strip() for p, r in zip(predictions, references)]))
+
+
+def make_translation_batch(pairs_ids: Sequence[tuple[Any, Any]], config: Any) -> dict[str, np.ndarray]:
+    """A translation batch (``zoo.train.objectives.TRANSLATION``) from ``[(src_ids, tgt_ids), ...]`` (1-D integer sequences, no special tokens).
+
+    Every row is right-padded with the EOS id to the config's fixed shapes
+    (src (b, max_source_len), targets (b, max_target_len) of a ``zoo.Seq2SeqConfig``), so a jitted step
+    compiles once::
+
+        src         = x + pad                src_lengths = len(x)
+        tgt_in      = [BOS] + y + pad        tgt_lengths = len(y) + 1
+        tgt_out     = y + [EOS] + pad
+
+    Nothing is truncated: a source longer than ``max_source_len`` or a target
+    longer than ``max_target_len - 1`` (room for BOS/EOS) raises
+    ``ValueError`` naming the pair; filter such pairs out beforehand. Ids
+    outside ``[0, vocab_size)`` raise too.
+    """
+    if len(pairs_ids) == 0:
+        raise ValueError("make_translation_batch: no pairs given")
+    s, t, bos, eos = config.max_source_len, config.max_target_len, config.bos, config.eos
+    b = len(pairs_ids)
+    batch = {
+        "src": np.full((b, s), eos, np.int32), "src_lengths": np.zeros((b,), np.int32),
+        "tgt_in": np.full((b, t), eos, np.int32), "tgt_out": np.full((b, t), eos, np.int32),
+        "tgt_lengths": np.zeros((b,), np.int32),
+    }
+    for i, pair in enumerate(pairs_ids):
+        if len(pair) != 2:
+            raise ValueError(f"make_translation_batch: pair {i} is not a (src_ids, tgt_ids) pair")
+        x, y = (np.asarray(a).reshape(-1) for a in pair)
+        for name, ids in (("source", x), ("target", y)):
+            if ids.size and (
+                not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= config.vocab_size
+            ):
+                raise ValueError(
+                    f"make_translation_batch: pair {i}: {name} ids must be integers in [0, vocab_size="
+                    f"{config.vocab_size}), got {ids.dtype} values {ids.min()}..{ids.max()}"
+                )
+        if len(x) > s:
+            raise ValueError(
+                f"make_translation_batch: pair {i}: source has {len(x)} tokens, more than max_source_len={s}; "
+                "filter long pairs out (nothing is truncated)"
+            )
+        if len(y) + 1 > t:
+            raise ValueError(
+                f"make_translation_batch: pair {i}: target has {len(y)} tokens, more than max_target_len - 1 = "
+                f"{t - 1} (one position holds BOS/EOS); filter long pairs out (nothing is truncated)"
+            )
+        batch["src"][i, : len(x)] = x
+        batch["src_lengths"][i] = len(x)
+        batch["tgt_in"][i, 0] = bos
+        batch["tgt_in"][i, 1 : len(y) + 1] = y
+        batch["tgt_out"][i, : len(y)] = y
+        batch["tgt_out"][i, len(y)] = eos
+        batch["tgt_lengths"][i] = len(y) + 1
+    return batch

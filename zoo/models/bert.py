@@ -38,9 +38,9 @@ is HF's ``weight``; :func:`params_from_hf_bert` does the conversion)::
     nsp                                       cls.seq_relationship
     classifier                                classifier
 
-Objectives for :func:`zoo.train.train`: :data:`MASKED_LM`,
-:data:`SEQUENCE_CLASSIFICATION`, :data:`TOKEN_CLASSIFICATION` (batch formats
-in their loss functions' docstrings).
+The training objectives (:data:`zoo.train.objectives.MASKED_LM`,
+``SEQUENCE_CLASSIFICATION``, ``TOKEN_CLASSIFICATION``, with the batch formats
+in their loss functions' docstrings) live with training.
 """
 
 from __future__ import annotations
@@ -55,21 +55,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from zoo.checks import check_range, shape_str
-from zoo.data.masking import max_predictions
 from zoo.layers.dropout import Dropout
 from zoo.layers import Embed, Encoder, LearnedPositionEmbedding, TransformerConfig
 from zoo.layers.linear import Linear
 from zoo.layers.transformer import ACTIVATIONS
-from zoo.train.objectives import Objective, masked_mean_cross_entropy
 from zoo.errors import config_error
 
 Array = jax.Array
 
 __all__ = [  # noqa: RUF022 (in reading order)
     "BERTConfig", "BERT", "BERTForMaskedLM", "BERTForPreTraining", "BERTForSequenceClassification",
-    "BERTForTokenClassification", "bert_param_count", "bert_flops_per_token", "max_predictions",
-    "transfer_encoder", "params_from_hf_bert",
-    "MASKED_LM", "SEQUENCE_CLASSIFICATION", "TOKEN_CLASSIFICATION",
+    "BERTForTokenClassification", "bert_param_count", "bert_flops_per_token", "transfer_encoder",
+    "params_from_hf_bert",
 ]
 
 
@@ -556,108 +553,3 @@ def params_from_hf_bert(state_dict: dict[str, Any], config: BERTConfig) -> dict[
     if unknown:
         raise ValueError(f"params_from_hf_bert: {len(unknown)} keys not understood, e.g. {unknown[:3]}")
     return params
-
-
-# -- objectives ------------------------------------------------------------------------
-
-
-def _apply(model: Any, params: Any, batch: dict, dropout_key: Array | None, **kwargs) -> Any:
-    kwargs.update(segment_ids=batch["segment_ids"], seq_lengths=batch["seq_lengths"])
-    if dropout_key is not None:
-        kwargs.update(deterministic=False, rngs={"dropout": dropout_key})
-    return model.apply({"params": params}, batch["ids"], **kwargs)
-
-
-def masked_lm_loss(model: Any, params: Any, batch: dict, *, dropout_key: Array | None) -> tuple[Array, dict]:
-    """Weighted mean cross-entropy over the masked positions of a :class:`BERTForMaskedLM`.
-
-    Batch: ``ids`` (B, T) int32, already masked ([MASK], random or kept
-    tokens at the masked positions); ``segment_ids`` (B, T) int32;
-    ``seq_lengths`` (B,) int32; ``mlm_positions`` (B, P) int32, where the
-    predictions are (padded with any valid position); ``mlm_labels`` (B, P)
-    int32, the original ids there (anything at padding); ``mlm_weights``
-    (B, P) float32, 1 for a real prediction, 0 for padding.
-    Returns (loss, {"accuracy": masked accuracy}).
-    """
-    logits = _apply(model, params, batch, dropout_key, masked_positions=batch["mlm_positions"])  # (B, P, V)
-    weights = batch["mlm_weights"]
-    labels = jnp.where(weights > 0, batch["mlm_labels"], 0)  # (B, P); an out-of-range label would give NaN
-    loss, accuracy = masked_mean_cross_entropy(logits, labels, weights)
-    return loss, {"accuracy": accuracy}
-
-
-def sequence_classification_loss(model, params, batch, *, dropout_key) -> tuple[Array, dict]:
-    """Mean cross-entropy of a :class:`BERTForSequenceClassification`.
-
-    Batch: ``ids``, ``segment_ids`` (B, T) int32, ``seq_lengths`` (B,) int32,
-    ``labels`` (B,) int32 in ``[0, num_labels)``. Returns (loss, {"accuracy"}).
-    """
-    logits = _apply(model, params, batch, dropout_key)  # (B, num_labels)
-    loss, accuracy = masked_mean_cross_entropy(logits, batch["labels"])
-    return loss, {"accuracy": accuracy}
-
-
-def token_classification_loss(model, params, batch, *, dropout_key) -> tuple[Array, dict]:
-    """Weighted mean cross-entropy of a :class:`BERTForTokenClassification` over the labelled positions.
-
-    Batch: ``ids``, ``segment_ids`` (B, T) int32, ``seq_lengths`` (B,) int32,
-    ``labels`` (B, T) int32, ``label_weights`` (B, T) float32 (0 for padding
-    and positions without a label, e.g. later word pieces).
-    Returns (loss, {"accuracy"}).
-    """
-    logits = _apply(model, params, batch, dropout_key)  # (B, T, num_labels)
-    weights = batch["label_weights"]
-    loss, accuracy = masked_mean_cross_entropy(logits, jnp.where(weights > 0, batch["labels"], 0), weights)
-    return loss, {"accuracy": accuracy}
-
-
-def _example(config: BERTConfig) -> dict:
-    t = config.block_size
-    return {
-        "ids": np.zeros((1, t), np.int32),
-        "segment_ids": np.zeros((1, t), np.int32),
-        "seq_lengths": np.full((1,), t, np.int32),
-    }
-
-
-def _mlm_example(config: BERTConfig) -> dict:
-    p = max_predictions(config.block_size)
-    return {
-        **_example(config),
-        "mlm_positions": np.zeros((1, p), np.int32),
-        "mlm_labels": np.zeros((1, p), np.int32),
-        "mlm_weights": np.zeros((1, p), np.float32),
-    }
-
-
-def _sequence_example(config: BERTConfig) -> dict:
-    return {**_example(config), "labels": np.zeros((1,), np.int32)}
-
-
-def _token_example(config: BERTConfig) -> dict:
-    t = config.block_size
-    labels = {"labels": np.zeros((1, t), np.int32), "label_weights": np.zeros((1, t), np.float32)}
-    return {**_example(config), **labels}
-
-
-def _inputs(batch: dict) -> tuple[tuple, dict]:
-    return (batch["ids"],), {"segment_ids": batch["segment_ids"], "seq_lengths": batch["seq_lengths"]}
-
-
-def _mlm_inputs(batch: dict) -> tuple[tuple, dict]:
-    args, kwargs = _inputs(batch)
-    return args, {**kwargs, "masked_positions": batch["mlm_positions"]}
-
-
-MASKED_LM = Objective(
-    name="masked_lm", loss=masked_lm_loss, example_batch=_mlm_example, model_inputs=_mlm_inputs,
-    tokens_key="ids", perplexity=True,
-)
-SEQUENCE_CLASSIFICATION = Objective(
-    name="sequence_classification", loss=sequence_classification_loss, example_batch=_sequence_example,
-    model_inputs=_inputs, tokens_key="ids", perplexity=False,
-)
-TOKEN_CLASSIFICATION = Objective(
-    name="token_classification", loss=token_classification_loss, example_batch=_token_example,
-    model_inputs=_inputs, tokens_key="ids", perplexity=False,
-)

@@ -31,21 +31,19 @@ own per-row ``position`` counter in the cache. Use
 :func:`zoo.models.beam.greedy_decode` and :func:`~zoo.models.beam.beam_search`
 rather than driving the cache by hand.
 
-The training objective is :data:`TRANSLATION`; batches come from
-:func:`make_translation_batch`.
+The training objective is :data:`zoo.train.objectives.TRANSLATION`; batches
+come from :func:`zoo.data.translation.make_translation_batch`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from typing import Any, Literal
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from zoo.checks import check_range, shape_str
 from zoo.layers.dropout import Dropout
@@ -57,18 +55,11 @@ from zoo.layers import (
     SinusoidalPositionEmbedding,
     TransformerConfig,
 )
-from zoo.train.objectives import Objective, masked_mean_cross_entropy
 from zoo.errors import config_error
 
 Array = jax.Array
 
-__all__ = [
-    "TRANSLATION",
-    "Seq2SeqConfig",
-    "Seq2SeqTransformer",
-    "make_translation_batch",
-    "translation_loss",
-]
+__all__ = ["Seq2SeqConfig", "Seq2SeqTransformer"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -329,110 +320,3 @@ class Seq2SeqTransformer(nn.Module):
         return self.decode(
             tgt_in, encoded, src_lengths=src_lengths, tgt_lengths=tgt_lengths, deterministic=deterministic
         )
-
-
-# -- the training objective ---------------------------------------------------------
-
-
-def translation_loss(model: Any, params: Any, batch: dict, *, dropout_key: Array | None) -> tuple[Array, dict]:
-    """Mean cross-entropy over the real target positions (``t < tgt_lengths``), with optional label smoothing.
-
-    Batch: ``src`` (b, S), ``src_lengths`` (b,), ``tgt_in`` / ``tgt_out`` (b, T),
-    ``tgt_lengths`` (b,). Metrics: ``accuracy`` (next-token accuracy over the
-    real positions) and, with ``label_smoothing > 0``, ``nll`` (the
-    unsmoothed cross-entropy, whose exp is the perplexity).
-    """
-    kw = {"src_lengths": batch["src_lengths"], "tgt_lengths": batch["tgt_lengths"]}
-    if dropout_key is None:
-        logits = model.apply({"params": params}, batch["src"], batch["tgt_in"], deterministic=True, **kw)
-    else:
-        logits = model.apply({"params": params}, batch["src"], batch["tgt_in"], deterministic=False,
-                             rngs={"dropout": dropout_key}, **kw)  # (b, T, V)
-    labels = batch["tgt_out"]
-    weights = jnp.arange(labels.shape[1])[None, :] < batch["tgt_lengths"][:, None]  # (b, T)
-    nll, accuracy = masked_mean_cross_entropy(logits, labels, weights)
-    smoothing = model.config.label_smoothing
-    if smoothing == 0.0:
-        return nll, {"accuracy": accuracy}
-    soft = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), smoothing)  # (b, T, V)
-    losses = optax.softmax_cross_entropy(logits, soft)  # (b, T)
-    w = weights.astype(jnp.float32)
-    return (losses * w).sum() / jnp.maximum(w.sum(), 1e-9), {"accuracy": accuracy, "nll": nll}
-
-
-def _translation_example(config: Seq2SeqConfig) -> dict:
-    s, t = config.max_source_len, config.max_target_len
-    return {
-        "src": np.zeros((1, s), np.int32), "src_lengths": np.array([s], np.int32),
-        "tgt_in": np.zeros((1, t), np.int32), "tgt_out": np.zeros((1, t), np.int32),
-        "tgt_lengths": np.array([t], np.int32),
-    }
-
-
-TRANSLATION = Objective(
-    name="translation",
-    loss=translation_loss,
-    example_batch=_translation_example,
-    model_inputs=lambda batch: (
-        (batch["src"], batch["tgt_in"]),
-        {"src_lengths": batch["src_lengths"], "tgt_lengths": batch["tgt_lengths"]},
-    ),
-    tokens_key="tgt_in",
-)
-
-
-def make_translation_batch(pairs_ids: Sequence[tuple[Any, Any]], config: Seq2SeqConfig) -> dict[str, np.ndarray]:
-    """A :data:`TRANSLATION` batch from ``[(src_ids, tgt_ids), ...]`` (1-D integer sequences, no special tokens).
-
-    Every row is right-padded with the EOS id to the config's fixed shapes
-    (src (b, max_source_len), targets (b, max_target_len)), so a jitted step
-    compiles once::
-
-        src         = x + pad                src_lengths = len(x)
-        tgt_in      = [BOS] + y + pad        tgt_lengths = len(y) + 1
-        tgt_out     = y + [EOS] + pad
-
-    Nothing is truncated: a source longer than ``max_source_len`` or a target
-    longer than ``max_target_len - 1`` (room for BOS/EOS) raises
-    ``ValueError`` naming the pair; filter such pairs out beforehand. Ids
-    outside ``[0, vocab_size)`` raise too.
-    """
-    if len(pairs_ids) == 0:
-        raise ValueError("make_translation_batch: no pairs given")
-    s, t, bos, eos = config.max_source_len, config.max_target_len, config.bos, config.eos
-    b = len(pairs_ids)
-    batch = {
-        "src": np.full((b, s), eos, np.int32), "src_lengths": np.zeros((b,), np.int32),
-        "tgt_in": np.full((b, t), eos, np.int32), "tgt_out": np.full((b, t), eos, np.int32),
-        "tgt_lengths": np.zeros((b,), np.int32),
-    }
-    for i, pair in enumerate(pairs_ids):
-        if len(pair) != 2:
-            raise ValueError(f"make_translation_batch: pair {i} is not a (src_ids, tgt_ids) pair")
-        x, y = (np.asarray(a).reshape(-1) for a in pair)
-        for name, ids in (("source", x), ("target", y)):
-            if ids.size and (
-                not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= config.vocab_size
-            ):
-                raise ValueError(
-                    f"make_translation_batch: pair {i}: {name} ids must be integers in [0, vocab_size="
-                    f"{config.vocab_size}), got {ids.dtype} values {ids.min()}..{ids.max()}"
-                )
-        if len(x) > s:
-            raise ValueError(
-                f"make_translation_batch: pair {i}: source has {len(x)} tokens, more than max_source_len={s}; "
-                "filter long pairs out (nothing is truncated)"
-            )
-        if len(y) + 1 > t:
-            raise ValueError(
-                f"make_translation_batch: pair {i}: target has {len(y)} tokens, more than max_target_len - 1 = "
-                f"{t - 1} (one position holds BOS/EOS); filter long pairs out (nothing is truncated)"
-            )
-        batch["src"][i, : len(x)] = x
-        batch["src_lengths"][i] = len(x)
-        batch["tgt_in"][i, 0] = bos
-        batch["tgt_in"][i, 1 : len(y) + 1] = y
-        batch["tgt_out"][i, : len(y)] = y
-        batch["tgt_out"][i, len(y)] = eos
-        batch["tgt_lengths"][i] = len(y) + 1
-    return batch

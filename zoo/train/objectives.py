@@ -13,9 +13,10 @@ metrics, and initialises the model through the objective::
 model trains on; it is what the parameters are initialised (and checkpoints
 restored) against, so a run can be loaded without its data.
 
-Objectives here: :data:`NEXT_TOKEN` (GPT and the recurrent LMs). BERT's masked
-LM and classification objectives live beside the model in
-``zoo.models.bert``, translation's in ``zoo.models.seq2seq``.
+Objectives here: :data:`NEXT_TOKEN` (GPT and the recurrent LMs),
+:data:`MASKED_LM`, :data:`SEQUENCE_CLASSIFICATION` and
+:data:`TOKEN_CLASSIFICATION` (BERT), :data:`TRANSLATION` (the encoder-decoder
+Transformer). Their example batches are :mod:`zoo.data.examples`.
 """
 
 from __future__ import annotations
@@ -26,10 +27,15 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-__all__ = ["Objective", "NEXT_TOKEN", "next_token_loss", "masked_mean_cross_entropy"]
+from zoo.data import examples
+
+__all__ = [
+    "Objective", "masked_mean_cross_entropy", "NEXT_TOKEN", "next_token_loss", "MASKED_LM", "masked_lm_loss",
+    "SEQUENCE_CLASSIFICATION", "sequence_classification_loss", "TOKEN_CLASSIFICATION", "token_classification_loss",
+    "TRANSLATION", "translation_loss",
+]
 
 Array = jax.Array
 Batch = dict[str, Any]
@@ -96,15 +102,127 @@ def next_token_loss(model: Any, params: Any, batch: Batch, *, dropout_key: Array
     return losses.mean(), {}
 
 
-def _lm_example(config: Any) -> Batch:
-    zeros = np.zeros((1, config.block_size), np.int32)
-    return {"inputs": zeros, "targets": zeros}
-
-
 NEXT_TOKEN = Objective(
     name="next_token",
     loss=next_token_loss,
-    example_batch=_lm_example,
+    example_batch=examples.next_token_example,
     model_inputs=lambda batch: ((batch["inputs"],), {}),
     tokens_key="inputs",
+)
+
+
+# -- BERT: masked LM, sequence and token classification ------------------------------
+
+
+def _apply(model: Any, params: Any, batch: dict, dropout_key: Array | None, **kwargs) -> Any:
+    kwargs.update(segment_ids=batch["segment_ids"], seq_lengths=batch["seq_lengths"])
+    if dropout_key is not None:
+        kwargs.update(deterministic=False, rngs={"dropout": dropout_key})
+    return model.apply({"params": params}, batch["ids"], **kwargs)
+
+
+def masked_lm_loss(model: Any, params: Any, batch: dict, *, dropout_key: Array | None) -> tuple[Array, dict]:
+    """Weighted mean cross-entropy over the masked positions of a :class:`zoo.BERTForMaskedLM`.
+
+    Batch: ``ids`` (B, T) int32, already masked ([MASK], random or kept
+    tokens at the masked positions); ``segment_ids`` (B, T) int32;
+    ``seq_lengths`` (B,) int32; ``mlm_positions`` (B, P) int32, where the
+    predictions are (padded with any valid position); ``mlm_labels`` (B, P)
+    int32, the original ids there (anything at padding); ``mlm_weights``
+    (B, P) float32, 1 for a real prediction, 0 for padding.
+    Returns (loss, {"accuracy": masked accuracy}).
+    """
+    logits = _apply(model, params, batch, dropout_key, masked_positions=batch["mlm_positions"])  # (B, P, V)
+    weights = batch["mlm_weights"]
+    labels = jnp.where(weights > 0, batch["mlm_labels"], 0)  # (B, P); an out-of-range label would give NaN
+    loss, accuracy = masked_mean_cross_entropy(logits, labels, weights)
+    return loss, {"accuracy": accuracy}
+
+
+def sequence_classification_loss(model, params, batch, *, dropout_key) -> tuple[Array, dict]:
+    """Mean cross-entropy of a :class:`zoo.BERTForSequenceClassification`.
+
+    Batch: ``ids``, ``segment_ids`` (B, T) int32, ``seq_lengths`` (B,) int32,
+    ``labels`` (B,) int32 in ``[0, num_labels)``. Returns (loss, {"accuracy"}).
+    """
+    logits = _apply(model, params, batch, dropout_key)  # (B, num_labels)
+    loss, accuracy = masked_mean_cross_entropy(logits, batch["labels"])
+    return loss, {"accuracy": accuracy}
+
+
+def token_classification_loss(model, params, batch, *, dropout_key) -> tuple[Array, dict]:
+    """Weighted mean cross-entropy of a :class:`zoo.BERTForTokenClassification` over the labelled positions.
+
+    Batch: ``ids``, ``segment_ids`` (B, T) int32, ``seq_lengths`` (B,) int32,
+    ``labels`` (B, T) int32, ``label_weights`` (B, T) float32 (0 for padding
+    and positions without a label, e.g. later word pieces).
+    Returns (loss, {"accuracy"}).
+    """
+    logits = _apply(model, params, batch, dropout_key)  # (B, T, num_labels)
+    weights = batch["label_weights"]
+    loss, accuracy = masked_mean_cross_entropy(logits, jnp.where(weights > 0, batch["labels"], 0), weights)
+    return loss, {"accuracy": accuracy}
+
+
+def _inputs(batch: dict) -> tuple[tuple, dict]:
+    return (batch["ids"],), {"segment_ids": batch["segment_ids"], "seq_lengths": batch["seq_lengths"]}
+
+
+def _mlm_inputs(batch: dict) -> tuple[tuple, dict]:
+    args, kwargs = _inputs(batch)
+    return args, {**kwargs, "masked_positions": batch["mlm_positions"]}
+
+
+MASKED_LM = Objective(
+    name="masked_lm", loss=masked_lm_loss, example_batch=examples.masked_lm_example, model_inputs=_mlm_inputs,
+    tokens_key="ids", perplexity=True,
+)
+SEQUENCE_CLASSIFICATION = Objective(
+    name="sequence_classification", loss=sequence_classification_loss, example_batch=examples.sequence_classification_example,
+    model_inputs=_inputs, tokens_key="ids", perplexity=False,
+)
+TOKEN_CLASSIFICATION = Objective(
+    name="token_classification", loss=token_classification_loss, example_batch=examples.token_classification_example,
+    model_inputs=_inputs, tokens_key="ids", perplexity=False,
+)
+
+
+# -- translation (the encoder-decoder Transformer) ----------------------------------
+
+
+def translation_loss(model: Any, params: Any, batch: dict, *, dropout_key: Array | None) -> tuple[Array, dict]:
+    """Mean cross-entropy over the real target positions (``t < tgt_lengths``), with optional label smoothing.
+
+    Batch: ``src`` (b, S), ``src_lengths`` (b,), ``tgt_in`` / ``tgt_out`` (b, T),
+    ``tgt_lengths`` (b,). Metrics: ``accuracy`` (next-token accuracy over the
+    real positions) and, with ``label_smoothing > 0``, ``nll`` (the
+    unsmoothed cross-entropy, whose exp is the perplexity).
+    """
+    kw = {"src_lengths": batch["src_lengths"], "tgt_lengths": batch["tgt_lengths"]}
+    if dropout_key is None:
+        logits = model.apply({"params": params}, batch["src"], batch["tgt_in"], deterministic=True, **kw)
+    else:
+        logits = model.apply({"params": params}, batch["src"], batch["tgt_in"], deterministic=False,
+                             rngs={"dropout": dropout_key}, **kw)  # (b, T, V)
+    labels = batch["tgt_out"]
+    weights = jnp.arange(labels.shape[1])[None, :] < batch["tgt_lengths"][:, None]  # (b, T)
+    nll, accuracy = masked_mean_cross_entropy(logits, labels, weights)
+    smoothing = model.config.label_smoothing
+    if smoothing == 0.0:
+        return nll, {"accuracy": accuracy}
+    soft = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), smoothing)  # (b, T, V)
+    losses = optax.softmax_cross_entropy(logits, soft)  # (b, T)
+    w = weights.astype(jnp.float32)
+    return (losses * w).sum() / jnp.maximum(w.sum(), 1e-9), {"accuracy": accuracy, "nll": nll}
+
+
+TRANSLATION = Objective(
+    name="translation",
+    loss=translation_loss,
+    example_batch=examples.translation_example,
+    model_inputs=lambda batch: (
+        (batch["src"], batch["tgt_in"]),
+        {"src_lengths": batch["src_lengths"], "tgt_lengths": batch["tgt_lengths"]},
+    ),
+    tokens_key="tgt_in",
 )
