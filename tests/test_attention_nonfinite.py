@@ -208,12 +208,33 @@ def _vjp_jit(q, k, v, bias, ct, arrays, *, impl, static):
         return out, pullback(jnp.where(jnp.isnan(out), 0, ct))
 
 
-def _run(case, impl, q, k, v, bias):
+@functools.partial(jax.jit, static_argnames=("impl", "static"))
+def _forward_jit(q, k, v, bias, arrays, *, impl, static):
+    """The output alone: not differentiated, the call takes the path that checks before cleaning."""
+    with pytest.MonkeyPatch.context() as patch:
+        if impl == "blockwise_4x4":
+            patch.setattr(flash, "blockwise_attention",
+                          functools.partial(flash.blockwise_attention, block_q=4, block_k=4))
+        implementation = "blockwise" if impl.startswith("blockwise") else impl
+        return zoo.dot_product_attention(q, k, v, bias, implementation=implementation, **arrays, **dict(static))
+
+
+def _split(case):
     kw = _inputs(case)[4]
     arrays = {a: kw.pop(a) for a in _ARRAYS if a in kw}
+    return arrays, tuple(sorted(kw.items()))
+
+
+def _run(case, impl, q, k, v, bias):
+    arrays, static = _split(case)
     ct = np.random.default_rng(99).standard_normal(q.shape).astype(np.float32)
-    out, grads = _vjp_jit(q, k, v, bias, ct, arrays, impl=impl, static=tuple(sorted(kw.items())))
+    out, grads = _vjp_jit(q, k, v, bias, ct, arrays, impl=impl, static=static)
     return np.asarray(out), [None if g is None else np.asarray(g) for g in grads], ct
+
+
+def _forward(case, impl, q, k, v, bias):
+    arrays, static = _split(case)
+    return np.asarray(_forward_jit(q, k, v, bias, arrays, impl=impl, static=static))
 
 
 IMPLS = ["xla", "blockwise_4x4", "blockwise"]
@@ -254,6 +275,8 @@ def test_values_and_gradients_match_the_zeroed_reference(case, impl):
     np.testing.assert_array_equal(np.isnan(out).any(-1), nan_rows)
     assert np.isnan(out[nan_rows]).all()
     np.testing.assert_allclose(out[~nan_rows], ref_out[~nan_rows], atol=2e-5, rtol=2e-5)
+    # Not differentiated, the call takes another path (check, then clean); same result.
+    np.testing.assert_allclose(_forward(case, impl, q, k, v, bias), out, atol=1e-6, rtol=1e-6)
     for g, r, x in zip(grads, ref_grads, (q, k, v, bias)):
         if x is None:
             continue
@@ -274,6 +297,41 @@ def test_padded_entries_change_nothing(case, impl):
     np.testing.assert_array_equal(out, out0)  # NaN where NaN, equal elsewhere
     for g, g0 in zip(grads[:3], grads0[:3]):
         np.testing.assert_array_equal(g, g0)
+
+
+@pytest.mark.parametrize("impl", ["xla", "blockwise_4x4"])
+def test_finite_inputs_take_the_plain_kernel_with_the_same_result(impl):
+    """Every input finite: the undifferentiated call (the kernel without cleaning) equals the differentiated
+    one (always cleaned) and the float64 reference; no row is NaN."""
+    case = "causal_window_lengths"
+    q, k, v, bias, _ = _inputs(case, with_padded=False)
+    q, k, v = (_zeroed(x) for x in (q, k, v))
+    out = _forward(case, impl, q, k, v, bias)
+    assert not np.isnan(out).any()
+    np.testing.assert_allclose(out, _run(case, impl, q, k, v, bias)[0], atol=1e-6, rtol=1e-6)
+    np.testing.assert_allclose(out, _reference(case, q, k, v, bias, np.zeros_like(q))[0], atol=2e-5)
+
+
+@pytest.mark.parametrize("impl", ["xla", "blockwise_4x4"])
+@pytest.mark.parametrize("which", ["q", "k", "v"])
+def test_one_bad_input_is_enough(which, impl):
+    """Undifferentiated calls clean only when some input is non-finite: one bad entry in q, k or v alone must
+    trigger it. Each entry is chosen so that the uncleaned kernel would answer differently (an Inf that makes
+    a logit -inf, which plain arithmetic reads as weight 0; a NaN value that 0 * NaN spreads)."""
+    case = "causal"
+    q, k, v, bias, _ = _inputs(case, with_padded=False)
+    q, k, v = (_zeroed(x) for x in (q, k, v))
+    if which == "q":  # row 0 sees key 0 only: a -inf logit would leave it zero
+        q[1, 0, 2, 1] = -np.inf * np.sign(k[1, 0, 1, 1])
+    elif which == "k":  # row 6 (head 0) gets a -inf logit for key 3, among finite ones
+        k[0, 3, 0, 0] = -np.inf * np.sign(q[0, 6, 0, 0])
+    else:  # value 9: rows 0-8 have weight 0 on it
+        v[1, 9, 1, 2] = np.nan
+    out = _forward(case, impl, q, k, v, bias)
+    nan_rows = _expected_nan_rows(case, q, k, v, bias)
+    np.testing.assert_array_equal(np.isnan(out).any(-1), nan_rows)
+    ref = _reference(case, q, k, v, bias, np.zeros_like(q))[0]
+    np.testing.assert_allclose(out[~nan_rows], ref[~nan_rows], atol=2e-5)
 
 
 @pytest.mark.parametrize("case", list(CASES))
