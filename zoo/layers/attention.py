@@ -44,9 +44,10 @@ backward), to rows that depended on the implementation and, for
 before any kernel (``_clean``): the kernels only ever see finite inputs, and
 the poisoned rows, found from positions alone, are set to NaN afterwards.
 A call that is not differentiated checks first whether any input is
-non-finite and skips the cleaning when none is (a decode step costs what it
-did); a differentiated one always cleans (about 1% of a GPT train step on
-CPU, see ``_finite_or_zero`` and ``_guarded``).
+non-finite and skips the cleaning when none is (a decode step pays one more
+read of the key/value cache, not a cleaned copy of it); a differentiated one
+always cleans (0-2% of the shakespeare-char-cpu GPT train step on a 2-core
+CPU, within the noise; see ``_finite_or_zero`` and ``_guarded``).
 This is the only case covered: finite inputs whose logits overflow
 (``|q . k * scale|`` beyond the float range) give NaN or Inf from the
 kernels' own arithmetic, and those may still spread differently.
@@ -482,14 +483,15 @@ def _cudnn(q, k, v, bias, mask, scale, is_causal, q_lengths, kv_lengths, window)
 # ``_clean`` reads q, k and v and writes cleaned copies for the kernel to
 # read: small next to training attention, not next to a decode step, which is
 # one pass over the key/value cache. Always on, it made a GPT decode step
-# (shakespeare-char-cpu, B=1) with a 2048-long cache 1.44x as long (wall;
-# 1.15x with a 256-long one). So an undifferentiated call reduces q, k, v
-# (and the bias) to one bool and picks with ``lax.cond`` the plain kernel or
-# the cleaned one, which agree whenever every input is finite; the decode
-# step then took 0.96x and 0.97x as long (noise: the check is one read of
-# q, k and v). A differentiated call always runs the cleaned path (the
-# ``custom_jvp`` rule): differentiating a cond would keep the residuals of
-# both branches. Under ``vmap`` the cond becomes a select that runs both.
+# (shakespeare-char-cpu, B=1, 2 threads) take 1.42x the CPU time with a
+# 2048-long cache (1.22x with a 256-long one). So an undifferentiated call
+# reduces q, k, v (and the bias) to one bool and picks with ``lax.cond`` the
+# plain kernel or the cleaned one, which agree whenever every input is
+# finite; the decode step then took 1.08x (1.14x) the CPU time: the check is
+# one more read of the cache. A differentiated call always runs the cleaned
+# path (the ``custom_jvp`` rule): differentiating a cond would keep the
+# residuals of both branches. Under ``vmap`` the cond becomes a select that
+# runs both.
 
 
 class _Static(NamedTuple):
