@@ -128,6 +128,18 @@ def test_rows_that_see_nothing_are_zero_not_nan_and_gradients_are_finite():
     assert all(bool(jnp.isfinite(g).all()) for g in grads)
 
 
+@pytest.mark.parametrize("impl", ["xla", "blockwise"])
+@pytest.mark.parametrize(
+    "kw", [{}, dict(local_window_size=1), dict(mask=np.ones((2, 1, 3, 0), bool)), dict(bias=np.ones((2, 1, 3, 0)))],
+    ids=["plain", "window", "mask", "bias"],
+)
+def test_no_keys_gives_zeros(impl, kw):
+    """S = 0: every row sees nothing, so every row is zero (the softmax reductions have an identity)."""
+    q, k = jnp.ones((2, 3, 2, 4)), jnp.ones((2, 0, 2, 4))
+    out = zoo.dot_product_attention(q, k, k, implementation=impl, **kw)
+    assert out.shape == q.shape and not np.asarray(out).any()
+
+
 def test_unbatched_inputs():
     """(T, N, H) inputs give the batched result of a batch of one."""
     q, k, v = qkv(b=1)

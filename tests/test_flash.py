@@ -205,6 +205,47 @@ def test_fully_masked_rows_are_zero_and_finite():
     assert np.abs(np.asarray(out)[0, 2]).sum() > 0
 
 
+def test_minus_inf_bias_is_a_mask():
+    """-inf bias on whole key blocks, on parts of blocks and on whole rows: the kernel equals the
+    reference given the same -inf positions as a mask (rows left with nothing visible are zero)."""
+    q, k, v, bias, kw = _inputs("bias_full")
+    hidden = np.zeros(bias.shape, bool)
+    hidden[..., :8] = True  # the first key block of every row (unmasked blocks: no dense mask)
+    hidden[0, 1, :, 11:] = True  # beyond the first block too: head 1 of batch 0 sees keys 8..10 only
+    hidden[1, :, 4] = True  # query row 4 of batch 1 sees no key at all
+    bias = np.where(hidden, -np.inf, bias).astype(np.float32)
+    ct = _randn(q.shape, 99)
+    out, grads = _flash_vjp(q, k, v, bias, ct, **kw)
+    ref_out, ref_grads = _reference_vjp(q, k, v, np.where(hidden, 0, bias), ct, mask=~hidden, **kw)
+    assert (np.asarray(out)[1, 4] == 0).all()
+    _close(out, ref_out, 2e-5)
+    for g, r in zip(grads, ref_grads):
+        _close(g, r, 1e-4)
+
+
+def test_logits_far_below_zero_after_a_block_with_nothing_visible():
+    """A row that sees nothing in its first key block and only logits near -200 afterwards: softmax is
+    shift-invariant, so a constant bias of -200 changes nothing (exp(-200) underflows if the running
+    maximum is floored at 0 after the empty block)."""
+    q, k, v, _, kw = _inputs("window_two_sided")
+    kw = {**kw, "local_window": (2, 0), "block_q": 8, "block_k": 8}
+    ct = _randn(q.shape, 99)
+    out, grads = _flash_vjp(q, k, v, np.full((1, 1, 25, 30), -200.0, np.float32), ct, **kw)
+    ref_out, ref_grads = _reference_vjp(q, k, v, None, ct, **kw)
+    _close(out, ref_out, 2e-5)
+    for g, r in zip(grads[:3], ref_grads[:3]):
+        _close(g, r, 1e-4)
+
+
+def test_a_nan_row_is_not_mistaken_for_an_empty_row():
+    """On its own the kernel lets NaN propagate: a query row holding NaN outputs NaN, not zeros."""
+    q, k, v, _, kw = _inputs("causal")
+    q[1, 5, 0, 2] = np.nan
+    out = np.asarray(jax.jit(functools.partial(blockwise_attention, **kw))(q, k, v))
+    assert np.isnan(out[1, 5, 0]).all()
+    assert np.isfinite(out[0]).all() and np.isfinite(out[1, :5]).all()
+
+
 def test_check_grads_float64():
     with jax.enable_x64(True):
         shapes = [(1, 6, 2, 3), (1, 6, 1, 3), (1, 6, 1, 3)]  # query (B, T, N, H), key, value (B, S, K, H)

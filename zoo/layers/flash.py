@@ -50,6 +50,16 @@ Conventions and differences from ``jax.nn.dot_product_attention``:
 * A query row that can see no key (causal + window + lengths + mask leave it
   nothing, or it is beyond its ``q_lengths``) returns zeros, never NaN and not
   the mean of the values. Its gradients are zero.
+* A ``-inf`` in ``bias`` hides that key like the mask does (weight and
+  gradient exactly 0); a row whose visible logits are all ``-inf`` is a row
+  that sees no key (zeros).
+* Non-finite values in q, k or v follow IEEE arithmetic and no more: a NaN
+  reaches the rows that see it (such a row is never mistaken for an empty
+  one), but ``0 * NaN = NaN`` also carries it to other rows of the same
+  block pair through ``P @ V``, ``dS @ K`` and ``dS^T @ Q``, so which other
+  rows depends on the block sizes. :func:`zoo.dot_product_attention` gives
+  non-finite inputs one meaning for every implementation by cleaning the
+  inputs before calling this kernel (see ``zoo/layers/attention.py``).
 * Grouped-query attention (K key/value heads, N = K * G query heads) reshapes
   the query heads to (K, G); keys and values are never repeated. Query head
   ``n`` uses key/value head ``n // G``, as in ``jax.nn``.
@@ -371,10 +381,15 @@ def _forward(cfg, q, k, v, bias5, mask5, q_lengths, kv_lengths):
                 vis = _merge_rows(_visible(cfg, i0, bq, j0, bk, mask5, kv_lengths), G, bq)  # (B|1, K|1, R, bk)
                 s = jnp.where(vis, s, -jnp.inf)
             m_new = jnp.maximum(m, s.max(axis=-1))  # (B, K, R); -inf while nothing is visible
-            if masked:
-                m_new = jnp.where(m_new == -jnp.inf, 0.0, m_new)  # finite, so no (-inf) - (-inf)
-            p = jnp.exp(s - m_new[..., None])  # (B, K, R, bk); 0 where invisible
-            alpha = jnp.exp(m - m_new)  # rescales the old sums; 0 while they are empty
+            shift = m_new
+            if masked or bias5 is not None:
+                # -inf while a row has seen only invisible keys or -inf bias: exponentiate
+                # against 0 then, so no (-inf) - (-inf) = NaN. The carry keeps -inf, so the
+                # next block's maximum is the row's true one (a carried 0 would be a floor
+                # under which exp underflows: logits all below -104 gave an empty row).
+                shift = jnp.where(m_new == -jnp.inf, 0.0, m_new)
+            p = jnp.exp(s - shift[..., None])  # (B, K, R, bk); 0 where invisible
+            alpha = jnp.exp(m - shift)  # rescales the old sums; 0 while they are empty
             l = alpha * l + p.sum(axis=-1)
             pv = jnp.einsum("bkrs,bksh->bkrh", p.astype(v.dtype), v[j], preferred_element_type=acc_dtype)
             acc = alpha[..., None] * acc + pv  # (B, K, R, H)
@@ -388,7 +403,9 @@ def _forward(cfg, q, k, v, bias5, mask5, q_lengths, kv_lengths):
         ranges = _key_block_range(cfg, i, bq, bk, q_lengths, kv_lengths, mask5 is not None)
         m, l, acc = _three_loops(*ranges, key_block, init)
         valid = _merge_rows(_row_valid(cfg, i0, bq, q_lengths), G, bq)  # (B|1, 1, R)
-        seen = (l > 0) & valid  # (B, K, R): a real row that saw a key
+        # A real row that saw a key. ``l != 0``, not ``l > 0``: a NaN logit makes l NaN,
+        # and that row must come out NaN, not pass for an empty row of zeros.
+        seen = (l != 0) & valid  # (B, K, R)
         l_safe = jnp.where(seen, l, 1.0)
         out = jnp.where(seen[..., None], acc / l_safe[..., None], 0.0)  # (B, K, R, H)
         # lse = +inf on empty rows makes the backward P = exp(s - lse) exactly 0 there.
