@@ -28,7 +28,7 @@ def test_gpt_param_count_matches_init(changes):
     assert zoo.gpt_param_count(cfg, non_embedding=False) == n_params(zoo.GPT(cfg), ids)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "mingru"])
+@pytest.mark.parametrize("cell", sorted(zoo.layers.CELLS))
 @pytest.mark.parametrize("tie", [True, False])
 def test_rnn_lm_param_count_matches_init(cell, tie):
     cfg = RNN_NANO.replace(cell=cell, tie_embeddings=tie)
@@ -131,3 +131,10 @@ def test_sampling_filters():
     assert np.all(zoo.sample_logits(logits, None, temperature=0) == 0)
     cold = np.asarray(zoo.sample_logits(logits, keys, temperature=0.1))
     assert (cold == 0).mean() > 0.95
+
+
+@pytest.mark.parametrize("cell", sorted(zoo.layers.CELLS))
+def test_cell_param_count_matches_init(cell):
+    """One count per cell (zoo.layers.cell_param_count), used by the LMs, the tasks and the benchmarks."""
+    module = zoo.RNN(zoo.layers.CELLS[cell](features=6))
+    assert zoo.layers.cell_param_count(cell, 5, 6) == n_params(module, jnp.zeros((1, 3, 5)))

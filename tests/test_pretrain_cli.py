@@ -87,5 +87,5 @@ def test_presets():
     lstm = presets.get("lstm", "shakespeare-char-cpu")
     n_gpt = zoo.gpt_param_count(cpu.model, non_embedding=False)
     assert abs(zoo.rnn_lm_param_count(lstm.model) - n_gpt) / n_gpt < 0.05
-    with pytest.raises(ValueError, match="unknown model family 'cnn'; choose one of: gpt, lstm"):
+    with pytest.raises(ValueError, match="unknown model family 'cnn'; choose one of: gpt, rnn, lstm"):
         presets.get("cnn", "nano")

@@ -22,15 +22,12 @@ from typing import Literal, Union
 
 from zoo.models.bert import BERTConfig
 from zoo.models.gpt import GPTConfig, gpt_param_count
-from zoo.models.rnn_lm import RNNLMConfig, rnn_lm_param_count
+from zoo.models.rnn_lm import RNNLMConfig
 from zoo.models.seq2seq import Seq2SeqConfig
+from zoo.registry import LM_FAMILIES, RECURRENT_FAMILIES, recurrent_lm_width
 from zoo.train.config import TrainConfig
 
-__all__ = ["Preset", "FAMILIES", "get", "names", "matched_width"]
-
-Family = Literal["gpt", "lstm", "gru", "rnn", "mingru", "bert", "seq2seq"]
-FAMILIES = ("gpt", "lstm", "gru", "rnn", "mingru", "bert", "seq2seq")
-LM_FAMILIES = ("gpt", "lstm", "gru", "rnn", "mingru")
+__all__ = ["Preset", "FAMILIES", "LM_FAMILIES", "get", "names"]
 ModelConfig = Union[GPTConfig, RNNLMConfig, BERTConfig, Seq2SeqConfig]
 
 
@@ -102,18 +99,10 @@ _GPT = {
 }
 
 
-def matched_width(family: str, target_params: int, num_layers: int, vocab_size: int, multiple: int = 8) -> int:
-    """The width (a multiple of ``multiple``) whose recurrent LM has the parameter count closest to the target."""
-    def count(d):
-        return rnn_lm_param_count(RNNLMConfig(vocab_size=vocab_size, cell=family, features=d, num_layers=num_layers))
-
-    return min(range(multiple, 4096 + 1, multiple), key=lambda d: abs(count(d) - target_params))
-
-
 def _recurrent(family: str, gpt: Preset, num_layers: int = 2) -> Preset:
     g = gpt.model
     target = gpt_param_count(g, non_embedding=False)
-    width = matched_width(family, target, num_layers, g.vocab_size)
+    width = recurrent_lm_width(family, target, num_layers, g.vocab_size)
     model = RNNLMConfig(vocab_size=g.vocab_size, cell=family, features=width, num_layers=num_layers,
                         dropout_rate=g.dropout_rate, block_size=g.block_size)
     note = f"{family.upper()} LM of about the parameter count of gpt/{gpt.name} ({num_layers} layers x {width})"
@@ -191,9 +180,11 @@ _SEQ2SEQ = {
     ),
 }
 
-_PRESETS: dict[str, dict[str, Preset]] = {"gpt": _GPT, "bert": _BERT, "seq2seq": _SEQ2SEQ}
-for _family in ("lstm", "gru", "rnn", "mingru"):
+_PRESETS: dict[str, dict[str, Preset]] = {"gpt": _GPT}
+for _family in RECURRENT_FAMILIES:
     _PRESETS[_family] = {name: _recurrent(_family, p) for name, p in _GPT.items() if name != "gpt2-small"}
+_PRESETS.update(bert=_BERT, seq2seq=_SEQ2SEQ)
+FAMILIES = tuple(_PRESETS)  # the families `zoo pretrain` trains (a fine-tuned classifier has no presets)
 
 
 def names(family: str) -> list[str]:

@@ -9,8 +9,9 @@ Every family loads the same way: ``gpt`` and the recurrent LMs (``lstm``,
 ``gru``, ``rnn``, ``mingru``), ``bert`` (a masked LM: ``zoo.BERTForMaskedLM``),
 ``bert-classifier`` (a fine-tuned ``zoo.BERTForSequenceClassification``; its
 label names are in ``run.info["labels"]``) and ``seq2seq``
-(``zoo.Seq2SeqTransformer``). :data:`FAMILIES` maps each to its config
-class, module and training objective.
+(``zoo.Seq2SeqTransformer``). The family names are those of
+:mod:`zoo.registry`, which maps each to its config class, module and
+training objective.
 
 Layout written by ``zoo pretrain``::
 
@@ -29,51 +30,17 @@ from pathlib import Path
 from typing import Any
 
 from zoo._version import __version__
-from zoo.models.bert import BERTConfig, BERTForMaskedLM
-from zoo.models.bert import BERTForSequenceClassification
-from zoo.models.gpt import GPT, GPTConfig
-from zoo.models.rnn_lm import RNNLM, RNNLMConfig
-from zoo.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer
+from zoo.registry import model_for
+from zoo.registry import family as family_of
 from zoo.train.config import TrainConfig
-from zoo.train.objectives import MASKED_LM, NEXT_TOKEN, SEQUENCE_CLASSIFICATION, TRANSLATION, Objective
 
-__all__ = ["FAMILIES", "Family", "Run", "load_run", "write_run_json", "read_run_json", "model_for"]
+__all__ = ["Run", "load_run", "write_run_json", "read_run_json"]
 
 RUN_JSON = "run.json"
 
 
-@dataclasses.dataclass(frozen=True)
-class Family:
-    """What a run's family name stands for: its config class, its module and its objective."""
-
-    config: type
-    module: type
-    objective: Objective
-
-
-_LM = {name: Family(RNNLMConfig, RNNLM, NEXT_TOKEN) for name in ("lstm", "gru", "rnn", "mingru")}
-FAMILIES: dict[str, Family] = {
-    "gpt": Family(GPTConfig, GPT, NEXT_TOKEN),
-    **_LM,
-    "bert": Family(BERTConfig, BERTForMaskedLM, MASKED_LM),
-    "bert-classifier": Family(BERTConfig, BERTForSequenceClassification, SEQUENCE_CLASSIFICATION),
-    "seq2seq": Family(Seq2SeqConfig, Seq2SeqTransformer, TRANSLATION),
-}
-
-
-def _family(name: str) -> Family:
-    if name not in FAMILIES:
-        raise ValueError(f"unknown model family {name!r}; expected one of: {', '.join(FAMILIES)}")
-    return FAMILIES[name]
-
-
-def model_for(family: str, config: Any):
-    """The linen module of a family for ``config`` (e.g. ``zoo.GPT(config)``)."""
-    return _family(family).module(config)
-
-
-def _model_config(family: str, data: dict[str, Any]) -> Any:
-    return _family(family).config(**data)
+def _model_config(name: str, data: dict[str, Any]) -> Any:
+    return family_of(name).config(**data)
 
 
 def write_run_json(run_dir: Path, *, family: str, preset: str, model: Any, train: TrainConfig, **extra: Any) -> Path:
@@ -106,17 +73,35 @@ def read_run_json(run_dir: str | Path) -> dict[str, Any]:
 
 @dataclasses.dataclass
 class Run:
-    """What ``load_run`` gives back: ready to ``zoo.generate``."""
+    """A trained model with everything needed to use it: what ``zoo.load_run`` gives back.
+
+    Every run has all of these fields, whatever made it:
+
+    * ``run_dir``: where it was loaded from;
+    * ``family``: a name of :data:`zoo.registry.FAMILIES` (``gpt``, ``lstm``, ``bert``, ...);
+    * ``config``: the family's model config (``GPTConfig``, ``RNNLMConfig``, ...);
+    * ``model``: the linen module, ``registry.model_for(family, config)``;
+    * ``params``: its parameters, plain (unboxed) arrays;
+    * ``tokenizer``: a :mod:`zoo.data` tokenizer (``encode``/``decode``);
+    * ``step``: the optimizer step of the parameters (0 for parameters that
+      were not trained by zoo);
+    * ``train_config``: the :class:`~zoo.train.TrainConfig` they were trained
+      with, or None when zoo did not train them;
+    * ``info``: everything else the run records (run.json: the preset, the
+      data spec, ``settings``; ``info.get("source")`` says where a run that
+      zoo did not write came from). Later kinds of runs (imported checkpoints,
+      runs of several processes, embedding models) add keys here, not fields.
+    """
 
     run_dir: Path
     family: str
-    config: Any  # the family's config (GPTConfig, RNNLMConfig, BERTConfig, Seq2SeqConfig)
-    train_config: TrainConfig
-    model: Any  # zoo.GPT, zoo.RNNLM, zoo.BERTForMaskedLM, ...
-    params: Any  # plain arrays
-    tokenizer: Any  # a zoo.data tokenizer
-    step: int  # the checkpoint's step
-    info: dict[str, Any]  # the rest of run.json
+    config: Any
+    train_config: TrainConfig | None
+    model: Any
+    params: Any
+    tokenizer: Any
+    step: int
+    info: dict[str, Any]
 
 
 def load_run(run_dir: str | Path, *, step: int | None = None) -> Run:
@@ -131,13 +116,13 @@ def load_run(run_dir: str | Path, *, step: int | None = None) -> Run:
 
     run_dir = Path(run_dir)
     info = read_run_json(run_dir)
-    family = info["family"]
-    config = _model_config(family, info["model"])
+    name = info["family"]
+    config = _model_config(name, info["model"])
     train_config = TrainConfig(**info["train"])
-    model = model_for(family, config)
+    model = model_for(name, config)
     tokenizer = load_tokenizer(run_dir / "tokenizer")
     directory = run_dir / "checkpoints"
-    objective = _family(family).objective
+    objective = family_of(name).objective
     step, params = restore_params(directory, model, config, train_config, objective, step=step)
     problem = nonfinite_summary(params, prefix="params")
     if problem:
@@ -151,7 +136,7 @@ def load_run(run_dir: str | Path, *, step: int | None = None) -> Run:
             f"{run_dir}: checkpoint step {step} has non-finite parameters ({problem}); the training diverged "
             f"before it was saved, or the checkpoint is damaged; {hint}"
         )
-    return Run(run_dir, family, config, train_config, model, params, tokenizer, step, info)
+    return Run(run_dir, name, config, train_config, model, params, tokenizer, step, info)
 
 
 def nonfinite_summary(params: Any, prefix: str = "") -> str | None:

@@ -301,7 +301,7 @@ def _translation(args: EvalArgs, run) -> Callable[[], list[str]]:
 
 
 def _evaluator(family: str) -> Callable[[EvalArgs, Any], Callable[[], list[str]]] | None:
-    from zoo.run import FAMILIES  # noqa: PLC0415
+    from zoo.registry import FAMILIES  # noqa: PLC0415
     from zoo.train.objectives import NEXT_TOKEN  # noqa: PLC0415
 
     if family in FAMILIES and FAMILIES[family].objective is NEXT_TOKEN:
@@ -310,7 +310,7 @@ def _evaluator(family: str) -> Callable[[EvalArgs, Any], Callable[[], list[str]]
 
 
 def _evaluated_families() -> list[str]:
-    from zoo.run import FAMILIES  # noqa: PLC0415
+    from zoo.registry import FAMILIES  # noqa: PLC0415
 
     return [f for f in FAMILIES if _evaluator(f) is not None]
 

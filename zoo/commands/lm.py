@@ -98,7 +98,8 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
 
     from zoo.models.gpt import gpt_flops_per_token  # noqa: PLC0415  (after argument errors: importing JAX takes a second)
     from zoo.models.rnn_lm import rnn_lm_flops_per_token  # noqa: PLC0415
-    from zoo.run import model_for, write_run_json  # noqa: PLC0415
+    from zoo.registry import model_for  # noqa: PLC0415
+    from zoo.run import write_run_json  # noqa: PLC0415
     from zoo.train.trainer import train  # noqa: PLC0415
     from zoo import data  # noqa: PLC0415
 

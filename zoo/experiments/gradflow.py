@@ -95,16 +95,7 @@ import numpy as np
 import optax
 
 from zoo.checks import shape_str
-from zoo.layers import (
-    RNN,
-    Decoder,
-    Embed,
-    GRUCell,
-    LearnedPositionEmbedding,
-    LSTMCell,
-    SimpleRNNCell,
-    TransformerConfig,
-)
+from zoo.layers import CELLS, RNN, Decoder, Embed, LearnedPositionEmbedding, TransformerConfig
 from zoo.commands.common import parse_flags
 
 Array = jax.Array
@@ -131,7 +122,6 @@ __all__ = [
 
 MODELS = ("rnn", "lstm", "gru", "transformer")
 LABELS = {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU", "transformer": "Transformer"}
-CELLS = {"rnn": SimpleRNNCell, "lstm": LSTMCell, "gru": GRUCell}
 NUM_HEADS = 4  # of the Transformer
 NUM_LAYERS = 2  # of the Transformer; the RNNs have one recurrent layer, so their curve is one Jacobian product
 
@@ -351,7 +341,7 @@ def spectral_sweep(
     out: dict[str, dict[str, list[float]]] = {}
     with jax.enable_x64(True):
         for name, act in (("linear", linear), ("tanh", jnp.tanh)):
-            rnn = RNN(SimpleRNNCell(features=h, activation_fn=act, param_dtype=jnp.float64))
+            rnn = RNN(CELLS["rnn"](features=h, activation_fn=act, param_dtype=jnp.float64))
             curves = {}
             for rho in radii:
                 # zoo's kernels multiply from the right (h @ recurrent_kernel): pass W^T, same spectrum.

@@ -102,15 +102,15 @@ class LadderConfig:
 
 def model_configs(preset: str, vocab_size: int, recurrent_layers: int = 2) -> dict[str, Any]:
     """family -> model config: gpt/<preset> at ``vocab_size``, and each recurrent LM matched to its size."""
-    from zoo import presets
+    from zoo import presets, registry
     from zoo.models.gpt import gpt_param_count
     from zoo.models.rnn_lm import RNNLMConfig
 
     gpt = presets.get("gpt", preset).model.replace(vocab_size=vocab_size)
     target = gpt_param_count(gpt)
     out: dict[str, Any] = {}
-    for family in ("rnn", "lstm", "gru", "mingru"):
-        width = presets.matched_width(family, target, recurrent_layers, vocab_size)
+    for family in registry.RECURRENT_FAMILIES:
+        width = registry.recurrent_lm_width(family, target, recurrent_layers, vocab_size)
         out[family] = RNNLMConfig(vocab_size=vocab_size, cell=family, features=width, num_layers=recurrent_layers,
                                   dropout_rate=gpt.dropout_rate, block_size=gpt.block_size)
     out["gpt"] = gpt
@@ -186,7 +186,8 @@ def _neural_rung(cfg: LadderConfig, family: str, model_config: Any, tokenizer: A
     from zoo import data, presets
     from zoo.models.gpt import gpt_flops_per_token
     from zoo.models.rnn_lm import rnn_lm_flops_per_token
-    from zoo.run import load_run, model_for, read_run_json, write_run_json
+    from zoo.registry import model_for
+    from zoo.run import load_run, read_run_json, write_run_json
     from zoo.train.trainer import train
 
     preset = presets.get("gpt", cfg.preset)

@@ -89,7 +89,8 @@ import optax
 import tyro
 
 from zoo.data import long_range as data_tasks
-from zoo.layers import Decoder, Embed, GRUCell, LSTMCell, MinGRUCell, RNNStack, SimpleRNNCell, TransformerConfig
+from zoo import registry
+from zoo.layers import CELLS, Decoder, Embed, RNNStack, TransformerConfig, cell_param_count
 from zoo.errors import config_error
 from zoo.commands.common import parse_flags
 
@@ -120,11 +121,9 @@ MODELS: tuple[str, ...] = ("rnn", "lstm", "gru", "mingru", "gpt")
 TASKS = data_tasks.TASKS
 TaskName = data_tasks.TaskName
 
-CELLS = {"rnn": SimpleRNNCell, "lstm": LSTMCell, "gru": GRUCell, "mingru": MinGRUCell}
 # minGRU runs its recurrence step by step: the same function as the associative scan, which on a
 # 2-core CPU is slower (selective copy, T = 128: 51 against 29 ms per step) and compiles 2x slower.
 CELL_OPTIONS = {"mingru": {"parallel": False}}
-GATES = {"rnn": 1, "lstm": 4, "gru": 3, "mingru": 2}
 LABELS = {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU", "mingru": "minGRU", "gpt": "GPT"}
 
 WEIGHT_DECAY = 0.01
@@ -235,21 +234,13 @@ def param_count(config: SequenceModelConfig) -> int:
     if config.model == "gpt":
         per_layer = 4 * d * d + 2 * d * (4 * d) + 2 * d  # qkv + output, MLP, two LayerNorm scales
         return total + config.num_layers * per_layer + d  # + final LayerNorm
-    g = GATES[config.model]
-    per_layer = d * g * d + g * d  # input kernel and bias (every layer reads D features)
-    if config.model != "mingru":
-        per_layer += d * g * d  # recurrent kernel
-    if config.model == "gru":
-        per_layer += d  # the reset-after GRU's separate recurrent bias
-    return total + config.num_layers * per_layer
+    return total + config.num_layers * cell_param_count(config.model, d, d)  # every layer reads D features
 
 
 def matched_width(config: SequenceModelConfig, target_params: int, multiple: int = 4) -> int:
     """The width (a multiple of ``multiple``) whose model of ``config``'s kind has the count closest to the target."""
-    def count(w):
-        return param_count(dataclasses.replace(config, width=w))
-
-    return min(range(multiple, 4096 + 1, multiple), key=lambda w: (abs(count(w) - target_params), w))
+    return registry.matched_width(lambda w: param_count(dataclasses.replace(config, width=w)), target_params,
+                                  multiple=multiple, max_width=4096)
 
 
 def model_config(model: str, spec: data_tasks.TaskSpec, width: int, num_layers: int = 2,

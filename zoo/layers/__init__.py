@@ -27,12 +27,13 @@ from zoo.layers.transformer import (
     TransformerConfig,
     TransformerStack,
 )
-from zoo.layers.cells import GRUCell, LSTMCell, MinGRUCell, MinLSTMCell, RecurrentCell, SimpleRNNCell
+from zoo.layers.cells import CELLS, GRUCell, LSTMCell, MinGRUCell, MinLSTMCell, RecurrentCell, SimpleRNNCell
+from zoo.layers.cells import cell_param_count
 from zoo.layers.recurrent import RNN, Bidirectional, RNNStack
 from zoo.layers.scan import flip_sequences, fused_recurrence, lengths_to_mask, linear_recurrence
 
 __all__ = [
-    "RecurrentCell", "SimpleRNNCell", "LSTMCell", "GRUCell", "MinGRUCell", "MinLSTMCell",
+    "RecurrentCell", "SimpleRNNCell", "LSTMCell", "GRUCell", "MinGRUCell", "MinLSTMCell", "CELLS", "cell_param_count",
     "RNN", "Bidirectional", "RNNStack",
     "fused_recurrence", "linear_recurrence", "flip_sequences", "lengths_to_mask",
     "dot_product_attention", "attention_weights", "causal_mask", "padding_mask",

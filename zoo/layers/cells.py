@@ -63,6 +63,8 @@ __all__ = [
     "GRUCell",
     "MinGRUCell",
     "MinLSTMCell",
+    "CELLS",
+    "cell_param_count",
 ]
 
 
@@ -475,3 +477,27 @@ class MinLSTMCell(_MinimalCell):
         if self.log_space:
             return log_f, log_i + _log_g(kh)
         return log_f, jnp.exp(log_i) * kh
+
+
+# ----------------------------------------------------------------------------
+# The cell table: one name per cell across zoo (the CLI, presets, experiments, benchmarks).
+
+CELLS: dict[str, type[RecurrentCell]] = {
+    "rnn": SimpleRNNCell, "lstm": LSTMCell, "gru": GRUCell, "mingru": MinGRUCell, "minlstm": MinLSTMCell,
+}
+# name -> (gates, has a recurrent kernel, extra recurrent bias of width hidden (the reset-after GRU's))
+_SHAPES = {"rnn": (1, True, 0), "lstm": (4, True, 0), "gru": (3, True, 1), "mingru": (2, False, 0),
+           "minlstm": (3, False, 0)}
+
+
+def cell_param_count(cell: str, input_size: int, hidden: int) -> int:
+    """Parameters of one cell of :data:`CELLS` with its defaults (the tests check it against ``init``).
+
+    Per gate an input kernel (input_size, hidden) and a bias (hidden,); the
+    classic cells add a recurrent kernel (hidden, hidden) per gate, minGRU and
+    minLSTM have none (their gates read only the input).
+    """
+    if cell not in _SHAPES:
+        raise ValueError(f"cell_param_count: cell={cell!r}, expected one of {sorted(_SHAPES)}")
+    gates, recurrent, extra = _SHAPES[cell]
+    return gates * (input_size * hidden + hidden) + (gates * hidden * hidden if recurrent else 0) + extra * hidden

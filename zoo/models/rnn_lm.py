@@ -20,15 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from zoo.checks import shape_str
-from zoo.layers import Embed, GRUCell, LSTMCell, MinGRUCell, RNNStack, SimpleRNNCell
+from zoo.layers import CELLS, Embed, RNNStack, cell_param_count
 from zoo.errors import config_error
 
 Array = jax.Array
 
-__all__ = ["RNNLMConfig", "RNNLM", "rnn_lm_param_count", "rnn_lm_flops_per_token", "CELLS"]
-
-CELLS = {"rnn": SimpleRNNCell, "lstm": LSTMCell, "gru": GRUCell, "mingru": MinGRUCell}
-GATES = {"rnn": 1, "lstm": 4, "gru": 3, "mingru": 2}
+__all__ = ["RNNLMConfig", "RNNLM", "rnn_lm_param_count", "rnn_lm_flops_per_token"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +33,7 @@ class RNNLMConfig:
     """Recurrent LM hyperparameters; ``vocab_size`` comes from the tokenizer in zoo's runs."""
 
     vocab_size: int = 256
-    cell: Literal["rnn", "lstm", "gru", "mingru"] = "lstm"
+    cell: Literal["rnn", "lstm", "gru", "mingru", "minlstm"] = "lstm"  # a name of zoo.layers.CELLS
     features: int = 256  # embedding width = hidden size (needed for the tied head)
     num_layers: int = 2
     dropout_rate: float = 0.0  # between layers and before the head (Zaremba et al.)
@@ -102,13 +99,8 @@ class RNNLM(nn.Module):
 
 def rnn_lm_param_count(config: RNNLMConfig, *, non_embedding: bool = False) -> int:
     """Number of parameters, counted from the config (the tests check it against ``init``)."""
-    d, v, g = config.features, config.vocab_size, GATES[config.cell]
-    per_layer = d * g * d + g * d  # input kernel and bias
-    if config.cell != "mingru":
-        per_layer += d * g * d  # recurrent kernel
-    if config.cell == "gru":
-        per_layer += d  # the separate recurrent bias of the reset-after GRU
-    total = config.num_layers * per_layer
+    d, v = config.features, config.vocab_size
+    total = config.num_layers * cell_param_count(config.cell, d, d)
     if not config.tie_embeddings:
         total += d * v + v
     if not non_embedding or config.tie_embeddings:

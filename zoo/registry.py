@@ -1,0 +1,140 @@
+"""One registry of model families: what each family name stands for, everywhere in zoo.
+
+    zoo.registry.FAMILIES["lstm"].config           # RNNLMConfig
+    zoo.registry.model_for("gpt", config)          # zoo.GPT(config)
+    zoo.registry.param_count("bert", config)       # counted from the config (tested against init)
+
+A family is one name used alike by the CLI (``zoo pretrain lstm``), run.json,
+presets, the experiments and the benchmarks' tables. For each it holds the
+config class, the linen module, the training objective, the parameter and
+FLOP counts, and for the recurrent language models the cell
+(:data:`zoo.layers.CELLS` names the cells: ``rnn``, ``lstm``, ``gru``,
+``mingru``, ``minlstm``).
+
+:func:`matched_width` is the one way zoo sizes one model to another's
+parameter count: the presets match each recurrent LM to the GPT preset of
+the same name, the ladder and the tasks do the same at their sizes, and the
+benchmark suite matches layers to an attention layer.
+
+To add a family: its config and module in ``zoo/models/``, its objective in
+``zoo/train/objectives.py`` if it trains on a new kind of batch, an entry
+here, presets in ``zoo/presets.py`` (docs/architecture.md lists the rest).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from zoo.layers import CELLS
+from zoo.models.bert import BERTConfig, BERTForMaskedLM, BERTForSequenceClassification, bert_flops_per_token
+from zoo.models.bert import bert_param_count
+from zoo.models.gpt import GPT, GPTConfig, gpt_flops_per_token, gpt_param_count
+from zoo.models.rnn_lm import RNNLM, RNNLMConfig, rnn_lm_flops_per_token, rnn_lm_param_count
+from zoo.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer
+from zoo.train.objectives import MASKED_LM, NEXT_TOKEN, SEQUENCE_CLASSIFICATION, TRANSLATION, Objective
+
+__all__ = [
+    "Family", "FAMILIES", "LM_FAMILIES", "RECURRENT_FAMILIES", "family", "model_for", "param_count",
+    "flops_per_token", "matched_width", "recurrent_lm_width",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """What a family name stands for.
+
+    Attributes:
+      name: the one spelling (CLI, run.json, tables, plots).
+      config: the frozen config dataclass (``vocab_size`` comes from the tokenizer).
+      module: the linen module, built as ``module(config)``.
+      objective: what training optimises (:mod:`zoo.train.objectives`).
+      count: ``config -> parameters``, with the embedding table.
+      flops: ``config -> training FLOPs per token`` (None when zoo has no formula).
+      cell: the recurrent cell (a key of :data:`zoo.layers.CELLS`) of a recurrent LM, else None.
+      summary: one line for listings.
+    """
+
+    name: str
+    config: type
+    module: type
+    objective: Objective
+    count: Callable[[Any], int] | None
+    flops: Callable[[Any], float] | None
+    cell: str | None = None
+    summary: str = ""
+
+
+def _recurrent(cell: str, label: str) -> Family:
+    return Family(cell, RNNLMConfig, RNNLM, NEXT_TOKEN, rnn_lm_param_count, rnn_lm_flops_per_token, cell,
+                  f"{label} language model (embedding, stacked {label} layers, tied head)")
+
+
+FAMILIES: dict[str, Family] = {
+    "gpt": Family("gpt", GPTConfig, GPT, NEXT_TOKEN, lambda c: gpt_param_count(c, non_embedding=False),
+                  gpt_flops_per_token, summary="decoder-only Transformer language model"),
+    "rnn": _recurrent("rnn", "Elman RNN"),
+    "lstm": _recurrent("lstm", "LSTM"),
+    "gru": _recurrent("gru", "GRU"),
+    "mingru": _recurrent("mingru", "minGRU"),
+    "bert": Family("bert", BERTConfig, BERTForMaskedLM, MASKED_LM, bert_param_count, bert_flops_per_token,
+                   summary="BERT encoder pretrained as a masked language model"),
+    "bert-classifier": Family("bert-classifier", BERTConfig, BERTForSequenceClassification, SEQUENCE_CLASSIFICATION,
+                              lambda c: bert_param_count(c, heads="sequence_classification"), None,
+                              summary="BERT fine-tuned for sequence classification (zoo finetune)"),
+    "seq2seq": Family("seq2seq", Seq2SeqConfig, Seq2SeqTransformer, TRANSLATION, None, None,
+                      summary="encoder-decoder Transformer trained on translation"),
+}
+LM_FAMILIES = tuple(name for name, f in FAMILIES.items() if f.objective is NEXT_TOKEN)  # gpt and the recurrent LMs
+RECURRENT_FAMILIES = tuple(name for name, f in FAMILIES.items() if f.cell is not None)
+assert all(f.cell in CELLS for f in FAMILIES.values() if f.cell), "every recurrent family names a cell of CELLS"
+
+
+def family(name: str) -> Family:
+    """The family ``name``; an unknown name is a ``ValueError`` listing the known ones."""
+    if name not in FAMILIES:
+        raise ValueError(f"unknown model family {name!r}; expected one of: {', '.join(FAMILIES)}")
+    return FAMILIES[name]
+
+
+def model_for(name: str, config: Any):
+    """The linen module of family ``name`` for ``config`` (e.g. ``zoo.GPT(config)``)."""
+    return family(name).module(config)
+
+
+def param_count(name: str, config: Any) -> int:
+    """Parameters of family ``name`` at ``config``, embedding table included."""
+    count = family(name).count
+    if count is None:
+        raise ValueError(f"zoo has no parameter count for family {name!r}")
+    return count(config)
+
+
+def flops_per_token(name: str, config: Any) -> float | None:
+    """Training FLOPs per token of family ``name`` at ``config`` (None when zoo has no formula)."""
+    flops = family(name).flops
+    return None if flops is None else flops(config)
+
+
+def matched_width(count: Callable[[int], int], target: int, *, multiple: int = 8, max_width: int = 16384) -> int:
+    """The width (a multiple of ``multiple``) whose ``count(width)`` is closest to ``target`` (the smaller on a tie).
+
+    ``count`` is the parameter count of the model being sized as a function
+    of its width, e.g. ``lambda d: param_count("lstm", config.replace(features=d))``.
+    """
+    if target < 1 or multiple < 1 or max_width < multiple:
+        raise ValueError(f"matched_width: target={target}, multiple={multiple}, max_width={max_width}; expected "
+                         "target >= 1 and 1 <= multiple <= max_width")
+    return min(range(multiple, max_width + 1, multiple), key=lambda w: (abs(count(w) - target), w))
+
+
+def recurrent_lm_width(name: str, target: int, num_layers: int, vocab_size: int, multiple: int = 8) -> int:
+    """The width of recurrent LM ``name`` whose parameter count (table included) is closest to ``target``."""
+    cell = family(name).cell
+    if cell is None:
+        raise ValueError(f"recurrent_lm_width: {name!r} is not a recurrent language model; expected one of "
+                         f"{', '.join(RECURRENT_FAMILIES)}")
+    base = RNNLMConfig(vocab_size=vocab_size, cell=cell, num_layers=num_layers)
+    return matched_width(lambda d: rnn_lm_param_count(base.replace(features=d)), target, multiple=multiple,
+                         max_width=4096)
