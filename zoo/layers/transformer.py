@@ -35,6 +35,7 @@ import jax.numpy as jnp
 from zoo.checks import renamed_arguments, shape_str
 from zoo.layers.dropout import Dropout
 from zoo.layers.linear import Linear
+from zoo.layers.platform import cpu_or
 from zoo.layers.multihead import MultiHeadAttention, check_cache_room
 from zoo.errors import config_error
 
@@ -77,12 +78,19 @@ def _barrier_vjp(fn):
     return f
 
 
+def _gelu_erf(x):
+    return 0.5 * x * (1.0 + jax.lax.erf(x * jnp.asarray(0.7071067811865476, x.dtype)))
+
+
+_gelu_tanh = functools.partial(jax.nn.gelu, approximate=True)
+
+# The barriers are for XLA:CPU (zoo.layers.platform): elsewhere the plain functions.
 ACTIVATIONS = {
     "relu": jax.nn.relu,  # the original Transformer
     # BERT's exact GELU as torch and HF write it, 0.5 x (1 + erf(x / sqrt 2)): faster on XLA:CPU than
     # jax.nn.gelu's erfc form (3.5% of a BERT-mini training step), the same values to 1e-6
-    "gelu": _barrier_vjp(lambda x: 0.5 * x * (1.0 + jax.lax.erf(x * jnp.asarray(0.7071067811865476, x.dtype)))),
-    "gelu_tanh": _barrier_vjp(functools.partial(jax.nn.gelu, approximate=True)),  # GPT-2 ("gelu_new")
+    "gelu": cpu_or(_barrier_vjp(_gelu_erf), _gelu_erf),
+    "gelu_tanh": cpu_or(_barrier_vjp(_gelu_tanh), _gelu_tanh),  # GPT-2 ("gelu_new")
 }
 
 
