@@ -97,7 +97,8 @@ def read_run_json(run_dir: str | Path) -> dict[str, Any]:
     """RUN_DIR/run.json as a dict; a clear error if the directory is not a run."""
     path = Path(run_dir) / RUN_JSON
     if not path.is_file():
-        raise FileNotFoundError(f"{run_dir}: not a zoo run directory (no {RUN_JSON}); create one with `zoo pretrain`")
+        raise FileNotFoundError(f"{run_dir}: not a zoo run directory (no {RUN_JSON}) nor a Hugging Face one (no "
+                                f"config.json); create one with `zoo pretrain`")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
@@ -106,17 +107,26 @@ def read_run_json(run_dir: str | Path) -> dict[str, Any]:
 
 @dataclasses.dataclass
 class Run:
-    """What ``load_run`` gives back: ready to ``zoo.generate``."""
+    """What ``load_run`` (and ``zoo.load_pretrained``) gives back: ready to ``zoo.generate``.
+
+    Every run has every field, wherever it came from: ``model.apply({"params":
+    params}, ...)`` runs it and ``tokenizer`` encodes its text. A run loaded
+    from a Hugging Face directory (``zoo.load_pretrained``) has
+    ``info["source"] == "huggingface"``, ``step`` 0 and a default
+    ``train_config`` (``TrainConfig()``; a HF directory records no training);
+    ``info`` then holds the architecture and the original ``hf_config``
+    instead of run.json's fields.
+    """
 
     run_dir: Path
-    family: str
+    family: str  # gpt, lstm, ..., bert, bert-classifier, seq2seq; from HF also bert-encoder, bert-token-classifier
     config: Any  # the family's config (GPTConfig, RNNLMConfig, BERTConfig, Seq2SeqConfig)
-    train_config: TrainConfig
+    train_config: TrainConfig  # the run's; a default TrainConfig() for a HF directory
     model: Any  # zoo.GPT, zoo.RNNLM, zoo.BERTForMaskedLM, ...
     params: Any  # plain arrays
     tokenizer: Any  # a zoo.data tokenizer
-    step: int  # the checkpoint's step
-    info: dict[str, Any]  # the rest of run.json
+    step: int  # the checkpoint's step (0 for a HF directory)
+    info: dict[str, Any]  # the rest of run.json; for a HF directory: source, architecture, hf_config, ...
 
 
 def load_run(run_dir: str | Path, *, step: int | None = None) -> Run:
@@ -126,10 +136,19 @@ def load_run(run_dir: str | Path, *, step: int | None = None) -> Run:
     one that reads and passes its digests (a newer damaged one is skipped
     with a :class:`~zoo.train.checkpoint.CheckpointWarning`; nothing on disk
     is changed). Parameters with NaN or inf are refused with a ``ValueError``.
+
+    A Hugging Face model directory (``config.json`` and no ``run.json``) is
+    loaded by :func:`zoo.load_pretrained`.
     """
     from zoo.data import load_tokenizer  # noqa: PLC0415
 
     run_dir = Path(run_dir)
+    if (run_dir / "config.json").is_file() and not (run_dir / RUN_JSON).is_file():
+        from zoo.pretrained import load_pretrained  # noqa: PLC0415
+
+        if step is not None:
+            raise ValueError(f"{run_dir}: a Hugging Face directory has one set of weights; step={step} does not apply")
+        return load_pretrained(run_dir)
     info = read_run_json(run_dir)
     family = info["family"]
     config = _model_config(family, info["model"])
