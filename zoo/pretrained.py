@@ -191,6 +191,7 @@ def export_pretrained(run: Run, out_dir: str | os.PathLike, *, overwrite: bool =
     params = jax.tree.map(lambda x: np.asarray(jax.device_get(x)), nn.unbox(run.params))
     if run.family == "gpt":
         config = hf_gpt2.config_to_hf(run.config)
+        config.update(bos_token_id=int(run.tokenizer.eot_id), eos_token_id=int(run.tokenizer.eot_id))
         tensors = hf_gpt2.params_to_hf(params, run.config)
     elif run.family.startswith("bert"):
         arch, params = _bert_architecture(run, params)

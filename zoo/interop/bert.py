@@ -231,7 +231,7 @@ def params_from_hf(state: dict[str, Any], config: BERTConfig, *, architecture: s
                                ("cls.predictions.decoder.bias", params.get("mlm_head", {}).get("bias"),
                                 "cls.predictions.bias")):
         if key in state and "mlm_head" in heads:
-            if same_as is None or not np.array_equal(np.asarray(state[key]), same_as):
+            if same_as is None or not np.array_equal(np.asarray(state[key], np.float32), same_as):
                 raise ValueError(f"{source}: {key} is not {what}; zoo's masked-LM head ties them (untied "
                                  "checkpoints cannot be loaded)")
             used.add(key)

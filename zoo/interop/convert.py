@@ -121,8 +121,10 @@ def to_zoo(
             if tuple(x.shape) != want:
                 raise ValueError(f"{source}: tensor {name} has shape {_shape_str(x.shape)}, but the config implies "
                                  f"{_shape_str(want)} ({e.hf_shape} with {_dims_str(e.hf_shape, dims)})")
+            if not (x.dtype.kind == "f" or x.dtype.name == "bfloat16"):
+                raise ValueError(f"{source}: tensor {name} has dtype {x.dtype}; expected floating-point weights")
             used.add(name)
-            arrays.append(x)
+            arrays.append(np.asarray(x, np.float32))  # float16 and bfloat16 widen exactly
         return arrays
 
     params: dict[str, Any] = {}

@@ -11,8 +11,8 @@ in this order of preference:
 
 Safetensors files are read with the ``safetensors`` package's NumPy reader
 (float16 and bfloat16 included: bfloat16 arrays come back as ``ml_dtypes``'
-``bfloat16``); every floating-point tensor is returned as float32, so a
-half-precision checkpoint loads into float32 parameters. A truncated or corrupt
+``bfloat16``), as stored; the name tables widen every weight they read to
+float32, so a half-precision checkpoint loads into float32 parameters. A truncated or corrupt
 file is a ``ValueError`` naming the file.
 """
 
@@ -37,13 +37,6 @@ def weight_files(directory: Path) -> str | None:
         if (directory / name).is_file():
             return name
     return None
-
-
-def _float32(name: str, where: Path, x: np.ndarray) -> np.ndarray:
-    """A floating-point tensor as float32 (float16 and bfloat16 widen exactly); anything else is an error."""
-    if x.dtype.kind == "f" or x.dtype.name == "bfloat16":
-        return np.asarray(x, dtype=np.float32)
-    raise ValueError(f"{where}: tensor {name} has dtype {x.dtype}; expected floating-point weights")
 
 
 def _read_safetensors(path: Path, names: set[str] | None = None) -> dict[str, np.ndarray]:
@@ -97,11 +90,15 @@ def _read_torch_bin(path: Path) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: torch.load(weights_only=True) could not read it: {e}") from e
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a state dict, got a {type(state).__name__}")
-    return {k: v.detach().float().numpy() for k, v in state.items() if hasattr(v, "detach")}
+    return {k: (v.detach().float() if v.is_floating_point() else v.detach()).numpy()
+            for k, v in state.items() if hasattr(v, "detach")}
 
 
 def read_weights(directory: str | os.PathLike) -> tuple[dict[str, np.ndarray], str]:
-    """(tensors by name, as float32 NumPy arrays; the file or index read) of a HF model directory.
+    """(tensors by name, NumPy arrays as stored; the file or index read) of a HF model directory.
+
+    The name tables convert the weights they read to float32 (:mod:`zoo.interop.convert`); other tensors
+    (buffers such as ``attn.bias``, integers) are left as they are.
 
     Raises ``FileNotFoundError`` when the directory has no weights, ``ValueError``
     for a file that cannot be read.
@@ -118,7 +115,7 @@ def read_weights(directory: str | os.PathLike) -> tuple[dict[str, np.ndarray], s
         tensors = _read_index(directory)
     else:
         tensors = _read_torch_bin(path)
-    return {k: _float32(k, path, v) for k, v in tensors.items()}, name
+    return tensors, name
 
 
 def write_weights(tensors: dict[str, np.ndarray], directory: Path) -> Path:
