@@ -189,10 +189,9 @@ def config_to_hf(config: BERTConfig, architecture: str, labels: list | None = No
         "tie_word_embeddings": True,
         "torch_dtype": "float32",
     }
-    if architecture in ("BertForSequenceClassification", "BertForTokenClassification"):
-        names = [str(x) for x in labels] if labels else [f"LABEL_{i}" for i in range(config.num_labels)]
-        out["id2label"] = dict(enumerate(names))
-        out["label2id"] = {name: i for i, name in enumerate(names)}
+    names = [str(x) for x in labels] if labels else [f"LABEL_{i}" for i in range(config.num_labels)]
+    out["id2label"] = dict(enumerate(names))  # num_labels, for every architecture (transformers' way to write it)
+    out["label2id"] = {name: i for i, name in enumerate(names)}
     return out
 
 
