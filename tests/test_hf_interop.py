@@ -338,3 +338,15 @@ def test_live_torch_bin_loads_with_weights_only(tmp_path):
     torch.save({"x": datetime.date(2020, 1, 1)}, d / "pytorch_model.bin")  # an object weights_only does not allow
     with pytest.raises(ValueError, match="weights_only=True"):
         zoo.load_pretrained(d)
+
+
+def test_docs_show_the_name_tables():
+    """docs/huggingface.md shows every row of the tables in zoo/interop (the code is the reference)."""
+    from zoo.interop import bert, gpt2  # noqa: PLC0415
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "huggingface.md").read_text()
+    rows = [*gpt2.TABLE, *gpt2.LAYER_TABLE, *gpt2.HEAD_TABLE, *bert.TABLE, *bert.LAYER_TABLE,
+            *(e for entries in bert.HEADS.values() for e in entries)]
+    for e in rows:
+        keys = ", ".join(f"`{k}`" for k in e.keys)
+        assert f"| `{e.path}` | {e.zoo_shape} | {keys} | {e.hf_shape} | {e.how} |" in doc, e
