@@ -55,8 +55,8 @@ def gpt_outputs(run: Run, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def bert_outputs(run: Run, ref) -> tuple[np.ndarray, np.ndarray]:
     kw = {"segment_ids": ref["segments"].astype(np.int32), "seq_lengths": ref["lengths"].astype(np.int32)}
     ids = ref["ids"].astype(np.int32)
-    logits = run.model.apply({"params": run.params}, ids, **kw)
-    hidden = zoo.BERT(run.config).apply({"params": run.params["bert"]}, ids, **kw)
+    logits = jax.jit(run.model.apply)({"params": run.params}, ids, **kw)
+    hidden = jax.jit(zoo.BERT(run.config).apply)({"params": run.params["bert"]}, ids, **kw)
     return np.asarray(logits), np.asarray(hidden)
 
 
@@ -115,8 +115,10 @@ def test_fixture_layouts_and_run_fields():
 TEXTS = [f"the king and queen of a far land spoke to all {i} of their people by night and day" for i in range(60)]
 
 
-def tiny_run(family: str, tokenizer: str = "byte", run_dir: Path = Path("tiny"), **changes) -> Run:
-    """A run in memory with random parameters (no training): what export_pretrained needs."""
+def tiny_run(family: str, tokenizer: str = "byte", run_dir: Path = Path("tiny"), init: bool = True,
+             **changes) -> Run:
+    """A run in memory with random parameters (no training): what export_pretrained needs (``init=False``:
+    no parameters, for what is refused before they are read)."""
     tok = make_tokenizer(tokenizer, None if tokenizer == "byte" else TEXTS,
                          vocab_size={"bpe": 300, "wordpiece": 120}.get(tokenizer))
     if family == "gpt":
@@ -127,8 +129,12 @@ def tiny_run(family: str, tokenizer: str = "byte", run_dir: Path = Path("tiny"),
         config = zoo.BERTConfig(vocab_size=tok.vocab_size, max_positions=16, block_size=16, num_layers=2,
                                 num_heads=2, features=16, num_labels=3, **changes)
         model = (zoo.BERTForSequenceClassification if family == "bert-classifier" else zoo.BERTForMaskedLM)(config)
+    if not init:
+        return Run(run_dir, family, config, TrainConfig(), model, {}, tok, 7, {})
     params = nn.unbox(jax.jit(model.init)(jax.random.key(1), jnp.zeros((1, 4), jnp.int32))["params"])
-    params = jax.tree.map(lambda x: x + 0.1 * jax.random.normal(jax.random.key(2), x.shape), params)  # LN != 1
+    rng = np.random.default_rng(2)  # NumPy: JAX's eager random ops would compile once per shape
+    params = jax.tree.map(lambda x: np.asarray(x) + np.float32(0.1) * rng.standard_normal(x.shape, np.float32),
+                          params)  # LayerNorms away from 1, biases from 0
     info = {"labels": ["a", "b", "c"]} if family == "bert-classifier" else {}
     return Run(run_dir, family, config, TrainConfig(), model, params, tok, 7, info)
 
@@ -163,18 +169,18 @@ def test_round_trip_is_bit_identical(case, tmp_path):
 
 def test_export_refuses_what_the_architecture_cannot_express(tmp_path):
     with pytest.raises(ValueError, match=r"positions='rope'.*cannot be exported as GPT-2"):
-        zoo.export_pretrained(tiny_run("gpt", positions="rope"), tmp_path / "a")
+        zoo.export_pretrained(tiny_run("gpt", positions="rope", init=False), tmp_path / "a")
     with pytest.raises(ValueError, match=r"use_bias=False"):
-        zoo.export_pretrained(tiny_run("gpt", use_bias=False), tmp_path / "b")
+        zoo.export_pretrained(tiny_run("gpt", use_bias=False, init=False), tmp_path / "b")
     with pytest.raises(ValueError, match=r"use_bias=False"):
-        zoo.export_pretrained(tiny_run("bert", "wordpiece", use_bias=False), tmp_path / "c")
-    lstm = dataclasses.replace(tiny_run("gpt"), family="lstm")
+        zoo.export_pretrained(tiny_run("bert", "wordpiece", use_bias=False, init=False), tmp_path / "c")
+    lstm = dataclasses.replace(tiny_run("gpt", init=False), family="lstm")
     with pytest.raises(ValueError, match="lstm run, which has no Hugging Face counterpart"):
         zoo.export_pretrained(lstm, tmp_path / "d")
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("")
     with pytest.raises(ValueError, match="not empty"):
-        zoo.export_pretrained(tiny_run("gpt"), tmp_path / "full")
+        zoo.export_pretrained(tiny_run("gpt", init=False), tmp_path / "full")
     assert not any(p.name.startswith(("a", "b", "c", "d")) for p in tmp_path.iterdir())  # nothing written
 
 

@@ -149,23 +149,27 @@ def load_pretrained(path: str | os.PathLike, *, scan_layers: bool = True) -> Run
     return Run(directory, family, config, TrainConfig(), model, params, tokenizer, 0, info)
 
 
-def _bert_architecture(run: Run, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """(HF architecture, params in the ``{"bert": ..., heads}`` layout) of a BERT run."""
-    family = run.family
-    if family == "bert-encoder":
+def _bert_architecture_name(run: Run) -> str:
+    """The HF architecture a BERT run exports as."""
+    heads = {"bert-encoder": "BertModel", "bert-classifier": "BertForSequenceClassification",
+             "bert-token-classifier": "BertForTokenClassification"}
+    if run.family in heads:
+        return heads[run.family]
+    return "BertForPreTraining" if "nsp" in run.params and "pooler" in run.params else "BertForMaskedLM"
+
+
+def _bert_params(run: Run, params: dict[str, Any], arch: str) -> dict[str, Any]:
+    """``params`` in the ``{"bert": ..., heads}`` layout of :mod:`zoo.interop.bert`, for ``arch``."""
+    if arch == "BertModel":  # zoo.BERT's params are the encoder's, at the top level
         encoder = {k: v for k, v in params.items() if k != "pooler"}
-        return "BertModel", {"bert": encoder, **({"pooler": params["pooler"]} if "pooler" in params else {})}
-    if family == "bert-classifier":
-        return "BertForSequenceClassification", params
-    if family == "bert-token-classifier":
-        return "BertForTokenClassification", params
-    if "nsp" in params and "pooler" in params:
-        return "BertForPreTraining", params
-    extra = sorted(k for k in params if k in ("pooler", "nsp"))
-    if extra:
-        warnings.warn(f"export_pretrained: {', '.join(extra)} left out: BertForMaskedLM has no such weights",
-                      stacklevel=3)
-    return "BertForMaskedLM", {k: v for k, v in params.items() if k not in extra}
+        return {"bert": encoder, **({"pooler": params["pooler"]} if "pooler" in params else {})}
+    if arch == "BertForMaskedLM":
+        extra = sorted(k for k in params if k in ("pooler", "nsp"))
+        if extra:
+            warnings.warn(f"export_pretrained: {', '.join(extra)} left out: BertForMaskedLM has no such weights",
+                          stacklevel=3)
+        return {k: v for k, v in params.items() if k not in extra}
+    return params
 
 
 def export_pretrained(run: Run, out_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -188,26 +192,30 @@ def export_pretrained(run: Run, out_dir: str | os.PathLike, *, overwrite: bool =
     from zoo.interop.weights import write_weights  # noqa: PLC0415
 
     out = Path(out_dir)
-    params = jax.tree.map(lambda x: np.asarray(jax.device_get(x)), nn.unbox(run.params))
+    # Everything that can be refused is checked before any work: the family, the config, the directory.
     if run.family == "gpt":
         config = hf_gpt2.config_to_hf(run.config)
         config.update(bos_token_id=int(run.tokenizer.eot_id), eos_token_id=int(run.tokenizer.eot_id))
-        tensors = hf_gpt2.params_to_hf(params, run.config)
     elif run.family.startswith("bert"):
-        arch, params = _bert_architecture(run, params)
+        arch = _bert_architecture_name(run)
         config = hf_bert.config_to_hf(run.config, arch, labels=run.info.get("labels"))
-        tensors = hf_bert.params_to_hf(params, run.config, prefix=arch != "BertModel")
     else:
         raise ValueError(f"{run.run_dir} is a {run.family} run, which has no Hugging Face counterpart in zoo; "
                          "zoo exports gpt and bert runs (bert, bert-classifier)")
-    tokenizer_json, tokenizer_config = export_tokenizer(run.tokenizer)
-    tokenizer_config["model_max_length"] = getattr(run.config, "block_size", None) or run.config.max_positions
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} is a file; expected a directory to write the model into")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ValueError(f"{out} is not empty; choose a new directory or pass overwrite=True (--overwrite)")
     if (out / RUN_JSON).is_file():
         raise ValueError(f"{out} holds a zoo run; export into another directory")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ValueError(f"{out} is not empty; choose a new directory or pass overwrite=True (--overwrite)")
+    params = jax.tree.map(lambda x: np.asarray(jax.device_get(x)), nn.unbox(run.params))
+    if run.family == "gpt":
+        tensors = hf_gpt2.params_to_hf(params, run.config)
+    else:
+        params = _bert_params(run, params, arch)
+        tensors = hf_bert.params_to_hf(params, run.config, prefix=arch != "BertModel")
+    tokenizer_json, tokenizer_config = export_tokenizer(run.tokenizer)
+    tokenizer_config["model_max_length"] = getattr(run.config, "block_size", None) or run.config.max_positions
     out.mkdir(parents=True, exist_ok=True)
     config["zoo_source"] = {"family": run.family, "run": str(run.run_dir), "step": run.step}
     write_weights(tensors, out)

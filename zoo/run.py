@@ -97,8 +97,7 @@ def read_run_json(run_dir: str | Path) -> dict[str, Any]:
     """RUN_DIR/run.json as a dict; a clear error if the directory is not a run."""
     path = Path(run_dir) / RUN_JSON
     if not path.is_file():
-        raise FileNotFoundError(f"{run_dir}: not a zoo run directory (no {RUN_JSON}) nor a Hugging Face one (no "
-                                f"config.json); create one with `zoo pretrain`")
+        raise FileNotFoundError(f"{run_dir}: not a zoo run directory (no {RUN_JSON}); create one with `zoo pretrain`")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
