@@ -22,7 +22,7 @@ def test_every_package_is_in_a_layer():
     import tomllib
 
     layers = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]["layers"]
-    named = {name.strip() for layer in layers for name in layer.split("|")}
+    named = {name.strip() for layer in layers for name in layer.replace(":", "|").split("|")}
     found = {f"zoo.{p.stem}" for p in (ROOT / "zoo").iterdir()
              if (p.suffix == ".py" and p.stem not in ("__init__", "__main__")) or (p / "__init__.py").exists()}
     assert found <= named, f"not in a layer of the contract: {sorted(found - named)}"

@@ -115,6 +115,8 @@ COMMANDS = Group(
                                  "plot"),
             },
         ),
+        "export": Command("zoo.commands.export:export_main", "write a gpt or bert run as a Hugging Face model "
+                          "directory (safetensors): zoo export RUN_DIR OUT_DIR"),
         "sample": Command("zoo.commands:sample_main", "print continuations of a prompt: zoo sample RUN_DIR --prompt TEXT"),
         "eval": Command("zoo.commands:eval_main", "evaluate a run of any family on held-out data: zoo eval "
                         "RUN_DIR [--data SPEC]"),

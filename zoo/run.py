@@ -73,30 +73,32 @@ def read_run_json(run_dir: str | Path) -> dict[str, Any]:
 
 @dataclasses.dataclass
 class Run:
-    """A trained model with everything needed to use it: what ``zoo.load_run`` gives back.
+    """A trained model with everything needed to use it: what ``zoo.load_run`` (and ``zoo.load_pretrained``)
+    gives back, ready to ``zoo.generate``.
 
     Every run has all of these fields, whatever made it:
 
     * ``run_dir``: where it was loaded from;
-    * ``family``: a name of :data:`zoo.registry.FAMILIES` (``gpt``, ``lstm``, ``bert``, ...);
+    * ``family``: a name of :data:`zoo.registry.FAMILIES` (``gpt``, ``lstm``, ``bert``, ...; from a Hugging
+      Face directory also ``bert-encoder``, ``bert-token-classifier``);
     * ``config``: the family's model config (``GPTConfig``, ``RNNLMConfig``, ...);
-    * ``model``: the linen module, ``registry.model_for(family, config)``;
+    * ``model``: the linen module, ``registry.model_for(family, config)``; ``model.apply({"params":
+      params}, ...)`` runs it;
     * ``params``: its parameters, plain (unboxed) arrays;
     * ``tokenizer``: a :mod:`zoo.data` tokenizer (``encode``/``decode``);
-    * ``step``: the optimizer step of the parameters (0 for parameters that
-      were not trained by zoo);
-    * ``train_config``: the :class:`~zoo.train.TrainConfig` they were trained
-      with, or None when zoo did not train them;
-    * ``info``: everything else the run records (run.json: the preset, the
-      data spec, ``settings``; ``info.get("source")`` says where a run that
-      zoo did not write came from). Later kinds of runs (imported checkpoints,
-      runs of several processes, embedding models) add keys here, not fields.
+    * ``step``: the optimizer step of the parameters (0 for parameters zoo did not train);
+    * ``train_config``: the :class:`~zoo.train.TrainConfig` they were trained with (a default
+      ``TrainConfig()`` when zoo did not train them);
+    * ``info``: everything else the run records: run.json (the preset, the data spec, ``settings``); for a
+      Hugging Face directory ``info["source"] == "huggingface"``, the architecture and the original
+      ``hf_config``. Later kinds of runs (runs of several processes, embedding models) add keys here, not
+      fields.
     """
 
     run_dir: Path
     family: str
     config: Any
-    train_config: TrainConfig | None
+    train_config: TrainConfig
     model: Any
     params: Any
     tokenizer: Any
@@ -111,10 +113,19 @@ def load_run(run_dir: str | Path, *, step: int | None = None) -> Run:
     one that reads and passes its digests (a newer damaged one is skipped
     with a :class:`~zoo.train.checkpoint.CheckpointWarning`; nothing on disk
     is changed). Parameters with NaN or inf are refused with a ``ValueError``.
+
+    A Hugging Face model directory (``config.json`` and no ``run.json``) is
+    loaded by :func:`zoo.load_pretrained`.
     """
     from zoo.data import load_tokenizer  # noqa: PLC0415
 
     run_dir = Path(run_dir)
+    if (run_dir / "config.json").is_file() and not (run_dir / RUN_JSON).is_file():
+        from zoo.pretrained import load_pretrained  # noqa: PLC0415
+
+        if step is not None:
+            raise ValueError(f"{run_dir}: a Hugging Face directory has one set of weights; step={step} does not apply")
+        return load_pretrained(run_dir)
     info = read_run_json(run_dir)
     name = info["family"]
     config = _model_config(name, info["model"])

@@ -7,6 +7,9 @@
     zoo pretrain seq2seq ...                   translation            (zoo.commands.seq2seq)
     zoo translate RUN_DIR "input"
     zoo eval RUN_DIR                           any family             (zoo.commands.evaluate)
+    zoo export RUN_DIR OUT_DIR                 to Hugging Face        (zoo.commands.export)
+
+Every RUN_DIR may also be a Hugging Face GPT-2 or BERT directory (zoo.pretrained).
 
 Modules import JAX and the models only when their command runs.
 """
