@@ -122,23 +122,44 @@ def subword_table(words: Sequence[str], min_n: int, max_n: int, bucket: int, fir
     return table, counts
 
 
-def _ngram_rows(tables: dict[str, jax.Array], ids: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """fastText's input side for the positions ``ids`` (P,): each word's row plus its n-gram rows, summed,
-    and how many rows that is: ``(x (P, D), count (P,))``."""
-    w = jnp.maximum(ids, 0)
-    grams = tables["subwords"][w]  # (P, M), padded with `bucket`
-    x = tables["input"][w] + jnp.sum(tables["ngrams"].at[grams].get(mode="fill", fill_value=0), axis=1)
-    return x, 1 + tables["subword_count"][w]
+def _slots(static: dict[str, jax.Array], ids: jax.Array, capacity: int):
+    """The n-gram rows of the positions ``ids`` (P,) as one flat list of ``capacity`` slots (CSR, not padded
+    to the longest word: a batch's words have far fewer n-grams in all than P times the longest list).
+
+    Returns ``(position (C,), row (C,))``: slot s holds n-gram row ``row[s]`` of position ``position[s]``;
+    the slots past the batch's total hold row ``bucket`` (past the table: read as 0, dropped on update).
+    """
+    count = jnp.where(ids >= 0, static["subword_count"][jnp.maximum(ids, 0)], 0)  # (P,)
+    end = jnp.cumsum(count)  # (P,)
+    s = jnp.arange(capacity)
+    position = jnp.minimum(jnp.searchsorted(end, s, side="right"), ids.shape[0] - 1)  # (C,)
+    k = s - (end[position] - count[position])
+    rows = static["subwords"][jnp.maximum(ids[position], 0), jnp.minimum(k, static["subwords"].shape[1] - 1)]
+    return position, jnp.where(s < end[-1], rows, static["bucket"])
 
 
-def _add_ngram_rows(tables: dict[str, jax.Array], ids: jax.Array, dx: jax.Array) -> dict[str, jax.Array]:
-    """Add ``dx`` (P, D) to the word row and every n-gram row of each position's word (padding dropped)."""
-    vocab, bucket = tables["input"].shape[0], tables["ngrams"].shape[0]
-    w = jnp.where(ids >= 0, ids, vocab)
-    grams = jnp.where((ids >= 0)[:, None], tables["subwords"][jnp.maximum(ids, 0)], bucket)  # (P, M)
-    d = jnp.broadcast_to(dx[:, None, :], (*grams.shape, dx.shape[-1]))  # (P, M, D)
-    return {**tables, "input": tables["input"].at[w].add(dx, mode="drop"),
-            "ngrams": tables["ngrams"].at[grams.reshape(-1)].add(d.reshape(-1, dx.shape[-1]), mode="drop")}
+def _ngram_rows(capacity: int):
+    def rows(tables: dict[str, jax.Array], static: dict[str, jax.Array], ids: jax.Array):
+        """fastText's input side for the positions ``ids`` (P,): each word's row plus its n-gram rows, summed,
+        and how many rows that is: ``(x (P, D), count (P,))``."""
+        w = jnp.maximum(ids, 0)
+        position, grams = _slots(static, ids, capacity)
+        summed = jax.ops.segment_sum(tables["ngrams"].at[grams].get(mode="fill", fill_value=0), position,
+                                     num_segments=ids.shape[0])  # (P, D)
+        return tables["input"][w] + summed, 1 + static["subword_count"][w]
+
+    return rows
+
+
+def _add_ngram_rows(capacity: int):
+    def add(tables: dict[str, jax.Array], static: dict[str, jax.Array], ids: jax.Array, dx: jax.Array):
+        """Add ``dx`` (P, D) to the word row and every n-gram row of each position's word (padding dropped)."""
+        vocab = tables["input"].shape[0]
+        position, grams = _slots(static, ids, capacity)
+        return {**tables, "input": tables["input"].at[jnp.where(ids >= 0, ids, vocab)].add(dx, mode="drop"),
+                "ngrams": tables["ngrams"].at[grams].add(dx[position], mode="drop")}
+
+    return add
 
 
 class FastText(Word2Vec):
@@ -168,10 +189,19 @@ class FastText(Word2Vec):
                 "output": jnp.zeros((c.vocab_size, d), jnp.float32)}
 
     def static_tables(self) -> dict[str, np.ndarray]:
-        return {"subwords": self._subwords, "subword_count": self._subword_count}
+        return {"subwords": self._subwords, "subword_count": self._subword_count,
+                "bucket": np.int32(self.config.bucket)}
 
-    def train_step(self, batch_size: int, steps_per_call: int):
-        return make_train_step(self.config, batch_size, steps_per_call, rows=_ngram_rows, add=_add_ngram_rows)
+    def rows_per_word(self) -> np.ndarray:
+        """(V,) how many n-gram rows each word has: the trainer sizes each batch's n-gram slots from it."""
+        return self._subword_count
+
+    def train_step(self, batch_size: int, steps_per_call: int, capacity: int | None = None):
+        """The step of :func:`~zoo.models.word2vec.make_train_step` with n-grams; ``capacity``: the most n-gram
+        rows any batch's ``batch_size + 2 * window`` positions hold (default: all of them the longest)."""
+        capacity = capacity or (batch_size + 2 * self.config.window) * self._subwords.shape[1]
+        return make_train_step(self.config, batch_size, steps_per_call, rows=_ngram_rows(capacity),
+                               add=_add_ngram_rows(capacity))
 
     def word_vectors(self, tables: dict[str, Any]) -> np.ndarray:
         """The (V, D) vectors of the vocabulary: the mean of each word's row and its n-gram rows."""

@@ -314,12 +314,12 @@ def _batch_update(config: Word2VecConfig, output: jax.Array, table: jax.Array, x
     return dx, output, loss, jnp.sum(mask[..., 0])
 
 
-def input_rows(tables: dict[str, jax.Array], ids: jax.Array) -> tuple[jax.Array, jax.Array]:
+def input_rows(tables: dict[str, jax.Array], static: dict, ids: jax.Array) -> tuple[jax.Array, jax.Array]:
     """word2vec's input vectors of the positions ``ids`` (P,) (-1: padding): ``(x (P, D), count (P,))``."""
     return tables["input"][jnp.maximum(ids, 0)], jnp.ones(ids.shape, jnp.int32)
 
 
-def add_input(tables: dict[str, jax.Array], ids: jax.Array, dx: jax.Array) -> dict[str, jax.Array]:
+def add_input(tables: dict[str, jax.Array], static: dict, ids: jax.Array, dx: jax.Array) -> dict[str, jax.Array]:
     """Add ``dx`` (P, D) to the input rows of the positions ``ids`` (P,) (padding dropped)."""
     vocab = tables["input"].shape[0]
     return {**tables, "input": tables["input"].at[jnp.where(ids >= 0, ids, vocab)].add(dx, mode="drop")}
@@ -327,7 +327,7 @@ def add_input(tables: dict[str, jax.Array], ids: jax.Array, dx: jax.Array) -> di
 
 def make_train_step(config: Word2VecConfig, batch_size: int, steps_per_call: int, *, rows=input_rows,
                     add=add_input):
-    """The jitted training step: ``step(tables, plan, table, start, key, alpha, alpha_step) -> (tables, stats)``.
+    """The jitted training step: ``step(tables, static, plan, table, start, key, alpha, alpha_step) -> (tables, stats)``.
 
     One call runs ``steps_per_call`` batches of ``batch_size`` center
     positions, from position ``start`` of the epoch ``plan`` (``{"ids",
@@ -337,26 +337,26 @@ def make_train_step(config: Word2VecConfig, batch_size: int, steps_per_call: int
     donated. ``stats`` is ``{"loss", "predictions"}`` summed over the call.
     ``rows``/``add`` compose and update the input side (:func:`input_rows`,
     :func:`add_input`; fastText passes its n-gram versions, which read the
-    word's n-gram lists from ``tables`` and return them unchanged).
+    words' n-gram lists from ``static``, a dict of arrays that is not donated).
     """
     w, n = config.window, batch_size
     span_len = n + 2 * w
 
-    def one_batch(i, carry, plan, table, start, key, alpha, alpha_step):
+    def one_batch(i, carry, static, plan, table, start, key, alpha, alpha_step):
         tables, loss, predictions = carry
         at = start + i * n
         ids = jax.lax.dynamic_slice(plan["ids"], (at,), (span_len,))
         sentence = jax.lax.dynamic_slice(plan["sentence"], (at,), (span_len,))
         span = jax.lax.dynamic_slice(plan["span"], (at,), (span_len,))
-        x, count = rows(tables, ids)
+        x, count = rows(tables, static, ids)
         dx, output, batch_loss, batch_predictions = _batch_update(
             config, tables["output"], table, x, count, ids, sentence, span, jax.random.fold_in(key, i),
             alpha - i * alpha_step)
-        tables = add({**tables, "output": output}, ids, dx)
+        tables = add({**tables, "output": output}, static, ids, dx)
         return tables, loss + batch_loss, predictions + batch_predictions
 
-    def step(tables, plan, table, start, key, alpha, alpha_step):
-        body = lambda i, carry: one_batch(i, carry, plan, table, start, key, alpha, alpha_step)  # noqa: E731
+    def step(tables, static, plan, table, start, key, alpha, alpha_step):
+        body = lambda i, carry: one_batch(i, carry, static, plan, table, start, key, alpha, alpha_step)  # noqa: E731
         tables, loss, predictions = jax.lax.fori_loop(0, steps_per_call, body,
                                                       (tables, jnp.float32(0), jnp.int32(0)))
         return tables, {"loss": loss, "predictions": predictions}
@@ -390,7 +390,11 @@ class Word2Vec:
         """Arrays the step reads from ``tables`` but never changes (fastText's n-gram lists); none here."""
         return {}
 
-    def train_step(self, batch_size: int, steps_per_call: int):
+    def rows_per_word(self) -> np.ndarray | None:
+        """fastText's n-gram rows per word; None: one row a word."""
+        return None
+
+    def train_step(self, batch_size: int, steps_per_call: int, capacity: int | None = None):
         """The jitted step of :func:`make_train_step` (``tables``: ``init``'s and ``static_tables``)."""
         return make_train_step(self.config, batch_size, steps_per_call)
 

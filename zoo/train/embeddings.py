@@ -113,7 +113,11 @@ def train_embeddings(
     first_step = np.concatenate([[0], np.cumsum(epoch_steps)])  # (epochs + 1,)
     total = int(first_step[-1])
     static = {k: jnp.asarray(v) for k, v in model.static_tables().items()}
-    train_step = model.train_step(cfg.batch_size, cfg.steps_per_call)
+    per_word = model.rows_per_word()
+    capacity = None
+    if per_word is not None:  # fastText: the most n-gram rows of any batch's positions, over every epoch
+        capacity = max(_most_rows(plan(e).ids, per_word, cfg.batch_size, config.window) for e in range(cfg.epochs))
+    train_step = model.train_step(cfg.batch_size, cfg.steps_per_call, capacity)
     key = jax.random.key(cfg.seed)
     current: dict[str, Any] = {"epoch": None, "plan": None}
 
@@ -127,10 +131,9 @@ def train_embeddings(
         words = max(epoch_words[epoch], 1)
         alpha = learning_rate((epoch + t * chunk / words) / cfg.epochs, cfg.alpha, cfg.min_alpha)
         alpha_step = (cfg.alpha - cfg.min_alpha) * cfg.batch_size / (words * cfg.epochs)
-        tables, stats = train_step({**state["tables"], **static}, current["plan"], table, jnp.int32(t * chunk),
+        tables, stats = train_step(state["tables"], static, current["plan"], table, jnp.int32(t * chunk),
                                    jax.random.fold_in(key, i), jnp.float32(alpha), jnp.float32(alpha_step))
-        trainable = {k: v for k, v in tables.items() if k not in static}
-        return {"tables": trainable, "step": state["step"] + 1}, {**stats, "alpha": alpha, "epoch": epoch,
+        return {"tables": tables, "step": state["step"] + 1}, {**stats, "alpha": alpha, "epoch": epoch,
                                                                    "raw_words": raw_words * min(chunk, words) / words}
 
     def record(i, stats, seconds):
@@ -152,6 +155,16 @@ def train_embeddings(
     return {"tables": jax.device_get(state["tables"]), "step": total, "steps": total - start, "resumed_from": start,
             "loss": last.get("loss"), "words_per_s": done_words / seconds if total > start else None,
             "train_seconds": seconds, "words": raw_words}
+
+
+def _most_rows(ids: np.ndarray, per_word: np.ndarray, batch_size: int, window: int) -> int:
+    """The most rows (``per_word[id]``) in the ``batch_size + 2 * window`` positions of any batch of a plan,
+    rounded up to a multiple of 256 (one compiled step serves every epoch)."""
+    n = np.where(ids >= 0, per_word[np.maximum(ids, 0)], 0).astype(np.int64)
+    end = np.concatenate([[0], np.cumsum(n)])
+    starts = np.arange(0, len(ids) - 2 * window - batch_size + 1, batch_size)
+    most = int((end[starts + batch_size + 2 * window] - end[starts]).max(initial=1))
+    return -(-most // 256) * 256
 
 
 def json_config(config: Any) -> dict[str, Any]:
