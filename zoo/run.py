@@ -9,7 +9,9 @@ Every family loads the same way: ``gpt`` and the recurrent LMs (``lstm``,
 ``gru``, ``rnn``, ``mingru``), ``bert`` (a masked LM: ``zoo.BERTForMaskedLM``),
 ``bert-classifier`` (a fine-tuned ``zoo.BERTForSequenceClassification``; its
 label names are in ``run.info["labels"]``) and ``seq2seq``
-(``zoo.Seq2SeqTransformer``). :data:`FAMILIES` maps each to its config
+(``zoo.Seq2SeqTransformer``); ``word2vec`` and ``fasttext`` (word vectors:
+``run.vectors`` answers ``most_similar``, ``similarity``, ``analogy``, see
+:mod:`zoo.embeddings`). :data:`FAMILIES` maps each to its config
 class, module and training objective.
 
 Layout written by ``zoo pretrain``::
@@ -33,7 +35,9 @@ from zoo.models.bert import MASKED_LM, SEQUENCE_CLASSIFICATION, BERTConfig, BERT
 from zoo.models.bert import BERTForSequenceClassification
 from zoo.models.gpt import GPT, GPTConfig
 from zoo.models.rnn_lm import RNNLM, RNNLMConfig
+from zoo.models.fasttext import FastText, FastTextConfig
 from zoo.models.seq2seq import TRANSLATION, Seq2SeqConfig, Seq2SeqTransformer
+from zoo.models.word2vec import Word2Vec, Word2VecConfig
 from zoo.train.config import TrainConfig
 from zoo.train.objectives import NEXT_TOKEN, Objective
 
@@ -48,7 +52,7 @@ class Family:
 
     config: type
     module: type
-    objective: Objective
+    objective: Objective | None  # None: not trained by zoo.train.train (word2vec, fastText)
 
 
 _LM = {name: Family(RNNLMConfig, RNNLM, NEXT_TOKEN) for name in ("lstm", "gru", "rnn", "mingru")}
@@ -58,6 +62,8 @@ FAMILIES: dict[str, Family] = {
     "bert": Family(BERTConfig, BERTForMaskedLM, MASKED_LM),
     "bert-classifier": Family(BERTConfig, BERTForSequenceClassification, SEQUENCE_CLASSIFICATION),
     "seq2seq": Family(Seq2SeqConfig, Seq2SeqTransformer, TRANSLATION),
+    "word2vec": Family(Word2VecConfig, Word2Vec, None),  # zoo.embeddings: run.vectors
+    "fasttext": Family(FastTextConfig, FastText, None),
 }
 
 
@@ -117,6 +123,7 @@ class Run:
     tokenizer: Any  # a zoo.data tokenizer
     step: int  # the checkpoint's step
     info: dict[str, Any]  # the rest of run.json
+    vectors: Any = None  # word2vec, fastText: zoo.embeddings.KeyedVectors (most_similar, similarity, vectors)
 
 
 def load_run(run_dir: str | Path, *, step: int | None = None) -> Run:
@@ -132,6 +139,10 @@ def load_run(run_dir: str | Path, *, step: int | None = None) -> Run:
     run_dir = Path(run_dir)
     info = read_run_json(run_dir)
     family = info["family"]
+    if family in ("word2vec", "fasttext"):
+        from zoo.embeddings import load_embedding_run  # noqa: PLC0415
+
+        return load_embedding_run(run_dir, info, step=step)
     config = _model_config(family, info["model"])
     train_config = TrainConfig(**info["train"])
     model = model_for(family, config)
