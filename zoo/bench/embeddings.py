@@ -301,6 +301,9 @@ def render_markdown(data: dict[str, Any]) -> str:
         f"- corpus: {corpus['spec']}: {corpus['words']:,} words, {corpus['sentences']:,} sentences, vocabulary "
         f"{corpus['vocabulary']:,} (min_count {next(iter(data['settings'].values()))['min_count']}), "
         f"{len(corpus['held_out'])} inflections held out",
+        f"- other processes: {env['other_processes_cpu_share']:.0%} of the CPU time during the run (a shared "
+        "machine; the rounds are interleaved so both sides share it)" if env.get("other_processes_cpu_share")
+        is not None else "- other processes: not measured",
         f"- date: {data['date']}",
         f"- command: `{data['command']}`",
     ]
@@ -325,7 +328,6 @@ def render_markdown(data: dict[str, Any]) -> str:
     lines += _sections(data["rows"])
     if data["missing_evaluation_files"]:
         lines += [f"Not evaluated (no file; pip install gensim): {', '.join(data['missing_evaluation_files'])}.", ""]
-    lines += timing.other_load_notes(env.get("other_processes_cpu_share"), MAX_OTHER_LOAD)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
