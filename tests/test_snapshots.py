@@ -103,8 +103,9 @@ def preset_table() -> str:
             count = counts.get(family, rnn_lm_param_count if family in presets.LM_FAMILIES else None)
             params = f"{count(p.model):,}" if count else ""
             model = json.dumps({k: v for k, v in vars(p.model).items()}, sort_keys=True)
-            rows.append(f"| {family} | {name} | `{model}` | {params} | {p.tokenizer} | "
-                        f"{p.train.max_steps} x {p.train.batch_size} |")
+            steps = (f"{p.train.max_steps} x {p.train.batch_size}" if hasattr(p.train, "max_steps")
+                     else f"{p.train.epochs} epochs x {p.train.batch_size}")  # word vectors train by epochs
+            rows.append(f"| {family} | {name} | `{model}` | {params} | {p.tokenizer} | {steps} |")
     return "\n".join(rows) + "\n"
 
 
@@ -131,7 +132,7 @@ def rerender(path: Path) -> str:
     from zoo.experiments import gradflow, ladder, tasks
 
     data = json.loads(path.read_text())
-    name = data.get("benchmark") or path.stem
+    name = data.get("benchmark") or path.stem.split("-")[0]
     if name == "recurrent":
         cfg = recurrent.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["config"].items()})
         rows = [recurrent.Row(**{**r, "fwd": _timing(r["fwd"]), "fwd_bwd": _timing(r["fwd_bwd"])})
@@ -151,6 +152,10 @@ def rerender(path: Path) -> str:
                             "info": {k: v for k, v in r.items() if k not in known}})
                 for r in data["rows"]]
         return bert.render_markdown(data, rows, cfg)
+    if name == "embeddings":
+        from zoo.bench import embeddings
+
+        return embeddings.render_markdown(data)
     if name == "suite":
         return suite_report.render_markdown({**data, "stem": path.stem}, image_prefix="")
     if "nanogpt" in data:

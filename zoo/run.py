@@ -9,9 +9,10 @@ Every family loads the same way: ``gpt`` and the recurrent LMs (``lstm``,
 ``gru``, ``rnn``, ``mingru``), ``bert`` (a masked LM: ``zoo.BERTForMaskedLM``),
 ``bert-classifier`` (a fine-tuned ``zoo.BERTForSequenceClassification``; its
 label names are in ``run.info["labels"]``) and ``seq2seq``
-(``zoo.Seq2SeqTransformer``). The family names are those of
-:mod:`zoo.registry`, which maps each to its config class, module and
-training objective.
+(``zoo.Seq2SeqTransformer``); ``word2vec`` and ``fasttext`` (word vectors:
+``run.vectors`` answers ``most_similar``, ``similarity``, ``analogy``, see
+:mod:`zoo.embeddings`). The family names are those of :mod:`zoo.registry`,
+which maps each to its config class, module and training objective.
 
 Layout written by ``zoo pretrain``::
 
@@ -91,8 +92,10 @@ class Run:
       ``TrainConfig()`` when zoo did not train them);
     * ``info``: everything else the run records: run.json (the preset, the data spec, ``settings``); for a
       Hugging Face directory ``info["source"] == "huggingface"``, the architecture and the original
-      ``hf_config``. Later kinds of runs (runs of several processes, embedding models) add keys here, not
-      fields.
+      ``hf_config``. Later kinds of runs (runs of several processes, say) add keys here, not fields;
+    * ``vectors``: for the word-vector families (``word2vec``, ``fasttext``) their
+      :class:`zoo.embeddings.KeyedVectors` (``most_similar``, ``similarity``, a vector for a word); None
+      for every other family.
     """
 
     run_dir: Path
@@ -104,6 +107,7 @@ class Run:
     tokenizer: Any
     step: int
     info: dict[str, Any]
+    vectors: Any = None
 
 
 def load_run(run_dir: str | Path, *, step: int | None = None) -> Run:
@@ -128,6 +132,10 @@ def load_run(run_dir: str | Path, *, step: int | None = None) -> Run:
         return load_pretrained(run_dir)
     info = read_run_json(run_dir)
     name = info["family"]
+    if family_of(name).objective is None:  # word vectors (word2vec, fastText): their own tables
+        from zoo.embeddings import load_embedding_run  # noqa: PLC0415
+
+        return load_embedding_run(run_dir, info, step=step)
     config = _model_config(name, info["model"])
     train_config = TrainConfig(**info["train"])
     model = model_for(name, config)

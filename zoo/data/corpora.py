@@ -20,6 +20,11 @@ documents and an ``info`` dict to record with the run. Specs:
     would only add a copy of them in the Arrow cache and a per-file hashing
     pass (seconds) on every load.
 
+``"gcide"``
+    GCIDE, the GNU Collaborative International Dictionary of English, with its
+    markup stripped (:mod:`zoo.data.gcide`; Debian's ``dict-gcide`` package,
+    GPL-2+, read where it is installed), one document split by characters.
+
 a path: a file, a directory or a glob (``"data/*.txt"``, ``"**"`` recursive)
     Read with ``datasets.load_dataset("text", sample_by="document")``: each
     file is one document (universal newlines, undecodable bytes replaced). A
@@ -52,7 +57,7 @@ from pathlib import Path
 
 import numpy as np
 
-SPEC_HELP = "expected 'stdlib', 'hf:NAME[:CONFIG]', a file, a directory or a glob"
+SPEC_HELP = "expected 'stdlib', 'gcide', 'hf:NAME[:CONFIG]', a file, a directory or a glob"
 _EXCLUDED_DIRS = {"site-packages", "dist-packages", "__pycache__"}
 _GLOB_CHARS = set("*?[")
 
@@ -99,6 +104,8 @@ def load_corpus(
         raise ValueError(f"val_fraction={val_fraction!r}; expected a number in [0, 1)")
     if spec == "stdlib":
         corpus = _load_stdlib(val_fraction)
+    elif spec == "gcide":
+        corpus = _load_gcide(val_fraction)
     elif spec.startswith("hf:"):
         corpus = _load_hf(spec, text_column, val_fraction)
     else:
@@ -237,6 +244,13 @@ def _load_stdlib(val_fraction: float) -> Corpus:
         "val_files": len(val_files),
     }
     return Corpus(train, val, info)
+
+
+def _load_gcide(val_fraction: float) -> Corpus:
+    from .gcide import GCIDE_PATH, gcide_text  # noqa: PLC0415
+
+    train, val = split_characters(gcide_text(), val_fraction)
+    return Corpus([train], [val] if val else [], {"name": "gcide", "source": str(GCIDE_PATH), "split": "characters"})
 
 
 # ---------------------------------------------------------------------------
