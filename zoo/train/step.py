@@ -107,7 +107,7 @@ def check_batch_split(cfg: TrainConfig, mesh: Mesh) -> int:
     n = shape["data"] * shape["fsdp"]
     micro = cfg.batch_size // cfg.grad_accum_steps
     if micro % n:
-        split = (f"the device count {n}" if n == mesh.devices.size
+        split = (f"the device count {n}" if n == mesh.devices.size and shape["fsdp"] == 1
                  else f"data x fsdp = {shape['data']} x {shape['fsdp']} = {n}")
         raise ValueError(
             f"TrainConfig: batch_size={cfg.batch_size} with grad_accum_steps={cfg.grad_accum_steps} gives "
