@@ -123,6 +123,22 @@ def test_fsdp_state_is_split(gpt_runs):
     assert predicted["params"] == sharding.bytes_per_device(state.params)[jax.devices()[0]]
 
 
+def test_checkpoint_from_one_device_restores_split(gpt_runs, tmp_path):
+    """The other way round from the resume test below: a state saved on one device restores onto fsdp=4
+    (split as the rules say, every value equal, digests verified), and keep=1 keeps the newest step."""
+    state = gpt_runs[None][2]
+    mesh = make_mesh(None, "fsdp=4")
+    target = abstract_train_state(zoo.GPT(GPT_CONFIG), TRAIN, model_config=GPT_CONFIG, mesh=mesh)
+    with zoo.train.Checkpointer(tmp_path / "ckpt", keep=1) as ckpt:
+        assert ckpt.save(1, state, {}) and ckpt.save(2, state, {})
+        assert ckpt.all_steps() == [2]
+        restored, _ = ckpt.restore(target)
+    for got, want, like in zip(jax.tree.leaves(restored), jax.tree.leaves(state), jax.tree.leaves(target)):
+        assert got.sharding == like.sharding
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    assert any("fsdp" in str(x.sharding.spec) for x in jax.tree.leaves(restored.params))
+
+
 # -- communication -----------------------------------------------------------------------------------
 
 
@@ -309,3 +325,15 @@ def test_bad_meshes_are_refused_before_compiling(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and "--mesh" in err[0] and needle in err[0], err
         assert not (tmp_path / "cli").exists()
+
+
+def test_sharding_plan_in_the_docs_is_current():
+    """docs/sharding.md's GPT-2-small tables are what benchmarks/sharding_plan.py computes (shapes only)."""
+    import importlib.util  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "sharding_plan.py"
+    spec = importlib.util.spec_from_file_location("sharding_plan", path)
+    plan = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plan)
+    assert plan.main(["--check"]) == 0
