@@ -21,7 +21,14 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo.interop import TorchRNNSpec, carry_from_torch, carry_to_torch, from_torch_rnn, to_torch_rnn, torch_rnn_spec
+from zoo.interop import (
+    TorchRNNSpec,
+    carry_from_torch,
+    carry_to_torch,
+    from_torch_rnn,
+    to_torch_rnn,
+    torch_rnn_spec,
+)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "torch_rnn"
 MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
@@ -115,13 +122,20 @@ def test_torch_zoo_torch_gives_the_same_outputs(name):
     with torch.no_grad():
         if spec.cell:
             out = m(torch.from_numpy(ref["x"]), hx)
+            state = out
+            out = out[0] if ref["lstm"] else out  # a cell returns its new state, h first
         else:
             packed = torch.nn.utils.rnn.pack_padded_sequence(
                 torch.from_numpy(ref["x"]), torch.from_numpy(ref["lengths"].astype(np.int64)), batch_first=True,
                 enforce_sorted=False)
-            out, _ = m(packed, hx)
+            out, state = m(packed, hx)
             out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=ref["x"].shape[1])
     close(out.numpy(), ref["out"])
+    if ref["lstm"]:
+        close(state[0].numpy(), ref["h_n"])
+        close(state[1].numpy(), ref["c_n"])
+    else:
+        close(state.numpy(), ref["h_n"])
 
 
 def test_module_source_reads_mode_nonlinearity_and_dropout():

@@ -57,8 +57,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -134,7 +134,7 @@ def _unwrap_params(params: Any, where: str) -> dict:
     if isinstance(params, Mapping) and set(params) == {"params"}:  # a whole variables dict
         params = params["params"]
     if not isinstance(params, Mapping):
-        raise ValueError(f"{where}: params must be a nested dict of arrays (linen's 'params'), got "
+        raise TypeError(f"{where}: params must be a nested dict of arrays (linen's 'params'), got "
                          f"{type(params).__name__}")
     return dict(params)
 
@@ -534,26 +534,47 @@ class RNNLM(Bridged):
         return self.to_nnx__module.config
 
 
-def _bert_class(linen_class: type[nn.Module], doc: str) -> type[Bridged]:
-    def __init__(self, config: _bert.BERTConfig, *, rngs: nnx.Rngs | int | None = None, params: Any = None):
-        Bridged.__init__(self, linen_class(config), jnp.zeros((1, 1), jnp.int32), rngs=rngs, params=params)
+class _BERTModel(Bridged):
+    """A BERT model of zoo as NNX: ``(config, *, rngs)``; the call is the linen model's."""
 
+    linen_class: ClassVar[type[nn.Module]]
+
+    def __init__(self, config: _bert.BERTConfig, *, rngs: nnx.Rngs | int | None = None, params: Any = None):
+        super().__init__(self.linen_class(config), jnp.zeros((1, 1), jnp.int32), rngs=rngs, params=params)
+
+    @property
     def config(self) -> _bert.BERTConfig:
         return self.to_nnx__module.config
 
-    name = linen_class.__name__
-    return type(name, (Bridged,), {"__init__": __init__, "config": property(config), "__doc__": doc,
-                                   "__module__": __name__, "__qualname__": name})
+
+class BERT(_BERTModel):
+    """:class:`zoo.BERT` (the encoder) as NNX: ``model(ids, segment_ids=, seq_lengths=)``."""
+
+    linen_class = _bert.BERT
 
 
-BERT = _bert_class(_bert.BERT, ":class:`zoo.BERT` (the encoder) as NNX: ``model(ids, segment_ids=, seq_lengths=)``.")
-BERTForMaskedLM = _bert_class(
-    _bert.BERTForMaskedLM, ":class:`zoo.BERTForMaskedLM` as NNX: ``model(ids, masked_positions=...)`` -> logits.")
-BERTForPreTraining = _bert_class(_bert.BERTForPreTraining, ":class:`zoo.BERTForPreTraining` as NNX.")
-BERTForSequenceClassification = _bert_class(
-    _bert.BERTForSequenceClassification, ":class:`zoo.BERTForSequenceClassification` as NNX.")
-BERTForTokenClassification = _bert_class(
-    _bert.BERTForTokenClassification, ":class:`zoo.BERTForTokenClassification` as NNX.")
+class BERTForMaskedLM(_BERTModel):
+    """:class:`zoo.BERTForMaskedLM` as NNX: ``model(ids, masked_positions=...)`` -> logits."""
+
+    linen_class = _bert.BERTForMaskedLM
+
+
+class BERTForPreTraining(_BERTModel):
+    """:class:`zoo.BERTForPreTraining` as NNX."""
+
+    linen_class = _bert.BERTForPreTraining
+
+
+class BERTForSequenceClassification(_BERTModel):
+    """:class:`zoo.BERTForSequenceClassification` as NNX."""
+
+    linen_class = _bert.BERTForSequenceClassification
+
+
+class BERTForTokenClassification(_BERTModel):
+    """:class:`zoo.BERTForTokenClassification` as NNX."""
+
+    linen_class = _bert.BERTForTokenClassification
 
 
 class Seq2SeqTransformer(Bridged):

@@ -66,7 +66,7 @@ import numpy as np
 from zoo.layers.cells import GRUCell, LSTMCell, SimpleRNNCell
 from zoo.layers.recurrent import RNN, Bidirectional, RNNStack
 
-__all__ = ["TorchRNNSpec", "from_torch_rnn", "to_torch_rnn", "torch_rnn_spec", "carry_from_torch", "carry_to_torch"]
+__all__ = ["TorchRNNSpec", "carry_from_torch", "carry_to_torch", "from_torch_rnn", "to_torch_rnn", "torch_rnn_spec"]
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 # torch's RNNBase.mode and the *Cell class names -> (zoo's mode, nonlinearity)
@@ -164,7 +164,7 @@ class TorchRNNSpec:
 
     def torch_module(self, **kwargs: Any) -> Any:
         """A new torch module of this shape (needs torch), e.g. ``spec.torch_module(batch_first=True)``."""
-        import torch  # noqa: PLC0415
+        import torch
 
         name = TORCH_CLASSES[self.mode] + ("Cell" if self.cell else "")
         return getattr(torch.nn, name)(**self.torch_kwargs(), **kwargs)
@@ -298,11 +298,11 @@ def from_torch_rnn(
         mode, nonlinearity = mode or m_mode, nonlinearity or m_nl
         source = source.state_dict()
     if not isinstance(source, Mapping):
-        raise ValueError(f"from_torch_rnn: source must be a state dict or a torch module, got {type(source).__name__}")
+        raise TypeError(f"from_torch_rnn: source must be a state dict or a torch module, got {type(source).__name__}")
     where = f"from_torch_rnn (prefix={prefix!r})" if prefix else "from_torch_rnn"
     state = {k[len(prefix):]: _numpy(v) for k, v in source.items() if k.startswith(prefix)}
     if not state:
-        hint = [k for k in source if k.endswith("weight_ih_l0") or k.endswith("weight_ih")][:2]
+        hint = [k for k in source if k.endswith(("weight_ih_l0", "weight_ih"))][:2]
         raise ValueError(f"{where}: no keys start with the prefix" + (f"; found {hint}" if hint else ""))
     spec = _spec_from_state(state, mode, nonlinearity, where)
     spec = dataclasses.replace(spec, **extra)
