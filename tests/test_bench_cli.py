@@ -117,11 +117,13 @@ def test_torch_is_optional(monkeypatch):
     code = "import sys, zoo.cli, zoo.bench.recurrent; assert 'torch' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=60).returncode == 0
     # without torch, its rows are skipped with a note
-    from zoo.bench import recurrent, timing
+    from zoo.bench import recurrent
+    from zoo.harness import results
 
-    monkeypatch.setattr(timing, "torch_available", lambda: False)
+    monkeypatch.setattr(results, "torch_available", lambda: False)
     cfg = recurrent.Config(quick=True, cells=("lstm",), flax=False, progress=False)
-    data, markdown = recurrent.run(cfg, command="test")
+    data = recurrent.run(cfg, command="test")
+    markdown = recurrent.render(data)
     assert [r["name"] for r in data["rows"]] == ["zoo LSTMCell"]
     assert "torch is not installed" in markdown
 

@@ -1,9 +1,9 @@
 """What the ``zoo`` subcommands share: the run directory (claimed, compared, written), data with notices,
-the warm-up fitted to the run, error exits, the cache directory, the process clock."""
+the warm-up fitted to the run, error exits, the process clock. Flags and presets are parsed by
+:mod:`zoo.harness.flags`."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import os
@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from zoo.harness.flags import cache_dir
+
 __all__ = [
-    "RunDir", "cache_dir", "check_out_path", "check_same_run", "claim_run_dir", "corpus_tokens", "fail",
-    "fit_warmup", "load_text_corpus", "notice", "parse_flags", "parse_preset_args", "process_elapsed_s",
+    "RunDir", "check_out_path", "check_same_run", "claim_run_dir", "corpus_tokens", "fail", "fit_warmup",
+    "load_text_corpus", "notice", "process_elapsed_s",
 ]
 
 
@@ -37,15 +39,6 @@ _IMPORTED = time.perf_counter()
 def fail(prog: str, message: str) -> int:
     print(f"{prog}: error: {message}", file=sys.stderr)
     return 2
-
-
-def cache_dir(explicit: Path | None) -> Path:
-    if explicit is not None:
-        return explicit.expanduser()
-    root = os.environ.get("ZOO_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "zoo"
-    return Path(root).expanduser() / "tokens"
-
-
 
 
 # -- the run directory: claimed, compared, written ------------------------------------------
@@ -190,39 +183,6 @@ def fit_warmup(train, preset_train, argv: Sequence[str], prog: str):
                           "decay starts after the warm-up")
     make_schedule(train)
     return train
-
-
-def parse_flags(cls, **kwargs: Any):
-    """``tyro.cli(cls, **kwargs)`` where a config field's bad value is one line from ``zoo.cli`` (not tyro's box)."""
-    import tyro  # noqa: PLC0415
-
-    from zoo.errors import parsing_flags  # noqa: PLC0415
-
-    with parsing_flags():
-        return tyro.cli(cls, **kwargs)
-
-
-def parse_preset_args(argv: Sequence[str], prog: str, family: str, cls: type, description: str, **defaults: Any):
-    """``FAMILY --preset NAME [flags]`` -> (preset, args): the preset fills ``cls``'s defaults, tyro the rest.
-
-    ``defaults`` maps fields of ``cls`` to functions of the preset (e.g. ``model=lambda p: p.model``).
-    """
-    from zoo import presets  # noqa: PLC0415
-
-    first = argparse.ArgumentParser(prog=prog, add_help=False)
-    first.add_argument("family", choices=[family])
-    first.add_argument("--preset", default=presets.names(family)[0])
-    known, rest = first.parse_known_args(list(argv))
-    preset = presets.get(family, known.preset)
-    default = cls(preset=known.preset, **{k: f(preset) for k, f in defaults.items()})
-    listing = "; ".join(f"{name} ({presets.get(family, name).description})" for name in presets.names(family))
-    args = parse_flags(cls, default=default, args=list(rest), prog=f"{prog} {family}",
-                    description=f"{description} --preset NAME chooses the model and training configs "
-                                f"together; the presets of {family}: {listing}. Every flag below defaults to "
-                                f"the value of the preset chosen, now {known.preset}.")
-    if args.model.vocab_size != preset.model.vocab_size:
-        raise ValueError("--model.vocab-size cannot be set: the vocabulary size comes from the tokenizer")
-    return preset, args
 
 
 def load_text_corpus(spec: str, text_column: str, *, allow_binary: bool, prog: str):

@@ -24,7 +24,7 @@ or a new attention. The GPT uses rotary position embeddings, so it has no
 position table and its window is set to the task's total length L. The
 GPT's width ``--width`` is the reference; each recurrent model gets the
 width (a multiple of 4) whose parameter count, input and head layers
-included, is closest to the GPT's (:func:`matched_width`), and the sweep
+included, is closest to the GPT's (:func:`zoo.registry.matched_width`), and the sweep
 reports each model's parameters and width. The token embedding starts at
 N(0, 0.02^2) for the GPT (GPT-2's) and at N(0, 1) for the recurrent models,
 whose input kernels expect unit-variance inputs.
@@ -72,10 +72,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import shlex
 import math
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -88,11 +85,14 @@ import numpy as np
 import optax
 import tyro
 
-from zoo.data import long_range as data_tasks
 from zoo import registry
-from zoo.layers import CELLS, Decoder, Embed, RNNStack, TransformerConfig, cell_param_count
+from zoo.data import long_range as data_tasks
 from zoo.errors import config_error
-from zoo.commands.common import parse_flags
+from zoo.harness import results
+from zoo.harness.main import Experiment
+from zoo.harness.main import main as harness_main
+from zoo.layers import CELLS, Decoder, Embed, RNNStack, TransformerConfig, cell_param_count
+from zoo.train import TrainConfig, fit
 
 Array = jax.Array
 
@@ -103,14 +103,13 @@ __all__ = [
     "SequenceModel",
     "initial_params",
     "param_count",
-    "matched_width",
     "model_config",
     "RunConfig",
     "SweepConfig",
     "run_task",
     "run_sweep",
-    "render_markdown",
-    "plot_sweep",
+    "render",
+    "plots",
     "format_result",
     "run_main",
     "sweep_main",
@@ -237,12 +236,6 @@ def param_count(config: SequenceModelConfig) -> int:
     return total + config.num_layers * cell_param_count(config.model, d, d)  # every layer reads D features
 
 
-def matched_width(config: SequenceModelConfig, target_params: int, multiple: int = 4) -> int:
-    """The width (a multiple of ``multiple``) whose model of ``config``'s kind has the count closest to the target."""
-    return registry.matched_width(lambda w: param_count(dataclasses.replace(config, width=w)), target_params,
-                                  multiple=multiple, max_width=4096)
-
-
 def model_config(model: str, spec: data_tasks.TaskSpec, width: int, num_layers: int = 2,
                  num_heads: int = 4) -> SequenceModelConfig:
     """The config of ``model`` for a task: the GPT at ``width``, a recurrent model at the matched width."""
@@ -254,7 +247,9 @@ def model_config(model: str, spec: data_tasks.TaskSpec, width: int, num_layers: 
     if model not in CELLS:
         raise ValueError(f"model_config: model={model!r}, expected one of {list(MODELS)}")
     rnn = SequenceModelConfig(model, width, num_layers, **io)
-    return dataclasses.replace(rnn, width=matched_width(rnn, param_count(gpt)))
+    width = registry.matched_width(lambda w: param_count(dataclasses.replace(rnn, width=w)), param_count(gpt),
+                                   multiple=4, max_width=4096)
+    return dataclasses.replace(rnn, width=width)
 
 
 # ----------------------------------------------------------------------------
@@ -288,7 +283,7 @@ class RunConfig:
     eval_size: int = 512
     """Held-out examples to evaluate on (rounded up to whole batches)."""
 
-    def check(self) -> None:
+    def resolved(self) -> RunConfig:
         def bad(flag, value, expected):
             raise ValueError(f"--{flag}={value!r}, expected {expected}")
 
@@ -304,6 +299,7 @@ class RunConfig:
         if self.seed < 0:
             bad("seed", self.seed, "a non-negative int")
         data_tasks.task_spec(self.task, self.length)  # a bad length names the generator's argument
+        return self
 
 
 def _loss_terms(outputs: Array, targets: Array, mask: Array, kind: str) -> tuple[Array, Array]:
@@ -316,17 +312,6 @@ def _loss_terms(outputs: Array, targets: Array, mask: Array, kind: str) -> tuple
     return err, w
 
 
-def _optimizer(cfg: RunConfig) -> optax.GradientTransformation:
-    from zoo.train.config import TrainConfig
-    from zoo.train.optim import make_optimizer
-
-    return make_optimizer(TrainConfig(
-        batch_size=cfg.batch_size, max_steps=cfg.steps, learning_rate=cfg.lr, min_learning_rate=cfg.lr / 10,
-        warmup_steps=int(cfg.steps * WARMUP_FRACTION), weight_decay=WEIGHT_DECAY, grad_clip=GRAD_CLIP,
-        beta2=0.99, seed=cfg.seed,
-    ))
-
-
 def run_task(cfg: RunConfig, say=None) -> dict[str, Any]:
     """Train ``cfg.model`` on ``cfg.task`` at ``cfg.length`` with ``cfg``'s budget; evaluate on held-out batches.
 
@@ -336,7 +321,7 @@ def run_task(cfg: RunConfig, say=None) -> dict[str, Any]:
     (mean over the last tenth of the steps), a subsampled ``loss_curve`` and
     ``seconds`` (wall time of the whole run, compilation included).
     """
-    cfg.check()
+    cfg = cfg.resolved()
     start = time.perf_counter()
     spec = data_tasks.task_spec(cfg.task, cfg.length)
     mcfg = model_config(cfg.model, spec, cfg.width, cfg.layers, cfg.heads)
@@ -346,21 +331,10 @@ def run_task(cfg: RunConfig, say=None) -> dict[str, Any]:
         b = data_tasks.make_batch(cfg.task, cfg.batch_size, cfg.length, (cfg.seed, stream, i))
         return jnp.asarray(b.inputs), jnp.asarray(b.targets), jnp.asarray(b.mask)
 
-    first = batch(0, 0)
-    params = initial_params(mcfg, cfg.seed)
-    n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
-    tx = _optimizer(cfg)
-    opt_state = tx.init(params)
-
-    def loss_fn(p, inputs, targets, mask):
+    def loss_fn(p, batch):
+        inputs, targets, mask = batch
         err, w = _loss_terms(model.apply({"params": p}, inputs), targets, mask, spec.kind)
         return (err * w).sum() / w.sum()
-
-    @jax.jit
-    def train_step(p, state, inputs, targets, mask):
-        loss, grads = jax.value_and_grad(loss_fn)(p, inputs, targets, mask)
-        updates, state = tx.update(grads, state, p)
-        return optax.apply_updates(p, updates), state, loss
 
     @jax.jit
     def eval_step(p, inputs, targets, mask):
@@ -373,16 +347,13 @@ def run_task(cfg: RunConfig, say=None) -> dict[str, Any]:
         whole = (hit.sum(axis=1) == w.sum(axis=1)).astype(jnp.float32)  # (B,)
         return (err * w).sum(), hit.sum(), whole.sum(), w.sum()
 
-    losses = []
-    compile_s = None
-    for step in range(cfg.steps):
-        inputs, targets, mask = first if step == 0 else batch(0, step)
-        params, opt_state, loss = train_step(params, opt_state, inputs, targets, mask)
-        losses.append(loss)
-        if step == 0:
-            loss.block_until_ready()
-            compile_s = time.perf_counter() - start
-    losses = np.asarray(jax.device_get(losses), np.float64)
+    params = initial_params(mcfg, cfg.seed)
+    n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
+    budget = TrainConfig(batch_size=cfg.batch_size, max_steps=cfg.steps, learning_rate=cfg.lr,
+                         min_learning_rate=cfg.lr / 10, warmup_steps=int(cfg.steps * WARMUP_FRACTION),
+                         weight_decay=WEIGHT_DECAY, grad_clip=GRAD_CLIP, beta2=0.99, seed=cfg.seed)
+    before = time.perf_counter() - start
+    params, losses, first_step_s = fit(loss_fn, params, lambda i: batch(0, i), budget)
     train_s = time.perf_counter() - start
 
     n_eval = -(-cfg.eval_size // cfg.batch_size)
@@ -406,7 +377,7 @@ def run_task(cfg: RunConfig, say=None) -> dict[str, Any]:
         result.update(value=err_sum / scored, mse=err_sum / scored)
     else:
         result.update(value=hits / scored, accuracy=hits / scored, example_accuracy=wholes / examples)
-    result.update(seconds=time.perf_counter() - start, first_step_seconds=compile_s, train_seconds=train_s)
+    result.update(seconds=time.perf_counter() - start, first_step_seconds=before + first_step_s, train_seconds=train_s)
     if say is not None:
         say(format_result(result))
     return result
@@ -467,63 +438,54 @@ class SweepConfig:
     """A smoke run (~35 s): LSTM and GPT only, tiny, one short length, 15 steps (explicit flags win)."""
 
     def resolved(self) -> SweepConfig:
-        """The config with every None replaced by its default (the --quick one with --quick)."""
-        base = RunConfig("adding")
-        defaults = dict(models=MODELS, lengths=DEFAULT_LENGTHS, steps=base.steps, batch_size=base.batch_size, width=base.width,
-                        heads=base.heads, eval_size=base.eval_size)
-        if self.quick:
-            defaults.update(QUICK)
-        return dataclasses.replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
-
-    def runs(self) -> list[RunConfig]:
-        c = self.resolved()
-        return [RunConfig(task, model=model, length=length, steps=c.steps, batch_size=c.batch_size, width=c.width,
-                          layers=c.layers, heads=c.heads, lr=c.lr, seed=c.seed, eval_size=c.eval_size)
-                for task in c.tasks for model in c.models for length in c.lengths]
-
-    def check(self) -> None:
+        """The config with every None replaced by its default (the --quick one with --quick), checked."""
         if not self.tasks:
             raise ValueError("--tasks: name at least one task")
-        c = self.resolved()
+        base = RunConfig("adding")
+        defaults = dict(models=MODELS, lengths=DEFAULT_LENGTHS, steps=base.steps, batch_size=base.batch_size,
+                        width=base.width, heads=base.heads, eval_size=base.eval_size)
+        if self.quick:
+            defaults.update(QUICK)
+        c = dataclasses.replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
         if not c.models:
             raise ValueError("--models: name at least one model")
         if not c.lengths or any(t < 1 for t in c.lengths):
             raise ValueError(f"--lengths={c.lengths!r}, expected one or more positive ints")
-        for run in self.runs():
-            run.check()
+        for run in c.runs():
+            run.resolved()
+        return c
+
+    def runs(self) -> list[RunConfig]:
+        """The runs of the sweep (of the resolved config)."""
+        return [RunConfig(task, model=model, length=length, steps=self.steps, batch_size=self.batch_size,
+                          width=self.width, layers=self.layers, heads=self.heads, lr=self.lr, seed=self.seed,
+                          eval_size=self.eval_size)
+                for task in self.tasks for model in self.models for length in self.lengths]
 
 
-def run_sweep(cfg: SweepConfig, say=print, command: str | None = None) -> dict[str, Any]:
-    """Run every (task, model, length) of ``cfg``; write and return the results.
+def run_sweep(cfg: SweepConfig, command: str | None = None) -> dict[str, Any]:
+    """Run every (task, model, length) of ``cfg``; return the results.
 
     ``command``: the command line to record with the results (``zoo tasks sweep ...``).
     """
-    from zoo.bench import timing
-
-    cfg.check()
     c = cfg.resolved()
     runs = c.runs()
     start = time.perf_counter()
     rows = []
     for i, run in enumerate(runs):
-        say(f"[{i + 1}/{len(runs)}] {run.task} T={run.length} {run.model}")
-        rows.append(run_task(run, say=lambda line: say("   " + line)))
-    result = {
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(c).items()},
+        results.say(f"[{i + 1}/{len(runs)}] {run.task} T={run.length} {run.model}")
+        rows.append(run_task(run, say=lambda line: results.say("   " + line)))
+    return {
+        "config": results.config_json(c),
         "budget": {"steps": c.steps, "batch_size": c.batch_size, "lr": c.lr, "min_lr": c.lr / 10,
                    "warmup_steps": int(c.steps * WARMUP_FRACTION), "weight_decay": WEIGHT_DECAY,
                    "grad_clip": GRAD_CLIP, "eval_examples": rows[0]["eval_examples"], "seed": c.seed},
-        "date": timing.utc_now(),
-        "environment": timing.environment(),
+        "date": results.utc_now(),
+        "environment": results.environment(),
         "seconds": time.perf_counter() - start,
         "rows": rows,
+        "command": command,
     }
-    c.out.mkdir(parents=True, exist_ok=True)
-    result["command"] = command
-    (c.out / "tasks.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    (c.out / "tasks.md").write_text(render_markdown(result, command=command, image="tasks.png"))
-    plot_sweep(result, c.out / "tasks.png")
-    return result
 
 
 def _grid(result: dict[str, Any]):
@@ -534,28 +496,20 @@ def _grid(result: dict[str, Any]):
         (r["task"], r["model"], r["length"]): r for r in rows}
 
 
-def render_markdown(result: dict[str, Any], command: str | None = None, image: str | None = None) -> str:
+def render(result: dict[str, Any], images: str | None = "") -> str:
     """The sweep as Markdown: a header, then rows task + model, columns the lengths T."""
-    from zoo.bench import timing
-
     tasks, models, lengths, cell = _grid(result)
     b = result["budget"]
-    lines = [
-        "**Long-range tasks: held-out accuracy (MSE for adding) against the distance T**",
-        "",
-        timing.device_line(result["environment"]),
+    lines = results.header(
+        "**Long-range tasks: held-out accuracy (MSE for adding) against the distance T**", result["environment"],
         f"- budget, the same for every run: {b['steps']} AdamW steps x {b['batch_size']} fresh examples, "
         f"lr {b['lr']:g} (warmup {b['warmup_steps']} steps, cosine to {b['min_lr']:g}), clip {b['grad_clip']:g}, "
         f"weight decay {b['weight_decay']:g}, seed {b['seed']}; evaluation on {b['eval_examples']} held-out examples",
         "- models: the GPT's width is the reference; recurrent widths are matched to its parameter count "
         "(input and head layers included)",
-        f"- date: {result['date']}; the whole sweep took {result['seconds']:.0f} s",
-    ]
-    if command:
-        lines.append(f"- command: `{command}`")
-    lines.append("")
-    if image:
-        lines += [f"![metric against length]({image})", ""]
+        date=f"{result['date']}; the whole sweep took {result['seconds']:.0f} s", command=result.get("command"),
+        versions=False)
+    lines += [""] + results.image("metric against length", images, "tasks.png")
     table = []
     for task in tasks:
         any_row = next(r for (t, _, _), r in cell.items() if t == task)
@@ -570,14 +524,14 @@ def render_markdown(result: dict[str, Any], command: str | None = None, image: s
             table.append([name, f"{r['label']} ({shape})", f"{r['params']:,}",
                           *["—" if x is None else format_metric(x["metric"], x["value"]) for x in got],
                           f"{sum(x['seconds'] for x in got if x is not None):.0f}"])
-    lines.append(timing.markdown_table(["task", "model", "params", *[f"T={t}" for t in lengths], "seconds"], table,
-                                       align="lll" + "r" * (len(lengths) + 1)))
+    lines.append(results.markdown_table(["task", "model", "params", *[f"T={t}" for t in lengths], "seconds"], table,
+                                        align="lll" + "r" * (len(lengths) + 1)))
     lines += ["", "With a fixed small budget some models stay at the baseline at the longer lengths; "
               "that is what the sweep measures. One seed per cell."]
     return "\n".join(lines) + "\n"
 
 
-def plot_sweep(result: dict[str, Any], path: Path) -> Path:
+def plots(result: dict[str, Any]) -> dict[str, Any]:
     """Metric against length: one panel per task, one line per model, the baseline dashed."""
     from zoo.plots import subplots
 
@@ -603,47 +557,28 @@ def plot_sweep(result: dict[str, Any], path: Path) -> Path:
         ax.set_title(task)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
+    return {"": fig}
 
 
 # ----------------------------------------------------------------------------
 # commands
 
 
-_RUN_HELP = (
+RUN_HELP = (
+    "``zoo tasks run TASK --model M --length T [...]``: train and evaluate one model; print the result line.\n\n"
     "Every model is sized to the GPT's parameter count at --width and trained on the same budget; "
     "see 'zoo tasks sweep --help' and zoo/data/long_range.py for the tasks, baselines and the recipe."
 )
+RUN = Experiment(RunConfig, lambda cfg, command: run_task(cfg), lambda result, images=None: format_result(result) + "\n",
+                 description=RUN_HELP)
+SWEEP = Experiment(SweepConfig, run_sweep, render, stem="tasks", plots=plots, description=__doc__, print_images=True)
 
 
 def run_main(argv: Sequence[str], prog: str = "zoo tasks run") -> int:
     """``zoo tasks run TASK --model M --length T [...]``: train and evaluate one model; print the result line."""
-    argv = list(argv)
-    cfg = parse_flags(RunConfig, args=argv, prog=prog, description=run_main.__doc__ + "\n\n" + _RUN_HELP)
-    try:
-        result = run_task(cfg)
-    except ValueError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    print(format_result(result), flush=True)
-    return 0
+    return harness_main(RUN, argv, prog)
 
 
 def sweep_main(argv: Sequence[str], prog: str = "zoo tasks sweep") -> int:
     """``zoo tasks sweep [...]``: run the sweep, print the Markdown table, write OUT/tasks.{json,md,png}."""
-    argv = list(argv)
-    cfg = parse_flags(SweepConfig, args=argv, prog=prog, description=__doc__)
-
-    def say(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
-    try:
-        result = run_sweep(cfg, say=say, command=" ".join([prog, *map(shlex.quote, argv)]))
-    except ValueError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    print(render_markdown(result, command=result["command"], image="tasks.png"), end="")
-    out = cfg.resolved().out
-    print(f"wrote {out / 'tasks.json'}, tasks.md and tasks.png", file=sys.stderr)
-    return 0
+    return harness_main(SWEEP, argv, prog)
