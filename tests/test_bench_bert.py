@@ -134,9 +134,7 @@ def test_plan_skips_hf_without_torch_or_transformers(monkeypatch):
     ]
     monkeypatch.setattr(harness_results, "package_version", lambda name: "1.0")
     assert bert.hf_plan(cfg) == (["default", "eager"], [])
-    # importing the benchmark imports neither torch nor transformers
-    code = "import sys, zoo.cli, zoo.bench.bert; assert not {'torch', 'transformers'} & set(sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=60, check=False).returncode == 0
+    # (that importing the benchmark imports neither torch nor transformers is tests/test_bench_cli.py's)
 
 
 def test_config_checks_and_round_sizes():

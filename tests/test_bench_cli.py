@@ -113,8 +113,9 @@ def test_readme_markers_are_replaced_or_missing_is_an_error():
 
 
 def test_torch_is_optional(monkeypatch):
-    # torch is never imported just by importing the command line or the benchmark
-    code = "import sys, zoo.cli, zoo.bench.recurrent; assert 'torch' not in sys.modules"
+    # neither torch nor transformers is imported just by importing the command line or a benchmark
+    code = ("import sys, zoo.cli, zoo.bench.recurrent, zoo.bench.attention, zoo.bench.bert, zoo.bench.suite; "
+            "assert not {'torch', 'transformers'} & set(sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=60).returncode == 0
     # without torch, its rows are skipped with a note
     from zoo.bench import recurrent

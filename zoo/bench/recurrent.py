@@ -119,7 +119,7 @@ TORCH_CELLS = {"rnn": ("torch nn.RNN", "RNN"), "lstm": ("torch nn.LSTM", "LSTM")
 
 def measure_jax(module: nn.Module, cfg: Config, xs: Sequence[jax.Array]) -> tuple[Timing, Timing]:
     """Forward and forward+backward timings of ``module.apply(params, x)`` (x: (B, T, in))."""
-    params = module.init(jax.random.key(cfg.seed), xs[0])
+    params = jax.jit(module.init)(jax.random.key(cfg.seed), xs[0])  # eager, init compiles every op: 0.5 s a cell
 
     def forward(params, x):
         return module.apply(params, x)
