@@ -62,16 +62,10 @@ import zoo
 from zoo.harness import flags, results, worker
 from zoo.harness.main import Experiment
 from zoo.harness.main import main as harness_main
-from zoo.harness.timing import Timing, compile_jax, time_within_budget
+from zoo.harness.timing import Timing, compile_jax, time_within_budget, torch_sync
 
 # --quick: tiny shapes, so a full run takes seconds of work (plus a second or so per worker process)
 QUICK = dict(batch=1, heads=2, head_dim=32, seq_lens=(64, 128), repeats=2, warmup=1)
-
-# Above this share of the CPU time used by other processes, the report says its timings are unreliable.
-MAX_OTHER_LOAD = 0.05
-
-# Seconds the worker that describes the environment may take, whatever --timeout-s says.
-ENV_TIMEOUT_S = 300.0
 WORKER = "zoo.bench.attention:measure"
 
 ImplName = Literal["blockwise", "xla", "jax_nn", "torch"]
@@ -185,9 +179,8 @@ def _measure_jax(spec: dict[str, Any]) -> dict[str, Any]:
     compiled, compile_s = compile_jax(fn, *inputs[0])
     t, first_s = time_within_budget(compiled, inputs, repeats=spec["repeats"], warmup=spec["warmup"],
                                    budget_s=spec["budget_s"], compile_s=compile_s)
-    stats = device.memory_stats() if device.platform != "cpu" else None
-    peak = stats.get("peak_bytes_in_use") if stats else None
-    return dict(timing=t, first_call_s=first_s, baseline_rss_kib=baseline, device_peak_bytes=peak)
+    return dict(timing=t, first_call_s=first_s, baseline_rss_kib=baseline,
+                device_peak_bytes=worker.device_peak_bytes(device))
 
 
 def _measure_torch(spec: dict[str, Any]) -> dict[str, Any]:
@@ -212,14 +205,10 @@ def _measure_torch(spec: dict[str, Any]) -> dict[str, Any]:
         sdpa(q, k, v, is_causal=causal).float().sum().backward()
         return q.grad, k.grad, v.grad
 
-    def sync(_):
-        if device != "cpu":
-            torch.cuda.synchronize()
-
     baseline = worker.maxrss_kib()
     fn = forward if spec["mode"] == "fwd" else forward_backward
     t, first_s = time_within_budget(fn, inputs, repeats=spec["repeats"], warmup=spec["warmup"],
-                                   budget_s=spec["budget_s"], sync=sync)
+                                   budget_s=spec["budget_s"], sync=torch_sync(device))
     peak = torch.cuda.max_memory_allocated() if device != "cpu" else None
     return dict(timing=t, first_call_s=first_s, baseline_rss_kib=baseline, device_peak_bytes=peak,
                 torch_device=device)
@@ -274,11 +263,7 @@ def run(cfg: Config, command: str) -> dict[str, Any]:
         impls.remove("torch")
         notes.append("torch is not installed: its columns are skipped.")
 
-    # the parent never starts a JAX backend (on a GPU it would hold the memory): a worker describes it
-    described = worker.spawn(WORKER, {"mode": "env", "torch": "torch" in impls}, max(cfg.timeout_s, ENV_TIMEOUT_S))
-    if described["status"] != "ok":
-        raise RuntimeError(f"the environment worker failed: {described.get('error')}")
-    env = described["environment"]
+    env = worker.environment(WORKER, {"mode": "env", "torch": "torch" in impls}, cfg.timeout_s)
     env["mem_limit_bytes"] = limit = worker.default_memory_limit(cfg.mem_limit_gb, env["jax_platform"])
 
     base = dict(
@@ -301,7 +286,7 @@ def run(cfg: Config, command: str) -> dict[str, Any]:
     bar.close()
 
     env["other_processes_cpu_share"] = other = other_load.fraction()
-    notes += results.other_load_notes(other, MAX_OTHER_LOAD) + results.device_mix_notes(env)
+    notes += results.other_load_notes(other) + results.device_mix_notes(env)
     return {"benchmark": "attention", "command": command, "date": results.utc_now(), "environment": env,
             "config": results.config_json(cfg), "parent_pid": os.getpid(), "notes": notes,
             "measurements": measurements}

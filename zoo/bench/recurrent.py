@@ -42,13 +42,10 @@ from zoo.bench.analysis import make_cell
 from zoo.harness import flags, results
 from zoo.harness.main import Experiment
 from zoo.harness.main import main as harness_main
-from zoo.harness.timing import Timing, compile_jax, time_calls
+from zoo.harness.timing import Timing, compile_jax, time_calls, torch_sync
 
 # --quick: tiny shapes, so a full run takes seconds (tests, CI)
 QUICK = dict(batch=4, seq_len=16, input_size=32, hidden=32, repeats=2, warmup=1)
-
-# Above this share of the CPU time used by other processes, the report says its timings are unreliable.
-MAX_OTHER_LOAD = 0.05
 
 CellName = Literal["rnn", "lstm", "gru", "mingru", "mingru_seq", "minlstm", "minlstm_seq"]
 ALL_CELLS: tuple[CellName, ...] = get_args(CellName)
@@ -143,10 +140,6 @@ def measure_torch(kind: str, cfg: Config, xs: Sequence[np.ndarray], device: str)
     module = getattr(torch.nn, kind)(cfg.input_size, cfg.hidden, batch_first=True).to(device)
     inputs = [(torch.from_numpy(x).to(device),) for x in xs]
 
-    def sync(_):
-        if device != "cpu":
-            torch.cuda.synchronize()
-
     def forward(x):
         with torch.no_grad():
             return module(x)[0]
@@ -158,7 +151,7 @@ def measure_torch(kind: str, cfg: Config, xs: Sequence[np.ndarray], device: str)
         y.sum().backward()
         return x.grad
 
-    kw = dict(repeats=cfg.repeats, warmup=cfg.warmup, sync=sync)
+    kw = dict(repeats=cfg.repeats, warmup=cfg.warmup, sync=torch_sync(device))
     return time_calls(forward, inputs, **kw), time_calls(forward_backward, inputs, **kw)
 
 
@@ -222,7 +215,7 @@ def run(cfg: Config, command: str) -> dict[str, Any]:
             mine = ref is not None and r["family"] != family and not (family == "flax" and r["family"] == "torch")
             r[f"fwd_bwd_vs_{family}"] = ref["fwd_bwd"]["median_s"] / r["fwd_bwd"]["median_s"] if mine else None
     env["other_processes_cpu_share"] = other = other_load.fraction()
-    notes += results.other_load_notes(other, MAX_OTHER_LOAD) + results.device_mix_notes(env, "ratios vs torch")
+    notes += results.other_load_notes(other) + results.device_mix_notes(env, "ratios vs torch")
     if any(c.startswith("min") for c in cfg.cells):
         notes.append("minGRU and minLSTM have no flax.linen or torch counterpart.")
     return {"benchmark": "recurrent", "command": command, "date": results.utc_now(), "environment": env,

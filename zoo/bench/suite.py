@@ -58,10 +58,6 @@ from zoo.harness.main import main as harness_main
 from zoo.harness.timing import compile_jax, time_within_budget
 
 WORKER = "zoo.bench.suite:measure"
-# Above this share of the CPU time used by other processes, the report says its timings are unreliable.
-MAX_OTHER_LOAD = 0.05
-ENV_TIMEOUT_S = 300.0
-
 LayerKind = Literal[
     "rnn", "lstm", "gru", "mingru", "mingru_seq", "minlstm", "minlstm_seq",
     "attention_dense", "attention_blockwise", "attention_cudnn",
@@ -268,14 +264,7 @@ def _measure_throughput(spec: dict[str, Any]) -> dict[str, Any]:
         compile_s=compile_s,
     )
     return dict(timing=tm.to_json(b * t), first_call_s=first_s, baseline_rss_kib=baseline,
-                xla_flops=xla_flops, xla_bytes=xla_bytes, device_peak_bytes=_device_peak(device))
-
-
-def _device_peak(device) -> int | None:
-    if device.platform == "cpu":
-        return None
-    stats = device.memory_stats() or {}
-    return stats.get("peak_bytes_in_use")
+                xla_flops=xla_flops, xla_bytes=xla_bytes, device_peak_bytes=worker.device_peak_bytes(device))
 
 
 def _filled_cache(cache, length: int, rng):
@@ -338,7 +327,7 @@ def _measure_decode(spec: dict[str, Any]) -> dict[str, Any]:
                                    budget_s=spec["budget_s"], compile_s=compile_s)
         points.append({"context": length, "timing": tm.to_json(1)})
     return dict(points=points, compile_s=compile_s, baseline_rss_kib=baseline,
-                device_peak_bytes=_device_peak(device))
+                device_peak_bytes=worker.device_peak_bytes(device))
 
 
 def _measure_environment(spec: dict[str, Any]) -> dict[str, Any]:
@@ -426,11 +415,7 @@ def run(cfg: Config, command: str) -> dict[str, Any]:
     other_load = results.OtherLoad()
     common = dict(dtype=cfg.dtype, head_dim=cfg.head_dim, repeats=cfg.repeats, warmup=cfg.warmup,
                   budget_s=cfg.budget_s, num_inputs=cfg.num_inputs, seed=cfg.seed)
-    # the parent never starts a JAX backend (on a GPU it would hold the memory): a worker describes it
-    described = worker.spawn(WORKER, {**common, "group": "env"}, max(cfg.timeout_s, ENV_TIMEOUT_S))
-    if described["status"] != "ok":
-        raise RuntimeError(f"the environment worker failed: {described['error']}")
-    env = described["environment"]
+    env = worker.environment(WORKER, {**common, "group": "env"}, cfg.timeout_s)
     common["dtype"] = env["dtype"]
     env["mem_limit_bytes"] = common["mem_limit_bytes"] = limit = worker.default_memory_limit(
         cfg.mem_limit_gb, env["jax_platform"])
@@ -456,7 +441,7 @@ def run(cfg: Config, command: str) -> dict[str, Any]:
             shared.close()
 
     env["other_processes_cpu_share"] = other = other_load.fraction()
-    notes += results.other_load_notes(other, MAX_OTHER_LOAD)
+    notes += results.other_load_notes(other)
     if not cfg.isolate:
         notes.append("All configurations ran in one process (--quick or --no-isolate): each peak memory "
                      "figure is that process's high-water mark so far, not the configuration's own.")

@@ -284,7 +284,7 @@ def render(result: dict[str, Any], images: str | None = "") -> str:
     lines += [results.markdown_table(["model", unit, "parameters", "training tokens", "tokens/s", "wall s"], rows),
               ""]
     other = env.get("other_processes_cpu_share")
-    if other is not None and other > 0.05:
+    if other is not None and other > results.MAX_OTHER_LOAD:
         lines += [f"Other processes used {other:.0%} of the CPU time during the run: tokens/s and wall times are "
                   "unreliable (the bits per character are not affected).", ""]
     w = result["words"]

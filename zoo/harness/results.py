@@ -26,12 +26,16 @@ from pathlib import Path
 from typing import Any, Sequence
 
 __all__ = [
-    "num_threads", "cpu_model", "package_version", "torch_available", "torch_device", "environment", "OtherLoad",
+    "MAX_OTHER_LOAD", "num_threads", "cpu_model", "package_version", "torch_available", "torch_device", "environment", "OtherLoad",
     "other_load_notes", "device_mix_notes", "device_slug", "utc_now", "format_rate", "format_ratio", "format_ms",
     "device_line", "versions_line", "header", "sections", "image", "markdown_table", "config_json", "json_text",
     "say",
 ]
 
+
+# Above this share of the CPU time used by other processes, a report says its timings are unreliable (and the
+# publishing scripts leave README alone).
+MAX_OTHER_LOAD = 0.05
 
 # ----------------------------------------------------------------------------
 # environment
@@ -134,7 +138,7 @@ class OtherLoad:
         return min(max(busy - own, 0.0) / max(total, 1e-9), 1.0)
 
 
-def other_load_notes(share: float | None, limit: float) -> list[str]:
+def other_load_notes(share: float | None, limit: float = MAX_OTHER_LOAD) -> list[str]:
     """The note for under a table when other processes took more than ``limit`` of the CPU (else none)."""
     if share is None or share <= limit:
         return []

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import jax
 
-__all__ = ["Timing", "time_calls", "time_within_budget", "compile_jax"]
+__all__ = ["Timing", "time_calls", "time_within_budget", "compile_jax", "torch_sync"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,3 +136,12 @@ def compile_jax(fn: Callable[..., Any], *example_args: Any) -> tuple[Callable[..
     start = time.perf_counter()
     compiled = jax.jit(fn).lower(*example_args).compile()
     return compiled, time.perf_counter() - start
+
+
+def torch_sync(device: str) -> Callable[[Any], None]:
+    """The ``sync`` of PyTorch on ``device``: ``torch.cuda.synchronize`` on a GPU; nothing on a CPU (synchronous)."""
+    if device == "cpu":
+        return lambda _: None
+    import torch  # noqa: PLC0415  (optional: only where torch rows run)
+
+    return lambda _: torch.cuda.synchronize()

@@ -40,8 +40,8 @@ import time
 from typing import Any, Callable
 
 __all__ = [
-    "RESULT_PREFIX", "OOM_PATTERN", "DEFAULT_MEM_SHARE", "maxrss_kib", "set_memory_limit", "physical_memory_bytes",
-    "default_memory_limit", "short", "failure", "run_measurement", "serve", "Worker", "spawn",
+    "RESULT_PREFIX", "OOM_PATTERN", "DEFAULT_MEM_SHARE", "maxrss_kib", "device_peak_bytes", "set_memory_limit", "physical_memory_bytes",
+    "default_memory_limit", "short", "failure", "run_measurement", "serve", "Worker", "spawn", "environment",
 ]
 
 # the worker's answer: one stdout line, this prefix, then JSON
@@ -54,12 +54,20 @@ OOM_PATTERN = re.compile(
 )
 # Default per-worker address-space limit on CPU, as a share of the physical memory.
 DEFAULT_MEM_SHARE = 0.75
+# Seconds the worker that describes the environment may take, whatever the benchmark's timeout.
+ENV_TIMEOUT_S = 300.0
 
 
 def maxrss_kib() -> int:
     """This process's peak resident memory so far, KiB (Linux reports KiB; macOS bytes)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss // 1024 if sys.platform == "darwin" else rss
+
+
+def device_peak_bytes(device: Any) -> int | None:
+    """A JAX accelerator's peak allocation so far, bytes; None on a CPU (there :func:`maxrss_kib` says it)."""
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    return stats.get("peak_bytes_in_use") if stats else None
 
 
 def set_memory_limit(limit: int | None) -> None:
@@ -243,6 +251,18 @@ def spawn(target: str, spec: dict[str, Any], timeout_s: float) -> dict[str, Any]
     """One measurement in a fresh worker: ``TARGET(spec)``'s result (see :meth:`Worker.request`)."""
     with Worker(target) as worker:
         return worker.request(spec, timeout_s)
+
+
+def environment(target: str, spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """The environment as a worker describes it (``TARGET(spec)["environment"]``); a RuntimeError if it fails.
+
+    The parent of a benchmark that measures in workers never starts a JAX
+    backend itself: on a GPU it would hold the memory the workers measure.
+    """
+    described = spawn(target, spec, max(timeout_s, ENV_TIMEOUT_S))
+    if described["status"] != "ok":
+        raise RuntimeError(f"the environment worker failed: {described['error']}")
+    return described["environment"]
 
 
 if __name__ == "__main__":
