@@ -244,7 +244,11 @@ class _ZooSession:
 
 
 class _HFSession:
-    """Hugging Face's BertForMaskedLM training step, as Trainer runs it (without torch.compile)."""
+    """Hugging Face's BertForMaskedLM training step, as Trainer runs it (without torch.compile).
+
+    The one training step here that is not zoo.train's: it is the PyTorch reference being measured
+    (zoo's side, :class:`_ZooSession`, is the trainer's own compiled ``make_train_step``).
+    """
 
     def __init__(self, spec: dict[str, Any]):
         import torch

@@ -43,6 +43,7 @@ axes with the crossovers marked; ``-decode.png``; ``-roofline.png``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 from pathlib import Path
@@ -422,8 +423,8 @@ def run(cfg: Config, command: str) -> dict[str, Any]:
     jobs, notes = plan(cfg, env["jax_platform"])
 
     bar = tqdm(jobs, desc="zoo bench", unit="config", file=sys.stderr, disable=not cfg.progress)
-    shared = None if cfg.isolate else worker.Worker(WORKER)  # --no-isolate: one process for every job
-    try:
+    # one process per job, or with --no-isolate (--quick) one for them all
+    with bar, (contextlib.nullcontext() if cfg.isolate else worker.Worker(WORKER)) as shared:
         for job in bar:
             bar.set_postfix_str(_job_label(job))
             need = dense_logit_bytes(cfg, job) * (3 if job["mode"] == "train" else 1) \
@@ -435,10 +436,6 @@ def run(cfg: Config, command: str) -> dict[str, Any]:
                 job["result"] = worker.spawn(WORKER, {**common, **job}, cfg.timeout_s)
             else:
                 job["result"] = shared.request({**common, **job}, cfg.timeout_s)
-    finally:
-        bar.close()
-        if shared is not None:
-            shared.close()
 
     env["other_processes_cpu_share"] = other = other_load.fraction()
     notes += results.other_load_notes(other)

@@ -149,8 +149,8 @@ def run_measurement(spec: dict[str, Any], measure: Callable[[dict[str, Any]], di
     return result
 
 
-def serve(target: str) -> int:
-    """The worker: answer each request line on stdin with ``run_measurement(request, FUNCTION)``."""
+def serve(target: str) -> None:
+    """The worker: answer each request line on stdin with ``run_measurement(request, FUNCTION)``, then exit."""
     channel = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     sys.stdout.flush()
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # library messages go to stderr
@@ -266,4 +266,4 @@ def environment(target: str, spec: dict[str, Any], timeout_s: float) -> dict[str
 
 
 if __name__ == "__main__":
-    raise SystemExit(serve(sys.argv[1]))
+    serve(sys.argv[1])
