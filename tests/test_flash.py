@@ -22,7 +22,7 @@ def _randn(shape, seed, dtype=np.float32):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
 
 
-def reference_attention(q, k, v, *, scale, is_causal=False, q_lengths=None, kv_lengths=None,
+def reference_attention(q, k, v, *, scale, is_causal=False, query_seq_lengths=None, key_value_seq_lengths=None,
                         local_window=None, bias=None, mask=None):
     """Dense attention in jnp (float64 under ``jax.enable_x64``), rows that see nothing -> zeros.
 
@@ -44,10 +44,10 @@ def reference_attention(q, k, v, *, scale, is_causal=False, q_lengths=None, kv_l
     if local_window is not None:
         vis &= (j >= i - local_window[0]) & (j <= i + local_window[1])
     vis = jnp.broadcast_to(jnp.asarray(vis), (B, N, T, S))
-    if q_lengths is not None:
-        vis = vis & (jnp.arange(T)[None, :] < jnp.asarray(q_lengths)[:, None])[:, None, :, None]
-    if kv_lengths is not None:
-        vis = vis & (jnp.arange(S)[None, :] < jnp.asarray(kv_lengths)[:, None])[:, None, None, :]
+    if query_seq_lengths is not None:
+        vis = vis & (jnp.arange(T)[None, :] < jnp.asarray(query_seq_lengths)[:, None])[:, None, :, None]
+    if key_value_seq_lengths is not None:
+        vis = vis & (jnp.arange(S)[None, :] < jnp.asarray(key_value_seq_lengths)[:, None])[:, None, None, :]
     if mask is not None:
         vis = vis & mask
     logits = jnp.where(vis, logits, -jnp.inf)
@@ -106,26 +106,26 @@ CASES = {
     "causal_gqa": (1, 27, 27, 4, 2, 8, {"is_causal": True, "block_q": 16, "block_k": 8}, None, None),
     "mqa_short_queries": (2, 5, 19, 4, 1, 8, {}, None, None),
     "lengths": (3, 18, 22, 2, 1, 4,
-                {"q_lengths": np.array([0, 7, 18]), "kv_lengths": np.array([9, 0, 22])}, None, None),
+                {"query_seq_lengths": np.array([0, 7, 18]), "key_value_seq_lengths": np.array([9, 0, 22])}, None, None),
     "causal_lengths": (2, 20, 20, 2, 2, 4,
-                       {"is_causal": True, "q_lengths": np.array([20, 11]), "kv_lengths": np.array([3, 20])},
+                       {"is_causal": True, "query_seq_lengths": np.array([20, 11]), "key_value_seq_lengths": np.array([3, 20])},
                        None, None),
     "window_causal": (2, 31, 31, 4, 2, 8, {"is_causal": True, "local_window": (5, 0)}, None, None),
     "window_two_sided": (1, 25, 30, 2, 2, 8, {"local_window": (3, 9)}, None, None),
     # interior (unmasked) block pairs beside masked ones, blocks of unequal size
     "window_causal_lengths": (2, 40, 40, 2, 1, 8,
                               {"is_causal": True, "local_window": (13, 0), "block_q": 4, "block_k": 8,
-                               "q_lengths": np.array([40, 21]), "kv_lengths": np.array([33, 40])}, None, None),
+                               "query_seq_lengths": np.array([40, 21]), "key_value_seq_lengths": np.array([33, 40])}, None, None),
     "window_lengths": (2, 37, 45, 2, 2, 4,
                        {"local_window": (17, 9), "block_q": 8, "block_k": 4,
-                        "kv_lengths": np.array([45, 30])}, None, None),
+                        "key_value_seq_lengths": np.array([45, 30])}, None, None),
     "bias_full": (2, 11, 17, 4, 2, 8, {}, (2, 4, 11, 17), None),
     "bias_broadcast": (2, 11, 17, 4, 2, 8, {"is_causal": False}, (4, 1, 17), None),
     "bias_2d_causal": (1, 19, 19, 2, 1, 8, {"is_causal": True}, (19, 19), None),
     "mask": (2, 14, 23, 4, 2, 8, {}, None, (2, 1, 14, 23)),
     "everything": (2, 26, 26, 4, 2, 8,
-                   {"is_causal": True, "local_window": (7, 3), "q_lengths": np.array([26, 15]),
-                    "kv_lengths": np.array([20, 26])}, (1, 4, 26, 26), (2, 4, 26, 1)),
+                   {"is_causal": True, "local_window": (7, 3), "query_seq_lengths": np.array([26, 15]),
+                    "key_value_seq_lengths": np.array([20, 26])}, (1, 4, 26, 26), (2, 4, 26, 1)),
 }
 
 
@@ -164,7 +164,7 @@ def test_matches_dense_reference(case):
 def test_matches_jax_nn_where_every_row_sees_a_key():
     """Same conventions as jax.nn (GQA head order, bias after scale, window, lengths)."""
     q, k, v, bias, kw = _inputs("everything")
-    for name in ("q_lengths", "kv_lengths", "mask"):
+    for name in ("query_seq_lengths", "key_value_seq_lengths", "mask"):
         kw.pop(name)
     out = _flash_vjp(q, k, v, bias, np.zeros_like(q), **{**kw, "block_q": 16})[0]
     ref = jax.nn.dot_product_attention(
@@ -252,7 +252,7 @@ def test_check_grads_float64():
         q, k, v = (jnp.asarray(_randn(s, i, np.float64)) for i, s in enumerate(shapes))
         bias = jnp.asarray(_randn((2, 6, 6), 3, np.float64))
         f = functools.partial(blockwise_attention, scale=0.7, is_causal=True, block_q=4, block_k=4,
-                              kv_lengths=jnp.array([5]))
+                              key_value_seq_lengths=jnp.array([5]))
         check_grads(lambda q, k, v, b: f(q, k, v, bias=b), (q, k, v, bias), order=1, modes=["rev"])
 
 
@@ -276,13 +276,13 @@ def test_causality():
 
 def test_vmap_with_traced_lengths():
     q, k, v, _, kw = _inputs("causal_lengths")
-    kv_lengths = kw.pop("kv_lengths")
-    kw.pop("q_lengths")
-    lengths = np.stack([kv_lengths, kv_lengths[::-1]])  # (2, B)
-    f = jax.jit(jax.vmap(lambda n: blockwise_attention(q, k, v, kv_lengths=n, **kw)))
+    key_value_seq_lengths = kw.pop("key_value_seq_lengths")
+    kw.pop("query_seq_lengths")
+    lengths = np.stack([key_value_seq_lengths, key_value_seq_lengths[::-1]])  # (2, B)
+    f = jax.jit(jax.vmap(lambda n: blockwise_attention(q, k, v, key_value_seq_lengths=n, **kw)))
     out = np.asarray(f(lengths))
     for n, o in zip(lengths, out):
-        ref, _ = _reference_vjp(q, k, v, None, np.zeros_like(q), kv_lengths=n, **kw)
+        ref, _ = _reference_vjp(q, k, v, None, np.zeros_like(q), key_value_seq_lengths=n, **kw)
         _close(o, ref, 2e-5)
 
 

@@ -103,8 +103,9 @@ def preset_table() -> str:
             count = counts.get(family, rnn_lm_param_count if family in presets.LM_FAMILIES else None)
             params = f"{count(p.model):,}" if count else ""
             model = json.dumps({k: v for k, v in vars(p.model).items()}, sort_keys=True)
-            rows.append(f"| {family} | {name} | `{model}` | {params} | {p.tokenizer} | "
-                        f"{p.train.max_steps} x {p.train.batch_size} |")
+            steps = (f"{p.train.max_steps} x {p.train.batch_size}" if hasattr(p.train, "max_steps")
+                     else f"{p.train.epochs} epochs x {p.train.batch_size}")  # word vectors train by epochs
+            rows.append(f"| {family} | {name} | `{model}` | {params} | {p.tokenizer} | {steps} |")
     return "\n".join(rows) + "\n"
 
 

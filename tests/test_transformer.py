@@ -161,7 +161,7 @@ def test_cross_attention_matches_reference(fused):
     ctx_len = np.array([6, 2])
     mha = zoo.MultiHeadAttention(num_heads=2, cross_attention=True, fused_qkv=fused)
     v = mha.init(jax.random.key(1), x, ctx)
-    y = mha.apply(v, x, ctx, kv_seq_lengths=ctx_len)
+    y = mha.apply(v, x, ctx, key_value_seq_lengths=ctx_len)
     visible = np.broadcast_to((np.arange(s) < ctx_len[:, None])[:, None, :], (b, t, s))
     ref = ref_mha(plain(v)["params"], x.astype(np.float64), ctx.astype(np.float64), visible, 2, 2)
     np.testing.assert_allclose(y, ref, atol=2e-5, rtol=1e-4)
@@ -256,7 +256,7 @@ def test_stack_matches_reference(case):
     x, ctx = randn(b, t, d), randn(b, s, d)
     lengths, ctx_len = np.array([6, 3]), np.array([5, 2])
     stack = zoo.TransformerStack(cfg, causal=causal, cross_attention=cross)
-    kw = dict(context=ctx, context_lengths=ctx_len) if cross else {}
+    kw = dict(context=ctx, key_value_seq_lengths=ctx_len) if cross else {}
     v = stack.init(jax.random.key(0), x, **kw)
     y = np.asarray(stack.apply(v, x, seq_lengths=lengths, **kw))
     visible = (causal_visible(b, t) if causal else np.ones((b, t, t), bool)) & (np.arange(t) < lengths[:, None])[:, None, :]
@@ -387,9 +387,9 @@ def test_cross_attention_cache_and_reorder():
     x, ctx = randn(2, 5, 16), randn(2, 6, 16)
     ctx_len = np.array([6, 3])
     v = dec.init(jax.random.key(0), x, context=ctx)
-    full = dec.apply(v, x, context=ctx, context_lengths=ctx_len)
+    full = dec.apply(v, x, context=ctx, key_value_seq_lengths=ctx_len)
     cache = dec.init(jax.random.key(0), jnp.zeros((2, 5, 16)), context=ctx, decode=True)["cache"]
-    y0, m = dec.apply({**v, "cache": cache}, x[:, :2], context=ctx, context_lengths=ctx_len, decode=True,
+    y0, m = dec.apply({**v, "cache": cache}, x[:, :2], context=ctx, key_value_seq_lengths=ctx_len, decode=True,
                       mutable=["cache"])
     rest, cache = _decode(dec, v, m["cache"], [x[:, 2:3], x[:, 3:4]])  # context comes from the cache
     np.testing.assert_allclose(np.concatenate([y0, rest], 1), full[:, :4], atol=2e-5)
@@ -500,3 +500,22 @@ def test_activations_match_reference_values_and_gradients():
         np.testing.assert_allclose(f(x), ref_gelu(x, approximate), rtol=1e-6, atol=1e-6)
         ref = jax.grad(lambda v: jnp.sum(jax.nn.gelu(v, approximate=approximate) ** 2))(x)
         np.testing.assert_allclose(jax.grad(lambda v: jnp.sum(f(v) ** 2))(x), ref, rtol=1e-6, atol=1e-6)
+
+
+def test_old_keyword_names_still_work_with_a_warning():
+    """One name per concept (key_value_seq_lengths, as jax.nn); the old names stay one release, warning."""
+    from zoo.layers.flash import blockwise_attention
+
+    q = jnp.ones((1, 4, 2, 8))
+    with pytest.warns(DeprecationWarning, match="kv_lengths= is now called key_value_seq_lengths="):
+        old = blockwise_attention(q, q, q, scale=0.5, kv_lengths=jnp.array([2]))
+    new = blockwise_attention(q, q, q, scale=0.5, key_value_seq_lengths=jnp.array([2]))
+    np.testing.assert_array_equal(old, new)
+    with pytest.raises(TypeError, match="kv_lengths is the old name of key_value_seq_lengths"):
+        blockwise_attention(q, q, q, scale=0.5, kv_lengths=jnp.array([2]), key_value_seq_lengths=jnp.array([2]))
+    mha = zoo.MultiHeadAttention(num_heads=2, cross_attention=True)
+    x, ctx = jnp.ones((1, 3, 8)), jnp.ones((1, 5, 8))
+    v = mha.init(jax.random.key(0), x, ctx)
+    with pytest.warns(DeprecationWarning, match="kv_seq_lengths= is now called key_value_seq_lengths="):
+        old = mha.apply(v, x, ctx, kv_seq_lengths=jnp.array([2]))
+    np.testing.assert_array_equal(old, mha.apply(v, x, ctx, key_value_seq_lengths=jnp.array([2])))

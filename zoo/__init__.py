@@ -45,6 +45,7 @@ from zoo.layers import (
     linear_recurrence,
 )
 from zoo.run import Run, load_run
+from zoo.pretrained import export_pretrained, load_pretrained
 from zoo.models import (
     KneserNeyLM,
     unseen_rates,
@@ -139,4 +140,6 @@ __all__ = [
     "beam_search",
     "load_run",
     "Run",
+    "load_pretrained",
+    "export_pretrained",
 ]

@@ -21,6 +21,7 @@ or use ``jax.experimental.checkify.checkify`` yourself and call
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Any, Callable
 
 import jax
@@ -28,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
-__all__ = ["checked", "is_concrete", "check_range", "shape_str"]
+__all__ = ["checked", "is_concrete", "check_range", "shape_str", "renamed_arguments"]
 
 
 def shape_str(shape) -> str:
@@ -84,3 +85,29 @@ def checked(fn: Callable) -> Callable:
         return out
 
     return wrapper
+
+
+def renamed_arguments(**old_to_new: str) -> Callable:
+    """Keep old keyword names working for one release, with a ``DeprecationWarning``.
+
+        @renamed_arguments(kv_seq_lengths="key_value_seq_lengths")
+        def __call__(self, inputs_q, *, key_value_seq_lengths=None): ...
+
+    Passing both the old and the new name is a ``TypeError``.
+    """
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            for old, new in old_to_new.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise TypeError(f"{fn.__qualname__}: got {old}= and {new}=; {old} is the old name of {new}")
+                    warnings.warn(f"{fn.__qualname__}: {old}= is now called {new}= (the old name goes in the next "
+                                  "release)", DeprecationWarning, stacklevel=2)
+                    kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate

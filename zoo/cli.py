@@ -79,12 +79,17 @@ COMMANDS = Group(
                     "zoo.bench.bert:main",
                     "masked-LM training tokens/s of zoo's BERT train step vs Hugging Face's BertForMaskedLM",
                 ),
+                "embeddings": Command(
+                    "zoo.bench.embeddings:main",
+                    "word2vec and fastText: zoo's vs gensim's training words/s and evaluations, over seeds",
+                ),
             },
             default="suite",
         ),
         "pretrain": Command(
             "zoo.commands:pretrain_main",
-            "pretrain a model: zoo pretrain gpt|lstm|gru|rnn|mingru|bert|seq2seq --preset NAME [--data ...]",
+            "pretrain a model: zoo pretrain gpt|lstm|gru|rnn|mingru|bert|seq2seq|word2vec|fasttext --preset NAME "
+            "[--data ...]",
         ),
         "fill-mask": Command(
             "zoo.commands.bert:fill_mask_main",
@@ -113,6 +118,21 @@ COMMANDS = Group(
                                "--model M --length T"),
                 "sweep": Command("zoo.experiments.tasks:sweep_main", "tasks x models x lengths with one budget: table, JSON, "
                                  "plot"),
+            },
+        ),
+        "export": Command("zoo.commands.export:export_main", "write a gpt or bert run as a Hugging Face model "
+                          "directory (safetensors): zoo export RUN_DIR OUT_DIR"),
+        "embed": Group(
+            "Word vectors of a word2vec or fasttext run (zoo pretrain word2vec|fasttext).",
+            {
+                "neighbors": Command("zoo.commands.embed:neighbors_main", "the nearest words: zoo embed neighbors "
+                                     "RUN WORD [--k 10]"),
+                "analogy": Command("zoo.commands.embed:analogy_main", "A is to B as C is to ?: zoo embed analogy "
+                                   "RUN A B C"),
+                "eval": Command("zoo.commands.embed:eval_main", "word similarity, analogies and unseen word forms: "
+                                "zoo embed eval RUN"),
+                "export": Command("zoo.commands.embed:export_main", "word2vec text/binary file: zoo embed export "
+                                  "RUN FILE [--binary]"),
             },
         ),
         "sample": Command("zoo.commands:sample_main", "print continuations of a prompt: zoo sample RUN_DIR --prompt TEXT"),

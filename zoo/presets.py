@@ -23,9 +23,12 @@ from typing import Literal, Union
 from zoo.models.bert import BERTConfig
 from zoo.models.gpt import GPTConfig, gpt_param_count
 from zoo.models.rnn_lm import RNNLMConfig
+from zoo.models.fasttext import FastTextConfig
 from zoo.models.seq2seq import Seq2SeqConfig
+from zoo.models.word2vec import Word2VecConfig
 from zoo.registry import LM_FAMILIES, RECURRENT_FAMILIES, recurrent_lm_width
 from zoo.train.config import TrainConfig
+from zoo.train.embeddings import EmbeddingTrainConfig
 
 __all__ = ["Preset", "FAMILIES", "LM_FAMILIES", "get", "names"]
 ModelConfig = Union[GPTConfig, RNNLMConfig, BERTConfig, Seq2SeqConfig]
@@ -37,7 +40,7 @@ class Preset:
     family: str
     model: ModelConfig
     train: TrainConfig
-    tokenizer: Literal["byte", "char", "bpe", "wordpiece"] = "byte"
+    tokenizer: Literal["byte", "char", "bpe", "wordpiece", "word"] = "byte"
     tokenizer_vocab_size: int | None = None  # BPE and WordPiece only
     description: str = ""
 
@@ -180,10 +183,30 @@ _SEQ2SEQ = {
     ),
 }
 
+# word2vec and fastText (zoo.models.word2vec, zoo.models.fasttext): "gensim" is gensim 4's defaults throughout
+# (CBOW, 100 dimensions, window 5, 5 negatives, sample 1e-3, min_count 5, alpha 0.025 -> 0.0001, 5 epochs).
+_EMBEDDING_TINY = EmbeddingTrainConfig(epochs=3, batch_size=16, steps_per_call=8, log_interval=5)
+_EMBEDDINGS = {
+    "word2vec": {
+        "gensim": Preset("gensim", "word2vec", Word2VecConfig(), EmbeddingTrainConfig(), tokenizer="word",
+                         description="gensim's Word2Vec defaults (CBOW, 100 dims, window 5, 5 negatives, 5 epochs)"),
+        "tiny": Preset("tiny", "word2vec", Word2VecConfig(vector_size=16, window=2, negative=3, sample=0.0,
+                                                          min_count=1), _EMBEDDING_TINY, tokenizer="word",
+                       description="seconds on a CPU: for tests and smoke runs"),
+    },
+    "fasttext": {
+        "gensim": Preset("gensim", "fasttext", FastTextConfig(), EmbeddingTrainConfig(), tokenizer="word",
+                         description="gensim's FastText defaults (word2vec's, n-grams 3-6 in 2,000,000 buckets)"),
+        "tiny": Preset("tiny", "fasttext", FastTextConfig(vector_size=16, window=2, negative=3, sample=0.0,
+                                                          min_count=1, bucket=2000), _EMBEDDING_TINY,
+                       tokenizer="word", description="seconds on a CPU: for tests and smoke runs"),
+    },
+}
+
 _PRESETS: dict[str, dict[str, Preset]] = {"gpt": _GPT}
 for _family in RECURRENT_FAMILIES:
     _PRESETS[_family] = {name: _recurrent(_family, p) for name, p in _GPT.items() if name != "gpt2-small"}
-_PRESETS.update(bert=_BERT, seq2seq=_SEQ2SEQ)
+_PRESETS.update(bert=_BERT, seq2seq=_SEQ2SEQ, **_EMBEDDINGS)
 FAMILIES = tuple(_PRESETS)  # the families `zoo pretrain` trains (a fine-tuned classifier has no presets)
 
 

@@ -30,9 +30,11 @@ from typing import Any
 from zoo.layers import CELLS
 from zoo.models.bert import BERTConfig, BERTForMaskedLM, BERTForSequenceClassification, bert_flops_per_token
 from zoo.models.bert import bert_param_count
+from zoo.models.fasttext import FastText, FastTextConfig
 from zoo.models.gpt import GPT, GPTConfig, gpt_flops_per_token, gpt_param_count
 from zoo.models.rnn_lm import RNNLM, RNNLMConfig, rnn_lm_flops_per_token, rnn_lm_param_count
 from zoo.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer
+from zoo.models.word2vec import Word2Vec, Word2VecConfig
 from zoo.train.objectives import MASKED_LM, NEXT_TOKEN, SEQUENCE_CLASSIFICATION, TRANSLATION, Objective
 
 __all__ = [
@@ -49,7 +51,8 @@ class Family:
       name: the one spelling (CLI, run.json, tables, plots).
       config: the frozen config dataclass (``vocab_size`` comes from the tokenizer).
       module: the linen module, built as ``module(config)``.
-      objective: what training optimises (:mod:`zoo.train.objectives`).
+      objective: what ``zoo.train.train`` optimises (:mod:`zoo.train.objectives`); None for the word
+        vectors, which train with their own loop (``zoo.train.embeddings``).
       count: ``config -> parameters``, with the embedding table.
       flops: ``config -> training FLOPs per token`` (None when zoo has no formula).
       cell: the recurrent cell (a key of :data:`zoo.layers.CELLS`) of a recurrent LM, else None.
@@ -59,7 +62,7 @@ class Family:
     name: str
     config: type
     module: type
-    objective: Objective
+    objective: Objective | None
     count: Callable[[Any], int] | None
     flops: Callable[[Any], float] | None
     cell: str | None = None
@@ -85,6 +88,10 @@ FAMILIES: dict[str, Family] = {
                               summary="BERT fine-tuned for sequence classification (zoo finetune)"),
     "seq2seq": Family("seq2seq", Seq2SeqConfig, Seq2SeqTransformer, TRANSLATION, None, None,
                       summary="encoder-decoder Transformer trained on translation"),
+    "word2vec": Family("word2vec", Word2VecConfig, Word2Vec, None, None, None,
+                       summary="word2vec word vectors (skip-gram or CBOW, negative sampling)"),
+    "fasttext": Family("fasttext", FastTextConfig, FastText, None, None, None,
+                       summary="fastText word vectors (words as bags of character n-grams)"),
 }
 LM_FAMILIES = tuple(name for name, f in FAMILIES.items() if f.objective is NEXT_TOKEN)  # gpt and the recurrent LMs
 RECURRENT_FAMILIES = tuple(name for name, f in FAMILIES.items() if f.cell is not None)

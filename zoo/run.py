@@ -9,9 +9,10 @@ Every family loads the same way: ``gpt`` and the recurrent LMs (``lstm``,
 ``gru``, ``rnn``, ``mingru``), ``bert`` (a masked LM: ``zoo.BERTForMaskedLM``),
 ``bert-classifier`` (a fine-tuned ``zoo.BERTForSequenceClassification``; its
 label names are in ``run.info["labels"]``) and ``seq2seq``
-(``zoo.Seq2SeqTransformer``). The family names are those of
-:mod:`zoo.registry`, which maps each to its config class, module and
-training objective.
+(``zoo.Seq2SeqTransformer``); ``word2vec`` and ``fasttext`` (word vectors:
+``run.vectors`` answers ``most_similar``, ``similarity``, ``analogy``, see
+:mod:`zoo.embeddings`). The family names are those of :mod:`zoo.registry`,
+which maps each to its config class, module and training objective.
 
 Layout written by ``zoo pretrain``::
 
@@ -73,35 +74,40 @@ def read_run_json(run_dir: str | Path) -> dict[str, Any]:
 
 @dataclasses.dataclass
 class Run:
-    """A trained model with everything needed to use it: what ``zoo.load_run`` gives back.
+    """A trained model with everything needed to use it: what ``zoo.load_run`` (and ``zoo.load_pretrained``)
+    gives back, ready to ``zoo.generate``.
 
     Every run has all of these fields, whatever made it:
 
     * ``run_dir``: where it was loaded from;
-    * ``family``: a name of :data:`zoo.registry.FAMILIES` (``gpt``, ``lstm``, ``bert``, ...);
+    * ``family``: a name of :data:`zoo.registry.FAMILIES` (``gpt``, ``lstm``, ``bert``, ...; from a Hugging
+      Face directory also ``bert-encoder``, ``bert-token-classifier``);
     * ``config``: the family's model config (``GPTConfig``, ``RNNLMConfig``, ...);
-    * ``model``: the linen module, ``registry.model_for(family, config)``;
+    * ``model``: the linen module, ``registry.model_for(family, config)``; ``model.apply({"params":
+      params}, ...)`` runs it;
     * ``params``: its parameters, plain (unboxed) arrays;
     * ``tokenizer``: a :mod:`zoo.data` tokenizer (``encode``/``decode``);
-    * ``step``: the optimizer step of the parameters (0 for parameters that
-      were not trained by zoo);
-    * ``train_config``: the :class:`~zoo.train.TrainConfig` they were trained
-      with, or None when zoo did not train them;
-    * ``info``: everything else the run records (run.json: the preset, the
-      data spec, ``settings``; ``info.get("source")`` says where a run that
-      zoo did not write came from). Later kinds of runs (imported checkpoints,
-      runs of several processes, embedding models) add keys here, not fields.
+    * ``step``: the optimizer step of the parameters (0 for parameters zoo did not train);
+    * ``train_config``: the :class:`~zoo.train.TrainConfig` they were trained with (a default
+      ``TrainConfig()`` when zoo did not train them);
+    * ``info``: everything else the run records: run.json (the preset, the data spec, ``settings``); for a
+      Hugging Face directory ``info["source"] == "huggingface"``, the architecture and the original
+      ``hf_config``. Later kinds of runs (runs of several processes, say) add keys here, not fields;
+    * ``vectors``: for the word-vector families (``word2vec``, ``fasttext``) their
+      :class:`zoo.embeddings.KeyedVectors` (``most_similar``, ``similarity``, a vector for a word); None
+      for every other family.
     """
 
     run_dir: Path
     family: str
     config: Any
-    train_config: TrainConfig | None
+    train_config: TrainConfig
     model: Any
     params: Any
     tokenizer: Any
     step: int
     info: dict[str, Any]
+    vectors: Any = None
 
 
 def load_run(run_dir: str | Path, *, step: int | None = None) -> Run:
@@ -111,12 +117,25 @@ def load_run(run_dir: str | Path, *, step: int | None = None) -> Run:
     one that reads and passes its digests (a newer damaged one is skipped
     with a :class:`~zoo.train.checkpoint.CheckpointWarning`; nothing on disk
     is changed). Parameters with NaN or inf are refused with a ``ValueError``.
+
+    A Hugging Face model directory (``config.json`` and no ``run.json``) is
+    loaded by :func:`zoo.load_pretrained`.
     """
     from zoo.data import load_tokenizer  # noqa: PLC0415
 
     run_dir = Path(run_dir)
+    if (run_dir / "config.json").is_file() and not (run_dir / RUN_JSON).is_file():
+        from zoo.pretrained import load_pretrained  # noqa: PLC0415
+
+        if step is not None:
+            raise ValueError(f"{run_dir}: a Hugging Face directory has one set of weights; step={step} does not apply")
+        return load_pretrained(run_dir)
     info = read_run_json(run_dir)
     name = info["family"]
+    if family_of(name).objective is None:  # word vectors (word2vec, fastText): their own tables
+        from zoo.embeddings import load_embedding_run  # noqa: PLC0415
+
+        return load_embedding_run(run_dir, info, step=step)
     config = _model_config(name, info["model"])
     train_config = TrainConfig(**info["train"])
     model = model_for(name, config)

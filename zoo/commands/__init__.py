@@ -7,6 +7,11 @@
     zoo pretrain seq2seq ...                   translation            (zoo.commands.seq2seq)
     zoo translate RUN_DIR "input"
     zoo eval RUN_DIR                           any family             (zoo.commands.evaluate)
+    zoo export RUN_DIR OUT_DIR                 to Hugging Face        (zoo.commands.export)
+    zoo pretrain word2vec|fasttext ...         word vectors           (zoo.commands.embed)
+    zoo embed neighbors|analogy|eval|export RUN_DIR ...
+
+Every RUN_DIR may also be a Hugging Face GPT-2 or BERT directory (zoo.pretrained).
 
 Modules import JAX and the models only when their command runs.
 """
@@ -28,6 +33,8 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
         from zoo.commands.bert import pretrain_main as main  # noqa: PLC0415
     elif family == "seq2seq":
         from zoo.commands.seq2seq import pretrain_main as main  # noqa: PLC0415
+    elif family in ("word2vec", "fasttext"):
+        from zoo.commands.embed import pretrain_main as main  # noqa: PLC0415
     else:
         from zoo.commands.lm import pretrain_main as main  # noqa: PLC0415
     return main(argv, prog)

@@ -230,8 +230,12 @@ def finetune_main(argv: Sequence[str], prog: str = "zoo finetune") -> int:
     train_config = fit_warmup(args.train, FINETUNE_TRAIN, argv, prog)
     check_out_path(out)
     pretrained = load_run(args.run_dir)
-    if pretrained.family != "bert":
-        raise ValueError(f"{args.run_dir} is a {pretrained.family} run; finetune needs a `zoo pretrain bert` run")
+    if not pretrained.family.startswith("bert"):
+        raise ValueError(f"{args.run_dir} is a {pretrained.family} run; finetune needs a `zoo pretrain bert` run "
+                         "or a Hugging Face BERT directory")
+    if pretrained.family == "bert-encoder":  # a HF BertModel: zoo.BERT's params, and its pooler
+        encoder = {k: v for k, v in pretrained.params.items() if k != "pooler"}
+        pretrained.params = {"bert": encoder, **{k: v for k, v in pretrained.params.items() if k == "pooler"}}
     try:
         labeled = load_labeled(args.data, text_column=args.text_column, label_column=args.label_column,
                                text_pair_column=args.text_pair_column, split=args.split, seed=args.train.seed)

@@ -185,12 +185,12 @@ def fit_warmup(train, preset_train, argv: Sequence[str], prog: str):
     return train
 
 
-def load_text_corpus(spec: str, text_column: str, *, allow_binary: bool, prog: str):
+def load_text_corpus(spec: str, text_column: str, *, allow_binary: bool, prog: str, val_fraction: float = 0.1):
     """``zoo.data.load_corpus`` for a command: errors name ``--data``, undecodable bytes get a notice."""
     from zoo import data  # noqa: PLC0415
 
     try:
-        corpus = data.load_corpus(spec, text_column=text_column, allow_binary=allow_binary)
+        corpus = data.load_corpus(spec, text_column=text_column, allow_binary=allow_binary, val_fraction=val_fraction)
     except ValueError as e:
         raise ValueError(f"--data {spec}: {e}") from e
     if corpus.info.get("undecodable_characters"):

@@ -330,10 +330,13 @@ def eval_main(argv: Sequence[str], prog: str = "zoo eval") -> int:
     """
     args = parse_flags(EvalArgs, args=list(argv), prog=prog, description=eval_main.__doc__)
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # reading a file is no news: quiet stderr
+    from zoo.pretrained import is_hf_directory  # noqa: PLC0415
     from zoo.run import load_run, read_run_json  # noqa: PLC0415
 
     try:
-        family = read_run_json(args.run_dir).get("family")
+        # A Hugging Face directory has no run.json: its family comes from loading it.
+        run = load_run(args.run_dir) if is_hf_directory(args.run_dir) else None
+        family = run.family if run is not None else read_run_json(args.run_dir).get("family")
         evaluator = _evaluator(family)
         if evaluator is None:
             raise ValueError(f"{args.run_dir} is a {family!r} run, which zoo eval has no meaningful evaluation for; "
@@ -342,7 +345,7 @@ def eval_main(argv: Sequence[str], prog: str = "zoo eval") -> int:
             for flag, value in (("--examples", args.examples), ("--beam-size", args.beam_size)):
                 if value is not None:
                     raise ValueError(f"{flag} applies to seq2seq runs only; {args.run_dir} is a {family} run")
-        run = load_run(args.run_dir)
+        run = run if run is not None else load_run(args.run_dir)
         compute = evaluator(args, run)
     except (ValueError, FileNotFoundError) as e:
         return fail(prog, str(e))

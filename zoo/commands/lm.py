@@ -3,6 +3,7 @@
     zoo pretrain gpt --preset quickstart --out runs/quick
     zoo pretrain lstm --preset shakespeare-char-cpu --data shakespeare.txt --out runs/lstm
     zoo pretrain gpt --preset nano --model.num-layers 3 --train.max-steps 100   # any config field
+    zoo pretrain gpt --init-from hf/gpt2 --data shakespeare.txt --out runs/gpt2-shakespeare   # continue a GPT-2
     zoo sample runs/quick --prompt "def main(" --max-new-tokens 200
     zoo eval runs/quick                                   # zoo.commands.evaluate
 
@@ -26,7 +27,7 @@ import tyro
 from zoo import presets
 from zoo.commands.common import check_out_path, check_same_run, claim_run_dir, corpus_tokens, fit_warmup
 from zoo.commands.common import load_text_corpus, notice, process_elapsed_s
-from zoo.harness.flags import parse_flags, parse_preset_args
+from zoo.harness.flags import cache_dir, parse_flags, parse_preset_args
 from zoo.models.gpt import GPTConfig
 from zoo.models.rnn_lm import RNNLMConfig
 from zoo.train.config import TrainConfig
@@ -53,6 +54,10 @@ class _Common:
 
 @dataclasses.dataclass(frozen=True)
 class GPTPretrain(_Common):
+    # start from a Hugging Face GPT-2 directory or a zoo gpt run: its weights, architecture and tokenizer
+    # (nanoGPT's init_from); --model.dropout-rate, --model.block-size (smaller: the position table is cropped),
+    # --model.dtype, --model.remat and --model.attention-implementation may still be set
+    init_from: Path | None = None
     model: GPTConfig = GPTConfig()
     train: TrainConfig = TrainConfig()
 
@@ -103,21 +108,28 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
     from zoo.train.trainer import train  # noqa: PLC0415
     from zoo import data  # noqa: PLC0415
 
+    init = _init_from(args, argv) if family == "gpt" and args.init_from is not None else None
     corpus = load_text_corpus(args.data, args.text_column, allow_binary=args.allow_binary, prog=prog)
     with claim_run_dir(run_dir, resume=args.resume, overwrite=args.overwrite, prog=prog) as run:
-        tokenizer, tokens = corpus_tokens(
-            run, corpus, tokenizer_kind=args.tokenizer,
-            vocab_size=args.bpe_vocab_size if args.tokenizer == "bpe" else None, cache=args.cache_dir, prog=prog,
-        )
-        model_config = args.model.replace(vocab_size=tokenizer.vocab_size)
+        if init is not None:  # the checkpoint's tokenizer and architecture
+            tokenizer, model_config, initial_params = init
+            tokens = data.tokenize_corpus(corpus, tokenizer, cache_dir=cache_dir(args.cache_dir))
+        else:
+            tokenizer, tokens = corpus_tokens(
+                run, corpus, tokenizer_kind=args.tokenizer,
+                vocab_size=args.bpe_vocab_size if args.tokenizer == "bpe" else None, cache=args.cache_dir, prog=prog,
+            )
+            model_config, initial_params = args.model.replace(vocab_size=tokenizer.vocab_size), None
         for split, stream in (("train", tokens.train), ("val", tokens.val)):
             if len(stream) < model_config.block_size + 1:
                 raise ValueError(
                     f"--data {args.data}: the {split} split has {len(stream)} tokens, fewer than a block of "
                     f"{model_config.block_size} + 1; use more text or a smaller --model.block-size"
                 )
-        settings = {"data": args.data, "text_column": args.text_column, "tokenizer": args.tokenizer,
-                    **({"bpe_vocab_size": args.bpe_vocab_size} if args.tokenizer == "bpe" else {}),
+        settings = {"data": args.data, "text_column": args.text_column,
+                    "tokenizer": args.tokenizer if init is None else tokenizer.kind,
+                    **({"bpe_vocab_size": args.bpe_vocab_size} if args.tokenizer == "bpe" and init is None else {}),
+                    **({"init_from": str(args.init_from)} if init is not None else {}),
                     "corpus_fingerprint": corpus.info["fingerprint"]}
         if run.resuming:
             check_same_run(run, settings=settings, model=model_config, train=train_config)
@@ -134,7 +146,7 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
         model = model_for(family, model_config)
         flops = gpt_flops_per_token(model_config) if family == "gpt" else rnn_lm_flops_per_token(model_config)
         result = train(model, model_config, train_config, tokens.train, tokens.val, run_dir, flops_per_token=flops,
-                       get_batch=data.get_batch, progress=args.progress, resume=True,
+                       get_batch=data.get_batch, progress=args.progress, resume=True, initial_params=initial_params,
                        metadata={"family": family, "preset": preset.name})
     elapsed = process_elapsed_s()
     val = result.get("val_loss")
@@ -148,6 +160,39 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
         text = _sample(run, args.sample_prompt, args.sample_tokens, 0.8, None, None, seed=0, prog=prog)
         print(f"--- sample ---\n{text}\n--------------", flush=True)
     return 0
+
+
+# What --init-from leaves to the command line: settings that do not change the parameters' shapes
+# (block_size may shrink: the position table is cropped, as nanoGPT's crop_block_size).
+_INIT_FROM_FIELDS = ("dropout_rate", "block_size", "dtype", "remat", "attention_implementation")
+
+
+def _init_from(args, argv: Sequence[str]):
+    """(tokenizer, model config, params) of ``--init-from``: a HF GPT-2 directory or a zoo gpt run."""
+    from zoo.run import load_run  # noqa: PLC0415
+
+    set_flags = {a.split("=")[0] for a in argv if a.startswith("--")}
+    for flag in sorted(set_flags):
+        field = flag.removeprefix("--model.").replace("-", "_")
+        if flag.startswith("--model.") and field not in _INIT_FROM_FIELDS:
+            raise ValueError(f"{flag}: the architecture comes from --init-from {args.init_from}; only "
+                             f"{', '.join('--model.' + f.replace('_', '-') for f in _INIT_FROM_FIELDS)} may be set")
+        if flag in ("--tokenizer", "--bpe-vocab-size"):
+            raise ValueError(f"{flag}: the tokenizer comes from --init-from {args.init_from}")
+    start = load_run(args.init_from)
+    if start.family != "gpt":
+        raise ValueError(f"--init-from {args.init_from} is a {start.family} model; zoo pretrain gpt continues a gpt "
+                         "run or a Hugging Face GPT-2 directory")
+    changes = {f: getattr(args.model, f) for f in _INIT_FROM_FIELDS if f"--model.{f.replace('_', '-')}" in set_flags}
+    block = changes.get("block_size", start.config.block_size)
+    if block > start.config.block_size:
+        raise ValueError(f"--model.block-size {block}: at most the checkpoint's {start.config.block_size} (its "
+                         "position table)")
+    config = start.config.replace(**changes)
+    params = dict(start.params)
+    if "wpe" in params and block < start.config.block_size:
+        params["wpe"] = {"embedding": params["wpe"]["embedding"][:block]}  # (block_size, D): the first positions
+    return start.tokenizer, config, params
 
 
 def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:

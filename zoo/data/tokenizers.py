@@ -40,6 +40,9 @@ Kinds:
   world"``). Saved in the ``tokenizers`` library's own JSON, so a BERT
   ``tokenizer.json`` made elsewhere (e.g. bert-base-uncased's, whose specials
   are at 0 and 100..103) loads too: the specials are found by name.
+* ``WordTokenizer`` (kind ``"word"``, :mod:`zoo.data.words`): lower-cased
+  words, punctuation dropped, a closed vocabulary (by ``min_count`` or size)
+  with ``<unk>``; for word2vec and fastText.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ import numpy as np
 EOT = "<|endoftext|>"
 UNK = "<unk>"
 TOKENIZER_FILE = "tokenizer.json"
-KINDS = ("byte", "char", "bpe", "wordpiece")
+KINDS = ("byte", "char", "bpe", "wordpiece", "word")
 DEFAULT_BPE_VOCAB_SIZE = 4096
 DEFAULT_WORDPIECE_VOCAB_SIZE = 8192
 # BERT's special tokens, in the order a trained WordPiece vocabulary numbers them (0..4).
@@ -426,7 +429,7 @@ def make_tokenizer(
     """
     if kind not in KINDS:
         raise ValueError(f"tokenizer kind {kind!r} is unknown; expected one of {', '.join(KINDS)}")
-    if vocab_size is not None and kind not in ("bpe", "wordpiece"):
+    if vocab_size is not None and kind not in ("bpe", "wordpiece", "word"):
         raise ValueError(
             f"vocab_size={vocab_size} applies only to kind='bpe' and kind='wordpiece'; the {kind} tokenizer's "
             f"vocabulary is fixed by {'UTF-8' if kind == 'byte' else 'the training characters'}"
@@ -439,6 +442,10 @@ def make_tokenizer(
         )
     if kind == "char":
         return CharTokenizer.train(train_texts)
+    if kind == "word":  # the words seen at least 5 times (gensim's min_count), at most vocab_size - 2 of them
+        from .words import WordTokenizer  # noqa: PLC0415
+
+        return WordTokenizer.train(train_texts, max_size=None if vocab_size is None else max(1, vocab_size - 2))
     if kind == "wordpiece":
         vocab_size = DEFAULT_WORDPIECE_VOCAB_SIZE if vocab_size is None else vocab_size
         return WordPieceTokenizer.train(train_texts, vocab_size=vocab_size)
@@ -471,6 +478,10 @@ def load_tokenizer(directory: str | os.PathLike) -> Tokenizer:
         return ByteTokenizer()
     if kind == "char":
         return CharTokenizer(data["chars"])
+    if kind == "word":  # zoo.data.words (word2vec, fastText)
+        from .words import WordTokenizer  # noqa: PLC0415
+
+        return WordTokenizer.from_json(data)
     raise ValueError(
         f"load_tokenizer: {str(path)!r} has kind={kind!r}; expected one of {', '.join(KINDS)} "
         "(or a Hugging Face tokenizer.json)"

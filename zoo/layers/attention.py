@@ -512,7 +512,7 @@ def _kernel(static, q, k, v, bias, mask, q_lengths, kv_lengths):
         from zoo.layers.flash import blockwise_attention  # noqa: PLC0415
 
         return blockwise_attention(
-            q, k, v, scale=scale, is_causal=is_causal, q_lengths=q_lengths, kv_lengths=kv_lengths,
+            q, k, v, scale=scale, is_causal=is_causal, query_seq_lengths=q_lengths, key_value_seq_lengths=kv_lengths,
             local_window=window, bias=bias, mask=mask,
         )
     t, s = q.shape[1], k.shape[1]
@@ -621,7 +621,8 @@ def dot_product_attention(
 
     Args:
       query: (B, T, N, H) or (T, N, H).
-      key, value: (B, S, K, H) or (S, K, H); N must be a multiple of K.
+      key: (B, S, K, H) or (S, K, H); N must be a multiple of K.
+      value: the same shape as ``key``.
       bias: additive logits, 4-D (3-D unbatched), broadcastable to (B, N, T, S).
       mask: boolean, same shapes as ``bias``; True = may attend.
       scale: logits scale; default ``1 / sqrt(H)``.

@@ -86,6 +86,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from zoo.checks import renamed_arguments
+
 Array = jax.Array
 
 __all__ = ["blockwise_attention"]
@@ -104,6 +106,7 @@ class _Config(NamedTuple):
 # public entry point
 
 
+@renamed_arguments(q_lengths="query_seq_lengths", kv_lengths="key_value_seq_lengths")
 def blockwise_attention(
     query: Array,
     key: Array,
@@ -111,8 +114,8 @@ def blockwise_attention(
     *,
     scale: float,
     is_causal: bool = False,
-    q_lengths: Array | None = None,
-    kv_lengths: Array | None = None,
+    query_seq_lengths: Array | None = None,
+    key_value_seq_lengths: Array | None = None,
     local_window: tuple[int, int] | None = None,
     bias: Array | None = None,
     mask: Array | None = None,
@@ -126,8 +129,8 @@ def blockwise_attention(
       key, value: (B, S, K, H) with ``N % K == 0`` (grouped-query attention when K < N).
       scale: multiplies ``q . k`` (a Python number, e.g. ``H ** -0.5``).
       is_causal: query i sees key j only if ``j <= i``; requires T == S.
-      q_lengths: optional (B,) ints; query rows ``>= q_lengths[b]`` output zeros.
-      kv_lengths: optional (B,) ints; keys ``>= kv_lengths[b]`` are invisible.
+      query_seq_lengths: optional (B,) ints; query rows ``>= query_seq_lengths[b]`` output zeros.
+      key_value_seq_lengths: optional (B,) ints; keys ``>= key_value_seq_lengths[b]`` are invisible.
       local_window: optional pair ``(left, right)`` of non-negative ints: query i
         sees key j only if ``i - left <= j <= i + right`` (ANDed with the other masks).
       bias: optional additive logits, broadcastable to (B, N, T, S); added after
@@ -190,10 +193,8 @@ def blockwise_attention(
     dims = (B, N, K, T, S, Tp, Sp)
     bias5 = None if bias is None else _dense_to_grouped(jnp.asarray(bias), "bias", *dims, 0)
     mask5 = None if mask is None else _dense_to_grouped(jnp.asarray(mask, bool), "mask", *dims, False)
-    if q_lengths is not None:
-        q_lengths = jnp.asarray(q_lengths, jnp.int32).reshape(B)  # (B,)
-    if kv_lengths is not None:
-        kv_lengths = jnp.asarray(kv_lengths, jnp.int32).reshape(B)  # (B,)
+    q_lengths = None if query_seq_lengths is None else jnp.asarray(query_seq_lengths, jnp.int32).reshape(B)  # (B,)
+    kv_lengths = None if key_value_seq_lengths is None else jnp.asarray(key_value_seq_lengths, jnp.int32).reshape(B)
 
     cfg = _Config(bool(is_causal), local_window, T, S)
     out = _flash(cfg, q, k, v, bias5, mask5, q_lengths, kv_lengths)  # (nq, B, K, G, bq, H)

@@ -1,5 +1,9 @@
 """``linear(x, w)``: x (..., D_in) @ w (D_in, D_out), with a backward pass laid out for XLA:CPU.
 
+On the CPU (chosen when the program is lowered, :mod:`zoo.layers.platform`)
+the backward pass below is used; on GPU and TPU ``linear`` is plain
+``x @ w`` with JAX's own backward pass.
+
 The weight gradient of a projection is ``dW = X^T G`` with X (N, D_in) the
 inputs and G (N, D_out) the output gradient, both with the N = batch x
 sequence rows first. Left to itself, XLA:CPU feeds that matmul a transposed
@@ -24,12 +28,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from zoo.layers.platform import cpu_or
+
 __all__ = ["linear", "Linear"]
 
 
 @jax.custom_vjp
-def linear(x: jax.Array, w: jax.Array) -> jax.Array:
-    """x (..., D_in) @ w (D_in, D_out) -> (..., D_out)."""
+def _linear_cpu(x: jax.Array, w: jax.Array) -> jax.Array:
     return jnp.matmul(x, w)
 
 
@@ -52,7 +57,15 @@ def _bwd(res, g):
     return dx.astype(x.dtype), dw.astype(w.dtype)
 
 
-linear.defvjp(_fwd, _bwd)
+_linear_cpu.defvjp(_fwd, _bwd)
+
+
+def _matmul(x: jax.Array, w: jax.Array) -> jax.Array:
+    """x (..., D_in) @ w (D_in, D_out) -> (..., D_out)."""
+    return jnp.matmul(x, w)
+
+
+linear = cpu_or(_linear_cpu, _matmul)
 
 
 class Linear(nn.Module):

@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from zoo.checks import check_range, is_concrete, shape_str
+from zoo.checks import check_range, is_concrete, renamed_arguments, shape_str
 from zoo.layers.attention import attention_weights, dot_product_attention
 from zoo.layers.dropout import hash_bernoulli
 from zoo.layers.embeddings import apply_rope
@@ -190,6 +190,7 @@ class MultiHeadAttention(nn.Module):
 
     # ---------------------------------------------------------------- call
 
+    @renamed_arguments(kv_seq_lengths="key_value_seq_lengths")
     @nn.compact
     def __call__(
         self,
@@ -199,7 +200,7 @@ class MultiHeadAttention(nn.Module):
         mask: Array | None = None,
         is_causal: bool = False,
         seq_lengths: Array | None = None,
-        kv_seq_lengths: Array | None = None,
+        key_value_seq_lengths: Array | None = None,
         decode: bool = False,
         deterministic: bool = True,
     ) -> Array:
@@ -213,7 +214,8 @@ class MultiHeadAttention(nn.Module):
             decoding from the cache).
           seq_lengths: (B,) valid lengths of ``inputs_q`` (right padding); for
             self-attention also of the keys. Rows past a length return zeros.
-          kv_seq_lengths: (B,) valid lengths of ``inputs_kv``.
+          key_value_seq_lengths: (B,) valid lengths of ``inputs_kv`` (jax.nn's name; formerly
+            ``kv_seq_lengths``, which still works with a DeprecationWarning).
           decode: use and update the cache (see the module docstring).
           deterministic: no dropout when True; otherwise needs a 'dropout' rng.
         """
@@ -224,14 +226,14 @@ class MultiHeadAttention(nn.Module):
         n, k_heads, h = self._dims(d)
         if self.cross_attention:
             q = self._project("query", inputs_q, (n, h), ("heads", "kv"))  # (B, T, N, H)
-            k, v, kv_seq_lengths = self._cross_kv(inputs_kv, kv_seq_lengths, b, k_heads, h, decode)
+            k, v, key_value_seq_lengths = self._cross_kv(inputs_kv, key_value_seq_lengths, b, k_heads, h, decode)
         else:
             if inputs_kv is not None:
                 raise ValueError(f"{name}: inputs_kv is for cross_attention=True modules; this one is self-attention")
             q, k, v = self._qkv(inputs_q)  # (B, T, N, H), (B, T, K, H) x2
             if decode and self.has_variable("cache", "cached_key"):
                 return self._out(self._decode_step(q, k, v, mask, seq_lengths, deterministic), d)
-            kv_seq_lengths = seq_lengths
+            key_value_seq_lengths = seq_lengths
             if self.rope_base is not None:
                 pos = jnp.arange(t)
                 q, k = apply_rope(q, pos, base=self.rope_base), apply_rope(k, pos, base=self.rope_base)
@@ -239,7 +241,7 @@ class MultiHeadAttention(nn.Module):
                 self.variable("cache", "cached_key", jnp.zeros, k.shape, k.dtype)
                 self.variable("cache", "cached_value", jnp.zeros, v.shape, v.dtype)
                 self.variable("cache", "cache_index", jnp.zeros, (b,), jnp.int32)
-        out = self._attend(q, k, v, mask, is_causal, seq_lengths, kv_seq_lengths, deterministic)
+        out = self._attend(q, k, v, mask, is_causal, seq_lengths, key_value_seq_lengths, deterministic)
         return self._out(out, d)
 
     def _out(self, x: Array, d: int) -> Array:

@@ -32,9 +32,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from zoo.checks import shape_str
+from zoo.checks import renamed_arguments, shape_str
 from zoo.layers.dropout import Dropout
 from zoo.layers.linear import Linear
+from zoo.layers.platform import cpu_or
 from zoo.layers.multihead import MultiHeadAttention, check_cache_room
 from zoo.errors import config_error
 
@@ -77,12 +78,19 @@ def _barrier_vjp(fn):
     return f
 
 
+def _gelu_erf(x):
+    return 0.5 * x * (1.0 + jax.lax.erf(x * jnp.asarray(0.7071067811865476, x.dtype)))
+
+
+_gelu_tanh = functools.partial(jax.nn.gelu, approximate=True)
+
+# The barriers are for XLA:CPU (zoo.layers.platform): elsewhere the plain functions.
 ACTIVATIONS = {
     "relu": jax.nn.relu,  # the original Transformer
     # BERT's exact GELU as torch and HF write it, 0.5 x (1 + erf(x / sqrt 2)): faster on XLA:CPU than
     # jax.nn.gelu's erfc form (3.5% of a BERT-mini training step), the same values to 1e-6
-    "gelu": _barrier_vjp(lambda x: 0.5 * x * (1.0 + jax.lax.erf(x * jnp.asarray(0.7071067811865476, x.dtype)))),
-    "gelu_tanh": _barrier_vjp(functools.partial(jax.nn.gelu, approximate=True)),  # GPT-2 ("gelu_new")
+    "gelu": cpu_or(_barrier_vjp(_gelu_erf), _gelu_erf),
+    "gelu_tanh": cpu_or(_barrier_vjp(_gelu_tanh), _gelu_tanh),  # GPT-2 ("gelu_new")
 }
 
 
@@ -175,7 +183,7 @@ def _layer_norm(cfg: TransformerConfig, name: str) -> nn.LayerNorm:
 class TransformerBlock(nn.Module):
     """Self-attention (causal for a decoder), optional cross-attention, feed-forward.
 
-    ``__call__(x, mask, seq_lengths, context, context_mask, context_lengths)``
+    ``__call__(x, mask, seq_lengths, context, context_mask, key_value_seq_lengths)``
     takes and returns (B, T, D); the optional arguments are as in
     :class:`MultiHeadAttention` (``context`` is the encoder output for
     cross-attention). Positional, so that ``nn.scan`` can broadcast them.
@@ -195,6 +203,7 @@ class TransformerBlock(nn.Module):
             kernel_init=_init(cfg), out_kernel_init=_init(cfg, residual=True), name=name,
         )
 
+    @renamed_arguments(context_lengths="key_value_seq_lengths")
     @nn.compact
     def __call__(
         self,
@@ -203,7 +212,7 @@ class TransformerBlock(nn.Module):
         seq_lengths: Array | None = None,
         context: Array | None = None,
         context_mask: Array | None = None,
-        context_lengths: Array | None = None,
+        key_value_seq_lengths: Array | None = None,
         *,
         deterministic: bool = True,
         decode: bool = False,
@@ -226,7 +235,7 @@ class TransformerBlock(nn.Module):
         ))
         if self.cross_attention:
             x = sublayer(x, "cross_attention", lambda y: self._attention("cross_attention", True)(
-                y, context, mask=context_mask, seq_lengths=seq_lengths, kv_seq_lengths=context_lengths,
+                y, context, mask=context_mask, seq_lengths=seq_lengths, key_value_seq_lengths=key_value_seq_lengths,
                 decode=decode, deterministic=deterministic,
             ))
         return sublayer(x, "mlp", lambda y: FeedForward(cfg, name="mlp")(y))
@@ -250,7 +259,7 @@ class TransformerStack(nn.Module):
     """``config.num_layers`` blocks, scanned or unrolled, and a final LayerNorm for pre-LN.
 
     ``__call__(x, *, mask, seq_lengths, context, context_mask,
-    context_lengths, deterministic, decode)``: (B, T, D) -> (B, T, D). With
+    key_value_seq_lengths, deterministic, decode)``: (B, T, D) -> (B, T, D). With
     ``decode=True`` each layer's attention cache is used and updated (see
     :class:`MultiHeadAttention`); scanned stacks store it with the batch
     first, (B, num_layers, ...), so :func:`zoo.reorder_cache` works on it.
@@ -261,6 +270,7 @@ class TransformerStack(nn.Module):
     causal: bool = False
     cross_attention: bool = False
 
+    @renamed_arguments(context_lengths="key_value_seq_lengths")
     @nn.compact
     def __call__(
         self,
@@ -270,14 +280,14 @@ class TransformerStack(nn.Module):
         seq_lengths: Array | None = None,
         context: Array | None = None,
         context_mask: Array | None = None,
-        context_lengths: Array | None = None,
+        key_value_seq_lengths: Array | None = None,
         deterministic: bool = True,
         decode: bool = False,
     ) -> Array:
         cfg = self.config
         if decode and "cache" in self.variables:
             check_cache_room(self.variables["cache"], x.shape[1], seq_lengths)  # scan would hide the values
-        args = (mask, seq_lengths, context, context_mask, context_lengths)
+        args = (mask, seq_lengths, context, context_mask, key_value_seq_lengths)
         block = functools.partial(TransformerBlock, cfg, causal=self.causal, cross_attention=self.cross_attention)
 
         def body(module, carry, *broadcast):

@@ -18,7 +18,7 @@ submodule ``bert``, so pretrained encoder weights move into a task model with
 
 Parameter names and their Hugging Face counterparts (kernels are HF's
 ``weight`` transposed, attention ones reshaped to heads; LayerNorm ``scale``
-is HF's ``weight``; :func:`params_from_hf_bert` does the conversion)::
+is HF's ``weight``; :mod:`zoo.interop.bert` does the conversion, both ways)::
 
     zoo                                       Hugging Face (head models add the prefix "bert.")
     bert/word_embeddings/embedding   (V, D)   embeddings.word_embeddings.weight
@@ -66,7 +66,6 @@ Array = jax.Array
 __all__ = [  # noqa: RUF022 (in reading order)
     "BERTConfig", "BERT", "BERTForMaskedLM", "BERTForPreTraining", "BERTForSequenceClassification",
     "BERTForTokenClassification", "bert_param_count", "bert_flops_per_token", "transfer_encoder",
-    "params_from_hf_bert",
 ]
 
 
@@ -468,88 +467,3 @@ def transfer_encoder(pretrained_params: Any, fresh_params: Any) -> Any:
             stacklevel=2,
         )
     return out
-
-
-def params_from_hf_bert(state_dict: dict[str, Any], config: BERTConfig) -> dict[str, Any]:
-    """zoo ``params`` from a Hugging Face BERT ``state_dict`` (of BertModel, BertForMaskedLM, ...).
-
-    Values may be NumPy arrays or torch tensors. Returns float32 NumPy
-    arrays laid out as in the module docstring's table, with whichever of
-    ``bert``, ``pooler``, ``mlm_head``, ``nsp``, ``classifier`` the state
-    dict has. HF's decoder weight is checked to be the word table and
-    dropped. Raises ``ValueError`` on missing or unknown keys and on shapes
-    that do not fit ``config``.
-    """
-    sd = {k.removeprefix("bert."): v for k, v in state_dict.items()}
-    used: set[str] = set()
-    d, n, h, f = config.features, config.num_heads, config.head_dim, config.mlp_dim or 4 * config.features
-
-    def get(key, *shape):
-        if key not in sd:
-            raise ValueError(f"params_from_hf_bert: the state dict has no {key!r}")
-        used.add(key)
-        x = sd[key]
-        x = np.asarray(x.detach().cpu().float().numpy() if hasattr(x, "detach") else x, np.float32)
-        if x.shape != shape:
-            raise ValueError(f"params_from_hf_bert: {key} has shape {x.shape}, expected {shape} (config)")
-        return x
-
-    def dense(prefix, d_in, d_out):  # torch Linear weight (out, in) -> kernel (in, out)
-        return {"kernel": get(prefix + ".weight", d_out, d_in).T, "bias": get(prefix + ".bias", d_out)}
-
-    def norm(prefix):
-        return {"scale": get(prefix + ".weight", d), "bias": get(prefix + ".bias", d)}
-
-    layers = []
-    for i in range(config.num_layers):
-        p = f"encoder.layer.{i}."
-        q, k, v = (dense(p + f"attention.self.{name}", d, d) for name in ("query", "key", "value"))
-        out = dense(p + "attention.output.dense", d, d)
-        layers.append({
-            "self_attention": {
-                "qkv_kernel": np.stack([q["kernel"], k["kernel"], v["kernel"]], 1).reshape(d, 3, n, h),
-                "qkv_bias": np.stack([q["bias"], k["bias"], v["bias"]]).reshape(3, n, h),
-                "out_kernel": out["kernel"].reshape(n, h, d),  # (N * H, D) -> (N, H, D)
-                "out_bias": out["bias"],
-            },
-            "self_attention_norm": norm(p + "attention.output.LayerNorm"),
-            "mlp": {"wi": dense(p + "intermediate.dense", d, f), "wo": dense(p + "output.dense", f, d)},
-            "mlp_norm": norm(p + "output.LayerNorm"),
-        })
-    if config.scan_layers:
-        encoder = {"layers": jax.tree.map(lambda *xs: np.stack(xs), *layers)}  # leading (num_layers,) axis
-    else:
-        encoder = {f"layers_{i}": layer for i, layer in enumerate(layers)}
-    word = get("embeddings.word_embeddings.weight", config.vocab_size, d)
-    params: dict[str, Any] = {"bert": {
-        "word_embeddings": {"embedding": word},
-        "position_embeddings": {
-            "embedding": get("embeddings.position_embeddings.weight", config.max_positions, d)
-        },
-        "token_type_embeddings": {
-            "embedding": get("embeddings.token_type_embeddings.weight", config.type_vocab_size, d)
-        },
-        "embeddings_norm": norm("embeddings.LayerNorm"),
-        "encoder": encoder,
-    }}
-    if "pooler.dense.weight" in sd:
-        params["pooler"] = dense("pooler.dense", d, d)
-    if "cls.predictions.bias" in sd:
-        params["mlm_head"] = {
-            "transform": dense("cls.predictions.transform.dense", d, d),
-            "transform_norm": norm("cls.predictions.transform.LayerNorm"),
-            "bias": get("cls.predictions.bias", config.vocab_size),
-        }
-        decoder = "cls.predictions.decoder.weight"
-        if decoder in sd and not np.array_equal(get(decoder, config.vocab_size, d), word):
-            raise ValueError("params_from_hf_bert: cls.predictions.decoder.weight is not the word table")
-        if "cls.predictions.decoder.bias" in sd:
-            get("cls.predictions.decoder.bias", config.vocab_size)  # the same tensor as cls.predictions.bias
-    if "cls.seq_relationship.weight" in sd:
-        params["nsp"] = dense("cls.seq_relationship", d, 2)
-    if "classifier.weight" in sd:
-        params["classifier"] = dense("classifier", d, config.num_labels)
-    unknown = sorted(k for k in sd if k not in used and not k.endswith("position_ids"))  # a buffer
-    if unknown:
-        raise ValueError(f"params_from_hf_bert: {len(unknown)} keys not understood, e.g. {unknown[:3]}")
-    return params

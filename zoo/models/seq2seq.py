@@ -300,7 +300,7 @@ class Seq2SeqTransformer(nn.Module):
         x = self.target_positions(self._embed("target", tgt_in), positions)  # (B, T, D)
         x = self.dropout(x, deterministic=deterministic)
         x = self.decoder(
-            x, seq_lengths=tgt_lengths, context=encoded, context_lengths=src_lengths,
+            x, seq_lengths=tgt_lengths, context=encoded, key_value_seq_lengths=src_lengths,
             deterministic=deterministic, decode=decode,
         )  # (B, T, D)
         logits = self.embed.attend(x) if cfg.tie_embeddings else self.lm_head(x)  # (B, T, V)
