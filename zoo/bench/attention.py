@@ -11,8 +11,8 @@ self-attention over ``(batch, T, heads, head_dim)`` queries, keys and values
   JAX: ``jax.jit(jax.grad(loss, argnums=(0, 1, 2)))``. PyTorch:
   ``out.sum().backward()`` with q, k, v requiring gradients.
 * **peak memory**: the high-water resident memory of the process that ran
-  the measurement (``ru_maxrss``): Python, the runtime, the inputs, the
-  compilation and the calls together. Each (implementation, T, mode) runs in
+  the measurement (``VmHWM``, :func:`zoo.harness.worker.peak_rss_kib`):
+  Python, the runtime, the inputs, the compilation and the calls together. Each (implementation, T, mode) runs in
   a fresh worker process, so no figure carries over from a larger one; the
   JSON also keeps each worker's resident memory just before compilation
   (``baseline_rss_kib``). On a GPU, the device's own peak is reported too.
@@ -175,7 +175,7 @@ def _measure_jax(spec: dict[str, Any]) -> dict[str, Any]:
         fn = attention
     else:
         fn = jax.grad(lambda q, k, v: attention(q, k, v).astype(jnp.float32).sum(), argnums=(0, 1, 2))
-    baseline = worker.maxrss_kib()
+    baseline = worker.peak_rss_kib()
     compiled, compile_s = compile_jax(fn, *inputs[0])
     t, first_s = time_within_budget(compiled, inputs, repeats=spec["repeats"], warmup=spec["warmup"],
                                    budget_s=spec["budget_s"], compile_s=compile_s)
@@ -205,7 +205,7 @@ def _measure_torch(spec: dict[str, Any]) -> dict[str, Any]:
         sdpa(q, k, v, is_causal=causal).float().sum().backward()
         return q.grad, k.grad, v.grad
 
-    baseline = worker.maxrss_kib()
+    baseline = worker.peak_rss_kib()
     fn = forward if spec["mode"] == "fwd" else forward_backward
     t, first_s = time_within_budget(fn, inputs, repeats=spec["repeats"], warmup=spec["warmup"],
                                    budget_s=spec["budget_s"], sync=torch_sync(device))
@@ -369,8 +369,8 @@ def render(data: dict[str, Any], images: str | None = "") -> str:
         f"synchronised calls; inputs rotate among {c['num_inputs']} pre-generated (q, k, v). fwd returns "
         "the output; fwd+bwd is the gradient of `out.sum()` w.r.t. q, k and v (torch: "
         "`out.sum().backward()`, forward under `no_grad`). Each implementation, T and mode runs in its own "
-        "process; peak MB is that process's peak resident memory (`ru_maxrss`: runtime, inputs and "
-        "compilation included)"
+        f"process; peak MB is that process's peak resident memory (`{env.get('peak_rss', 'ru_maxrss')}`: runtime, "
+        "inputs and compilation included)"
         + (", device peak MB the accelerator's peak allocation" if on_device else "")
         + ". OOM: the worker ran out of memory under the limit, or (estimated) a dense implementation's "
         "logits alone would exceed it. Ratios: throughput of zoo blockwise over the other's (>1: faster)."

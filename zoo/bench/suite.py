@@ -257,7 +257,7 @@ def _measure_throughput(spec: dict[str, Any]) -> dict[str, Any]:
 
         fn = jax.grad(loss) if spec["mode"] == "train" else (lambda p, ids: model.apply(p, ids[:, :-1]))
         args = [(params, ids) for ids in inputs]
-    baseline = worker.maxrss_kib()
+    baseline = worker.peak_rss_kib()
     compiled, compile_s = compile_jax(fn, *args[0])
     xla_flops, xla_bytes = _xla_cost(compiled)
     tm, first_s = time_within_budget(
@@ -299,7 +299,7 @@ def _measure_decode(spec: dict[str, Any]) -> dict[str, Any]:
     tokens = [(jnp.asarray(rng.integers(0, config.vocab_size, (1, 1), dtype=np.int32)),)
               for _ in range(spec["num_inputs"])]
     params = _init_once(("lm", config), model.init, jax.random.key(spec["seed"]), tokens[0][0])
-    baseline = worker.maxrss_kib()
+    baseline = worker.peak_rss_kib()
     points = []
     if spec["family"] == "gpt":
         def step(p, cache, ids):

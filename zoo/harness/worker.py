@@ -8,7 +8,7 @@ JSON, one line each; the worker answers each with one stdout line,
 :data:`RESULT_PREFIX` then JSON: ``FUNCTION(request)`` as
 :func:`run_measurement` runs it (under the request's address-space limit,
 ``RLIMIT_AS``, with the status ``ok``, ``oom`` or ``error``, the pid and the
-peak resident memory so far, ``ru_maxrss``). Everything else the process
+peak resident memory so far, :func:`peak_rss_kib`). Everything else the process
 writes to stdout goes to stderr, so library messages never mix with the
 answers. The worker exits when its stdin closes.
 
@@ -40,7 +40,7 @@ import time
 from typing import Any, Callable
 
 __all__ = [
-    "RESULT_PREFIX", "OOM_PATTERN", "DEFAULT_MEM_SHARE", "maxrss_kib", "device_peak_bytes", "set_memory_limit", "physical_memory_bytes",
+    "RESULT_PREFIX", "OOM_PATTERN", "DEFAULT_MEM_SHARE", "peak_rss_kib", "device_peak_bytes", "set_memory_limit", "physical_memory_bytes",
     "default_memory_limit", "short", "failure", "run_measurement", "serve", "Worker", "spawn", "environment",
 ]
 
@@ -58,14 +58,25 @@ DEFAULT_MEM_SHARE = 0.75
 ENV_TIMEOUT_S = 300.0
 
 
-def maxrss_kib() -> int:
-    """This process's peak resident memory so far, KiB (Linux reports KiB; macOS bytes)."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss // 1024 if sys.platform == "darwin" else rss
+def peak_rss_kib() -> int:
+    """This process's peak resident memory so far, KiB: ``VmHWM`` of /proc/self/status on Linux.
+
+    Not ``ru_maxrss``: Linux carries it across ``execve``, so a worker started
+    from a parent that once held 14 GB reported 14 GB for a measurement of
+    0.7 GB; ``VmHWM`` belongs to the process's own address space, new at
+    ``execve`` (tests/test_harness_memory.py). Without /proc (macOS),
+    ``ru_maxrss`` (bytes there).
+    """
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return rss // 1024 if sys.platform == "darwin" else rss
 
 
 def device_peak_bytes(device: Any) -> int | None:
-    """A JAX accelerator's peak allocation so far, bytes; None on a CPU (there :func:`maxrss_kib` says it)."""
+    """A JAX accelerator's peak allocation so far, bytes; None on a CPU (there :func:`peak_rss_kib` says it)."""
     stats = device.memory_stats() if device.platform != "cpu" else None
     return stats.get("peak_bytes_in_use") if stats else None
 
@@ -144,7 +155,7 @@ def run_measurement(spec: dict[str, Any], measure: Callable[[dict[str, Any]], di
         message = f"{type(e).__name__}: {e}"
         result["status"] = "oom" if isinstance(e, MemoryError) or OOM_PATTERN.search(message) else "error"
         result["error"] = short(message)
-    result["peak_rss_kib"] = maxrss_kib()
+    result["peak_rss_kib"] = peak_rss_kib()
     result["wall_s"] = time.perf_counter() - start
     return result
 
@@ -262,7 +273,7 @@ def environment(target: str, spec: dict[str, Any], timeout_s: float) -> dict[str
     described = spawn(target, spec, max(timeout_s, ENV_TIMEOUT_S))
     if described["status"] != "ok":
         raise RuntimeError(f"the environment worker failed: {described['error']}")
-    return described["environment"]
+    return described["environment"] | {"peak_rss": "VmHWM" if os.path.exists("/proc/self/status") else "ru_maxrss"}
 
 
 if __name__ == "__main__":
