@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from zoo.harness.flags import cache_dir
+from zoo.harness.flags import cache_dir, notice
 
 __all__ = [
     "RunDir", "check_out_path", "check_same_run", "claim_run_dir", "corpus_tokens", "fail", "fit_warmup",
@@ -44,11 +44,6 @@ def fail(prog: str, message: str) -> int:
 # -- the run directory: claimed, compared, written ------------------------------------------
 
 _RUN_ENTRIES = ("run.json", "tokenizer", "checkpoints", "metrics.jsonl", "loss.png")  # what --overwrite removes
-
-
-def notice(prog: str, message: str) -> None:
-    """A one-line note on stderr (something the user should know; not an error)."""
-    print(f"{prog}: note: {message}", file=sys.stderr, flush=True)
 
 
 def latest_saved_step(run_dir: Path) -> int | None:

@@ -22,9 +22,9 @@ Everything comes from zoo's layers (``zoo.RNNStack`` with zoo's cells;
 ``zoo.layers.Decoder``, the blocks of ``zoo.GPT``); nothing here is a new cell
 or a new attention. The GPT uses rotary position embeddings, so it has no
 position table and its window is set to the task's total length L. The
-GPT's width ``--width`` is the reference; each recurrent model gets the
-width (a multiple of 4) whose parameter count, input and head layers
-included, is closest to the GPT's (:func:`zoo.registry.matched_width`), and the sweep
+GPT's width ``--features`` (``--width`` in zoo 0.1) is the reference; each
+recurrent model gets the width (a multiple of 4) whose parameter count, input
+and head layers included, is closest to the GPT's (:func:`zoo.registry.matched_width`), and the sweep
 reports each model's parameters and width. The token embedding starts at
 N(0, 0.02^2) for the GPT (GPT-2's) and at N(0, 1) for the recurrent models,
 whose input kernels expect unit-variance inputs.
@@ -86,6 +86,7 @@ import optax
 import tyro
 
 from zoo import registry
+from zoo.checks import renamed_arguments
 from zoo.data import long_range as data_tasks
 from zoo.errors import config_error
 from zoo.harness import results
@@ -139,7 +140,7 @@ class SequenceModelConfig:
     """A per-position sequence model: input layer, backbone, head."""
 
     model: ModelName = "lstm"
-    width: int = 64  # D: embedding, hidden and residual width
+    features: int = 64  # D: embedding, hidden and residual width (was width)
     num_layers: int = 2
     num_heads: int = 4  # gpt only
     vocab_size: int = 0  # token inputs in [0, vocab_size); 0: real-valued inputs of input_features
@@ -153,21 +154,21 @@ class SequenceModelConfig:
 
         if self.model not in MODELS:
             bad("model", f"one of {list(MODELS)}")
-        for f in ("width", "num_layers", "num_heads", "num_outputs", "max_len"):
+        for f in ("features", "num_layers", "num_heads", "num_outputs", "max_len"):
             if not isinstance(getattr(self, f), (int, np.integer)) or getattr(self, f) < 1:
                 bad(f, "a positive int")
         if self.vocab_size < 0 or (self.vocab_size == 0 and self.input_features < 1):
             bad("vocab_size", "a positive int, or 0 with input_features >= 1")
         if self.model == "gpt":
-            if self.width % self.num_heads:
-                bad("width", f"a multiple of num_heads={self.num_heads}")
-            if (self.width // self.num_heads) % 2:
-                bad("width", f"an even head size (width // num_heads), for RoPE; num_heads={self.num_heads}")
+            if self.features % self.num_heads:
+                bad("features", f"a multiple of num_heads={self.num_heads}")
+            if (self.features // self.num_heads) % 2:
+                bad("features", f"an even head size (features // num_heads), for RoPE; num_heads={self.num_heads}")
 
     def transformer(self) -> TransformerConfig:
         """The GPT backbone: pre-LN causal blocks as in zoo.GPT, with RoPE and without biases or dropout."""
         return TransformerConfig(
-            num_layers=self.num_layers, num_heads=self.num_heads, mlp_dim=4 * self.width, activation="gelu_tanh",
+            num_layers=self.num_layers, num_heads=self.num_heads, mlp_dim=4 * self.features, activation="gelu_tanh",
             layer_norm="pre", use_bias=False, dropout_rate=0.0, attention_dropout_rate=0.0, rope_base=10000.0,
             scan_layers=False, residual_init_std=0.02 / math.sqrt(2 * self.num_layers),
         )
@@ -185,20 +186,20 @@ class SequenceModel(nn.Module):
             if inputs.ndim != 2:
                 raise ValueError(f"SequenceModel: token inputs must have shape (B, L), got {inputs.shape}")
             init = nn.initializers.normal(0.02 if cfg.model == "gpt" else 1.0)
-            x = Embed(cfg.vocab_size, cfg.width, embedding_init=init, name="embed")(inputs)  # (B, L, D)
+            x = Embed(cfg.vocab_size, cfg.features, embedding_init=init, name="embed")(inputs)  # (B, L, D)
         else:
             if inputs.ndim != 3 or inputs.shape[-1] != cfg.input_features:
                 raise ValueError(
                     f"SequenceModel: real-valued inputs must have shape (B, L, {cfg.input_features}), "
                     f"got {inputs.shape}"
                 )
-            x = nn.Dense(cfg.width, name="input")(inputs.astype(jnp.float32))  # (B, L, D)
+            x = nn.Dense(cfg.features, name="input")(inputs.astype(jnp.float32))  # (B, L, D)
         if cfg.model == "gpt":
             if x.shape[1] > cfg.max_len:
                 raise ValueError(f"SequenceModel: length {x.shape[1]} is longer than the window max_len={cfg.max_len}")
             x = Decoder(cfg.transformer(), name="decoder")(x)  # (B, L, D), after the final LayerNorm
         else:
-            cell = CELLS[cfg.model](features=cfg.width, **CELL_OPTIONS.get(cfg.model, {}))
+            cell = CELLS[cfg.model](features=cfg.features, **CELL_OPTIONS.get(cfg.model, {}))
             x = RNNStack(cell, num_layers=cfg.num_layers, name="rnn")(x)  # (B, L, D)
         return nn.Dense(cfg.num_outputs, name="head")(x).astype(jnp.float32)  # (B, L, C)
 
@@ -224,7 +225,7 @@ def _initial_params(config: SequenceModelConfig, seed: int) -> Any:
 
 def param_count(config: SequenceModelConfig) -> int:
     """Number of parameters, counted from the config (the tests check it against ``init``)."""
-    d = config.width
+    d = config.features
     if config.vocab_size:
         total = config.vocab_size * d  # embedding table
     else:
@@ -236,20 +237,21 @@ def param_count(config: SequenceModelConfig) -> int:
     return total + config.num_layers * cell_param_count(config.model, d, d)  # every layer reads D features
 
 
-def model_config(model: str, spec: data_tasks.TaskSpec, width: int, num_layers: int = 2,
+@renamed_arguments(width="features")
+def model_config(model: str, spec: data_tasks.TaskSpec, features: int, num_layers: int = 2,
                  num_heads: int = 4) -> SequenceModelConfig:
-    """The config of ``model`` for a task: the GPT at ``width``, a recurrent model at the matched width."""
+    """The config of ``model`` for a task: the GPT at ``features``, a recurrent model at the matched width."""
     io = dict(vocab_size=spec.vocab_size, input_features=max(spec.input_features, 1),
               num_outputs=spec.num_outputs)
-    gpt = SequenceModelConfig("gpt", width, num_layers, num_heads, max_len=spec.seq_len, **io)
+    gpt = SequenceModelConfig("gpt", features, num_layers, num_heads, max_len=spec.seq_len, **io)
     if model == "gpt":
         return gpt
     if model not in CELLS:
         raise ValueError(f"model_config: model={model!r}, expected one of {list(MODELS)}")
-    rnn = SequenceModelConfig(model, width, num_layers, **io)
-    width = registry.matched_width(lambda w: param_count(dataclasses.replace(rnn, width=w)), param_count(gpt),
+    rnn = SequenceModelConfig(model, features, num_layers, **io)
+    width = registry.matched_width(lambda w: param_count(dataclasses.replace(rnn, features=w)), param_count(gpt),
                                    multiple=4, max_width=4096)
-    return dataclasses.replace(rnn, width=width)
+    return dataclasses.replace(rnn, features=width)
 
 
 # ----------------------------------------------------------------------------
@@ -270,8 +272,8 @@ class RunConfig:
     """Optimizer steps, each on a fresh batch."""
     batch_size: int = 32
     """Examples per step (and per evaluation batch)."""
-    width: int = 32
-    """The GPT's width; a recurrent model gets the width that matches the GPT's parameter count."""
+    features: int = 32
+    """The GPT's width (was --width); a recurrent model gets the width that matches the GPT's parameter count."""
     layers: int = 2
     """Layers of the backbone (recurrent layers or Transformer blocks)."""
     heads: int = 4
@@ -291,7 +293,7 @@ class RunConfig:
             bad("task", self.task, f"one of {list(TASKS)}")
         if self.model not in MODELS:
             bad("model", self.model, f"one of {list(MODELS)}")
-        for flag in ("steps", "batch_size", "width", "layers", "heads", "eval_size"):
+        for flag in ("steps", "batch_size", "features", "layers", "heads", "eval_size"):
             if getattr(self, flag) < 1:
                 bad(flag.replace("_", "-"), getattr(self, flag), "a positive int")
         if not self.lr > 0:
@@ -324,7 +326,7 @@ def run_task(cfg: RunConfig, say=None) -> dict[str, Any]:
     cfg = cfg.resolved()
     start = time.perf_counter()
     spec = data_tasks.task_spec(cfg.task, cfg.length)
-    mcfg = model_config(cfg.model, spec, cfg.width, cfg.layers, cfg.heads)
+    mcfg = model_config(cfg.model, spec, cfg.features, cfg.layers, cfg.heads)
     model = SequenceModel(mcfg)
 
     def batch(stream: int, i: int):
@@ -364,7 +366,7 @@ def run_task(cfg: RunConfig, say=None) -> dict[str, Any]:
     examples = n_eval * cfg.batch_size
     result: dict[str, Any] = dict(
         task=cfg.task, model=cfg.model, label=LABELS[cfg.model], length=cfg.length, seq_len=spec.seq_len,
-        params=n_params, width=mcfg.width, layers=mcfg.num_layers,
+        params=n_params, features=mcfg.features, layers=mcfg.num_layers,
         heads=mcfg.num_heads if cfg.model == "gpt" else None,
         metric=spec.metric, baseline=spec.baseline, baseline_note=spec.baseline_note,
         eval_loss=err_sum / scored, eval_examples=examples,
@@ -383,13 +385,17 @@ def run_task(cfg: RunConfig, say=None) -> dict[str, Any]:
     return result
 
 
+def _features(r: dict[str, Any]) -> int:
+    return r["features"] if "features" in r else r["width"]  # results of zoo 0.1 say width
+
+
 def format_metric(metric: str, value: float) -> str:
     return f"{100 * value:.1f}%" if metric == "accuracy" else f"{value:.4f}"
 
 
 def format_result(r: dict[str, Any]) -> str:
     """The one-line summary of a run."""
-    shape = f"{r['layers']} x {r['width']}" + (f" x {r['heads']} heads" if r.get("heads") else "")
+    shape = f"{r['layers']} x {_features(r)}" + (f" x {r['heads']} heads" if r.get("heads") else "")
     metric = f"{r['metric']} {format_metric(r['metric'], r['value'])}"
     if r["metric"] == "accuracy":
         metric += f" (whole examples {format_metric('accuracy', r['example_accuracy'])})"
@@ -403,7 +409,7 @@ def format_result(r: dict[str, Any]) -> str:
 # the sweep
 
 DEFAULT_LENGTHS = (16, 64, 128)
-QUICK = dict(models=("lstm", "gpt"), lengths=(16,), steps=15, batch_size=8, width=16, heads=2, eval_size=16)
+QUICK = dict(models=("lstm", "gpt"), lengths=(16,), steps=15, batch_size=8, features=16, heads=2, eval_size=16)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -420,8 +426,8 @@ class SweepConfig:
     """Optimizer steps of every run (default 400; with --quick 15)."""
     batch_size: int | None = None
     """Examples per step (default 32; with --quick 8)."""
-    width: int | None = None
-    """The GPT's width; recurrent widths are matched to its parameter count (default 32; with --quick 16)."""
+    features: int | None = None
+    """The GPT's width (was --width); recurrent widths match its parameter count (default 32; with --quick 16)."""
     layers: int = 2
     """Layers of every backbone."""
     heads: int | None = None
@@ -443,7 +449,7 @@ class SweepConfig:
             raise ValueError("--tasks: name at least one task")
         base = RunConfig("adding")
         defaults = dict(models=MODELS, lengths=DEFAULT_LENGTHS, steps=base.steps, batch_size=base.batch_size,
-                        width=base.width, heads=base.heads, eval_size=base.eval_size)
+                        features=base.features, heads=base.heads, eval_size=base.eval_size)
         if self.quick:
             defaults.update(QUICK)
         c = dataclasses.replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
@@ -458,7 +464,7 @@ class SweepConfig:
     def runs(self) -> list[RunConfig]:
         """The runs of the sweep (of the resolved config)."""
         return [RunConfig(task, model=model, length=length, steps=self.steps, batch_size=self.batch_size,
-                          width=self.width, layers=self.layers, heads=self.heads, lr=self.lr, seed=self.seed,
+                          features=self.features, layers=self.layers, heads=self.heads, lr=self.lr, seed=self.seed,
                           eval_size=self.eval_size)
                 for task in self.tasks for model in self.models for length in self.lengths]
 
@@ -520,7 +526,7 @@ def render(result: dict[str, Any], images: str | None = "") -> str:
         for model in models:
             got = [cell.get((task, model, t)) for t in lengths]
             r = next(x for x in got if x is not None)
-            shape = f"{r['layers']} x {r['width']}" + (f" x {r['heads']}h" if r.get("heads") else "")
+            shape = f"{r['layers']} x {_features(r)}" + (f" x {r['heads']}h" if r.get("heads") else "")
             table.append([name, f"{r['label']} ({shape})", f"{r['params']:,}",
                           *["—" if x is None else format_metric(x["metric"], x["value"]) for x in got],
                           f"{sum(x['seconds'] for x in got if x is not None):.0f}"])
@@ -560,18 +566,24 @@ def plots(result: dict[str, Any]) -> dict[str, Any]:
     return {"": fig}
 
 
+# zoo 0.1 called the width ``width``; the old keyword warns for one release (the models say ``features``)
+for _cls in (SequenceModelConfig, RunConfig, SweepConfig):
+    _cls.__init__ = renamed_arguments(width="features")(_cls.__init__)
+
 # ----------------------------------------------------------------------------
 # commands
 
 
 RUN_HELP = (
     "``zoo tasks run TASK --model M --length T [...]``: train and evaluate one model; print the result line.\n\n"
-    "Every model is sized to the GPT's parameter count at --width and trained on the same budget; "
+    "Every model is sized to the GPT's parameter count at --features and trained on the same budget; "
     "see 'zoo tasks sweep --help' and zoo/data/long_range.py for the tasks, baselines and the recipe."
 )
+RENAMED = {"--width": "--features"}  # zoo 0.1's name, for one release
 RUN = Experiment(RunConfig, lambda cfg, command: run_task(cfg), lambda result, images=None: format_result(result) + "\n",
-                 description=RUN_HELP)
-SWEEP = Experiment(SweepConfig, run_sweep, render, stem="tasks", plots=plots, description=__doc__, print_images=True)
+                 description=RUN_HELP, renamed=RENAMED)
+SWEEP = Experiment(SweepConfig, run_sweep, render, stem="tasks", plots=plots, description=__doc__, print_images=True,
+                   renamed=RENAMED)
 
 
 def run_main(argv: Sequence[str], prog: str = "zoo tasks run") -> int:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["parse_flags", "parse_preset_args", "cache_dir", "quick", "at_least"]
+__all__ = ["parse_flags", "parse_preset_args", "renamed_flags", "notice", "cache_dir", "quick", "at_least"]
 
 
 def parse_flags(cls, **kwargs: Any):
@@ -28,6 +29,23 @@ def parse_flags(cls, **kwargs: Any):
 
     with parsing_flags():
         return tyro.cli(cls, **kwargs)
+
+
+def notice(prog: str, message: str) -> None:
+    """A one-line note on stderr (something the user should know; not an error)."""
+    print(f"{prog}: note: {message}", file=sys.stderr, flush=True)
+
+
+def renamed_flags(argv: Sequence[str], prog: str, renamed: dict[str, str]) -> list[str]:
+    """``argv`` with old flag names (``--width``, ``--width=8``) replaced by the new ones, each with a notice."""
+    out = []
+    for arg in argv:
+        name, eq, value = arg.partition("=")
+        if name in renamed:
+            notice(prog, f"{name} is now called {renamed[name]} (the old name goes in the next release)")
+            arg = renamed[name] + eq + value
+        out.append(arg)
+    return out
 
 
 def parse_preset_args(argv: Sequence[str], prog: str, family: str, cls: type, description: str, **defaults: Any):

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from zoo.harness.flags import parse_flags
+from zoo.harness.flags import parse_flags, renamed_flags
 from zoo.harness.results import json_text
 
 __all__ = ["Experiment", "parse", "main", "write"]
@@ -47,6 +47,7 @@ class Experiment:
       csv: ``csv(results) -> text`` of ``<stem>.csv``.
       description: the ``--help`` text (default: the config's docstring).
       print_images: whether the report printed on stdout links the plots too.
+      renamed: old flag -> new flag, accepted with a notice for one release (``{"--width": "--features"}``).
     """
 
     config: type
@@ -57,6 +58,7 @@ class Experiment:
     csv: Callable[[dict[str, Any]], str] | None = None
     description: str | None = None
     print_images: bool = False
+    renamed: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def stem_of(self, data: dict[str, Any]) -> str:
         return self.stem(data) if callable(self.stem) else self.stem
@@ -64,7 +66,8 @@ class Experiment:
 
 def parse(exp: Experiment, argv: Sequence[str], prog: str) -> Any:
     """The experiment's config from the command line (not yet resolved)."""
-    return parse_flags(exp.config, args=list(argv), prog=prog, description=exp.description)
+    return parse_flags(exp.config, args=renamed_flags(argv, prog, exp.renamed), prog=prog,
+                       description=exp.description)
 
 
 def write(exp: Experiment, data: dict[str, Any], out: str | Path, stem: str | None = None) -> list[Path]:
