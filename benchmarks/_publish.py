@@ -75,7 +75,7 @@ def publish(
     data = bench.run(cfg, command=" ".join([prog, *map(shlex.quote, argv)]))
     print(bench.render(data, images=None), end="")
     out = Path(cfg.out or RESULTS)
-    for path in main.write(bench.EXPERIMENT, data, out, stem=f"{name}-{results.device_slug(data['environment'])}"):
+    for path in main.write(bench.EXPERIMENT, data, out, stem=f"{name}-{{device}}"):
         print(f"wrote {_shown(path)}", file=sys.stderr)
     if not update_readme:
         return 0

@@ -396,12 +396,7 @@ def _detail_cells(fwd: dict[str, Any] | None, bwd: dict[str, Any] | None, on_dev
     return [*ms, compile_cell, f"{peaks[0]} / {peaks[1]}"]
 
 
-def stem(data: dict[str, Any]) -> str:
-    """File stem of the results: ``attention-<device>``."""
-    return f"attention-{results.device_slug(data['environment'])}"
-
-
-EXPERIMENT = Experiment(Config, run, render, stem=stem)
+EXPERIMENT = Experiment(Config, run, render, stem="attention-{device}")
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "zoo bench attention") -> int:

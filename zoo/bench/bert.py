@@ -567,12 +567,7 @@ def _shape_text(preset: str) -> str:
     return f"{m.num_layers} layers × {m.features}, {m.num_heads} heads, MLP {m.mlp_dim or 4 * m.features}"
 
 
-def stem(data: dict[str, Any]) -> str:
-    """File stem of the results: ``bert-<device>``."""
-    return f"bert-{results.device_slug(data['environment'])}"
-
-
-EXPERIMENT = Experiment(Config, run, render, stem=stem)
+EXPERIMENT = Experiment(Config, run, render, stem="bert-{device}")
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "zoo bench bert") -> int:

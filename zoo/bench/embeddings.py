@@ -365,8 +365,7 @@ def _sections(rows: list[dict[str, Any]]) -> list[str]:
             results.markdown_table(["section", "covered", *[f"{i} {f}" for f, i in keys]], table), ""]
 
 
-EXPERIMENT = Experiment(Config, run, render, stem=lambda d: f"embeddings-{results.device_slug(d['environment'])}",
-                        description=__doc__.split("\n\n")[0])
+EXPERIMENT = Experiment(Config, run, render, stem="embeddings-{device}", description=__doc__.split("\n\n")[0])
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "zoo bench embeddings") -> int:

@@ -137,11 +137,7 @@ def run(cfg: Config, command: str) -> dict[str, Any]:
     return data
 
 
-def stem(data: dict[str, Any]) -> str:
-    return f"pretrain-{results.device_slug(data['environment'])}"
-
-
-EXPERIMENT = Experiment(Config, run, render, stem=stem, description=__doc__.split("\n\n")[0])
+EXPERIMENT = Experiment(Config, run, render, stem="pretrain-{device}", description=__doc__.split("\n\n")[0])
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "zoo bench pretrain") -> int:

@@ -119,7 +119,7 @@ def derive(job: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
     m["timing"] = result.get("timing")
     if m["status"] != "ok" or not m["timing"]:
         return m
-    tm = Timing(tuple(m["timing"]["times_s"]), m["timing"]["compile_s"])
+    tm = Timing.from_json(m["timing"])
     m["tokens_per_s"] = tm.rate(tokens)
     m["compile_s"] = tm.compile_s
     m["achieved_flops"] = m["flops_per_token"] * m["tokens_per_s"]
@@ -357,7 +357,7 @@ def _decode_section(ms, images) -> list[str]:
                 cells.append("—")
             else:
                 m, p = hit
-                tm = Timing(tuple(p["timing"]["times_s"]))
+                tm = Timing.from_json(p["timing"])
                 cells.append(f"{_ms(tm.median_s)} (cache {m['cache_len']:,})" if s != "lstm" else _ms(tm.median_s))
         rows.append(cells)
     lines = ["Decoding one token (batch 1), ms per token, against the tokens already in context:", ""]
@@ -400,7 +400,7 @@ def _details(ms, env) -> list[str]:
         if m["status"] != "ok":
             rows.append(base + [_rate_cell(m), m.get("error") or "", *["—"] * 8])
             continue
-        tm = Timing(tuple(m["timing"]["times_s"]), m["timing"]["compile_s"])
+        tm = Timing.from_json(m["timing"])
         rows.append(base + [
             results.format_rate(m["tokens_per_s"]), results.format_ms(tm), f"{tm.compile_s:.2f}",
             "—" if m["peak_mb"] is None else f"{m['peak_mb']:,.0f}",
@@ -437,12 +437,12 @@ def csv_text(data: dict[str, Any]) -> str:
             for p in m.get("points") or [{"context": None, "timing": None}]:
                 t = p["timing"]
                 w.writerow({**row, "mode": "decode", "context": p["context"], "status": m["status"],
-                            "median_ms": t and 1e3 * Timing(tuple(t["times_s"])).median_s,
+                            "median_ms": t and 1e3 * Timing.from_json(t).median_s,
                             "min_ms": t and 1e3 * min(t["times_s"]), "max_ms": t and 1e3 * max(t["times_s"]),
                             "compile_s": m.get("compile_s")})
             continue
         if m.get("timing"):
-            tm = Timing(tuple(m["timing"]["times_s"]))
+            tm = Timing.from_json(m["timing"])
             row.update(median_ms=1e3 * tm.median_s, min_ms=1e3 * tm.min_s, max_ms=1e3 * tm.max_s)
         w.writerow(row)
     return buf.getvalue()
@@ -497,7 +497,7 @@ def _plot_decode(data):
         return None
     fig, ax = subplots(figsize=(6.5, 4.2))
     for s, label in DECODE_LABELS.items():
-        pts = sorted((p["context"], 1e3 * Timing(tuple(p["timing"]["times_s"])).median_s)
+        pts = sorted((p["context"], 1e3 * Timing.from_json(p["timing"]).median_s)
                      for m in dec if m["series"] == s for p in m["points"])
         if pts:
             ax.plot(*zip(*pts), marker="o", ms=3, label=label)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from zoo.harness.flags import parse_flags, renamed_flags
-from zoo.harness.results import json_text
+from zoo.harness.results import device_slug, json_text
 
 __all__ = ["Experiment", "parse", "main", "write"]
 
@@ -42,7 +42,8 @@ class Experiment:
         when it writes files).
       run: ``run(config, command) -> results`` (a JSON-ready dict).
       render: ``render(results, images="") -> Markdown``, from the results alone.
-      stem: the results' file stem, or a function of the results (e.g. to name the device).
+      stem: the results' file stem (``{device}`` in it: the device's slug, ``bert-{device}`` ->
+        ``bert-cpu-amd-epyc-2t``), or a function of the results.
       plots: ``plots(results) -> {suffix: matplotlib figure or None}``, saved as ``<stem><suffix>.png``.
       csv: ``csv(results) -> text`` of ``<stem>.csv``.
       description: the ``--help`` text (default: the config's docstring).
@@ -61,7 +62,8 @@ class Experiment:
     renamed: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def stem_of(self, data: dict[str, Any]) -> str:
-        return self.stem(data) if callable(self.stem) else self.stem
+        stem = self.stem(data) if callable(self.stem) else self.stem
+        return stem.format(device=device_slug(data["environment"])) if "{device}" in stem else stem
 
 
 def parse(exp: Experiment, argv: Sequence[str], prog: str) -> Any:
@@ -72,7 +74,7 @@ def parse(exp: Experiment, argv: Sequence[str], prog: str) -> Any:
 
 def write(exp: Experiment, data: dict[str, Any], out: str | Path, stem: str | None = None) -> list[Path]:
     """``<stem>.json``, ``<stem>.md``, the CSV and the plots of ``data`` in ``out``; the paths written."""
-    out, stem = Path(out), stem or exp.stem_of(data)
+    out, stem = Path(out), dataclasses.replace(exp, stem=stem or exp.stem).stem_of(data)
     out.mkdir(parents=True, exist_ok=True)
     files = {".json": json_text(data), ".md": exp.render(data, images="").rstrip("\n") + "\n"}
     if exp.csv is not None:
