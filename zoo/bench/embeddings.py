@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -219,7 +218,7 @@ def run(cfg: Config, command: str) -> dict[str, Any]:
         for family in cfg.families:
             s = settings(cfg, family, data["min_count"])
             for impl in (["gensim"] if have_gensim else []) + ["zoo"]:
-                print(f"round seed {seed}: {impl} {family} ...", file=sys.stderr, flush=True)
+                results.say(f"round seed {seed}: {impl} {family} ...")
                 vectors, seconds = (run_gensim(family, s, data, seed, threads) if impl == "gensim"
                                     else run_zoo(family, s, data, seed))
                 rows.append({"impl": impl, "family": family, "seed": seed, "train_s": seconds,

@@ -44,7 +44,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from zoo.harness import results
+from zoo.harness import flags, results
 from zoo.harness.flags import cache_dir
 from zoo.harness.main import Experiment
 from zoo.harness.main import main as harness_main
@@ -93,14 +93,7 @@ class LadderConfig:
         presets.get("gpt", self.preset)  # an unknown name lists the valid ones
         if not self.models:
             raise ValueError("--models: name at least one rung")
-        if self.ngram_order < 1:
-            raise ValueError(f"--ngram-order must be >= 1, got {self.ngram_order}")
-        if self.recurrent_layers < 1:
-            raise ValueError(f"--recurrent-layers must be >= 1, got {self.recurrent_layers}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"--max-steps must be >= 1, got {self.max_steps}")
-        if self.word_max_order < 1:
-            raise ValueError(f"--word-max-order must be >= 1, got {self.word_max_order}")
+        flags.at_least(self, 1, "ngram_order", "recurrent_layers", "max_steps", "word_max_order")
         return self
 
 

@@ -85,7 +85,8 @@ def quick(cfg: Any, settings: dict[str, Any]) -> Any:
 
 
 def at_least(cfg: Any, minimum: float, *fields: str) -> None:
-    """A ``ValueError`` naming the first flag of ``fields`` below ``minimum``: ``--seq-len must be >= 1, got 0``."""
+    """A ``ValueError`` naming the first flag of ``fields`` below ``minimum``: ``--seq-len must be >= 1, got 0``
+    (a field that is None, not set, passes)."""
     for name in fields:
-        if getattr(cfg, name) < minimum:
+        if getattr(cfg, name) is not None and getattr(cfg, name) < minimum:
             raise ValueError(f"--{name.replace('_', '-')} must be >= {minimum:g}, got {getattr(cfg, name)}")
