@@ -477,12 +477,10 @@ def _plot_throughput(data):
                 ax.plot([c["x"]], [c["y"]], "kx", ms=9, mew=2)
                 ax.annotate(f"{c['x']:,.0f}", (c["x"], c["y"]), textcoords="offset points", xytext=(4, 6),
                             fontsize=7)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("sequence length T")
-        ax.set_ylabel("tokens/s")
         what = "layers" if group == "layer" else "language models"
-        ax.set_title(f"{what}, {'training (fwd+bwd)' if mode == 'train' else 'inference (fwd)'}")
+        ax.set_xscale("log", base=2)
+        ax.set(yscale="log", xlabel="sequence length T", ylabel="tokens/s",
+               title=f"{what}, {'training (fwd+bwd)' if mode == 'train' else 'inference (fwd)'}")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     env = data["environment"]
@@ -502,10 +500,8 @@ def _plot_decode(data):
         if pts:
             ax.plot(*zip(*pts), marker="o", ms=3, label=label)
     ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("tokens already in context")
-    ax.set_ylabel("ms per generated token (batch 1)")
-    ax.set_title("decode latency against context length")
+    ax.set(yscale="log", xlabel="tokens already in context", ylabel="ms per generated token (batch 1)",
+           title="decode latency against context length")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     return fig
@@ -528,11 +524,8 @@ def _plot_roofline(data):
         sel = [m for m in pts if m["name"] == name]
         ax.scatter([m["intensity"] for m in sel], [m["achieved_flops"] for m in sel], s=12,
                    label=_label(sel[0]["group"], name))
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("arithmetic intensity, FLOP/byte (XLA cost analysis)")
-    ax.set_ylabel("achieved FLOP/s (analytic FLOPs)")
-    ax.set_title("roofline")
+    ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity, FLOP/byte (XLA cost analysis)",
+           ylabel="achieved FLOP/s (analytic FLOPs)", title="roofline")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=6, ncol=2)
     return fig
