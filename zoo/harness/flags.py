@@ -11,7 +11,9 @@ idempotent), so that a config built in Python is checked too.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import io
 import os
 import sys
 from collections.abc import Sequence
@@ -22,13 +24,19 @@ __all__ = ["parse_flags", "parse_preset_args", "renamed_flags", "notice", "cache
 
 
 def parse_flags(cls, **kwargs: Any):
-    """``tyro.cli(cls, **kwargs)`` where a config field's bad value is one line from ``zoo.cli`` (not tyro's box)."""
+    """``tyro.cli(cls, **kwargs)`` where a bad flag or value is one line from ``zoo.cli`` (not tyro's box)."""
     import tyro  # noqa: PLC0415
 
-    from zoo.errors import parsing_flags  # noqa: PLC0415
+    from zoo.errors import flag_parse_error, parsing_flags  # noqa: PLC0415
 
-    with parsing_flags():
-        return tyro.cli(cls, **kwargs)
+    captured = io.StringIO()
+    try:
+        with parsing_flags(), contextlib.redirect_stderr(captured):
+            return tyro.cli(cls, **kwargs)
+    except SystemExit as e:
+        if e.code in (0, None):  # --help (printed to stdout)
+            raise
+        raise flag_parse_error(captured.getvalue()) from None
 
 
 def notice(prog: str, message: str) -> None:
