@@ -82,7 +82,7 @@ class TrainState:
       >>> config = zoo.RNNLMConfig(vocab_size=257, cell="rnn", features=8, num_layers=1, block_size=8)
       >>> cfg = zoo.train.TrainConfig(batch_size=2, max_steps=2, warmup_steps=1)
       >>> state = zoo.train.abstract_train_state(zoo.RNNLM(config), cfg, model_config=config,
-      ...                                        mesh=zoo.train.make_mesh())
+      ...                                        mesh=zoo.train.make_mesh(jax.devices()[:1]))
       >>> [field for field in zoo.train.TrainState.__dataclass_fields__]
       ['step', 'params', 'opt_state', 'nonfinite_steps']
       >>> state.step.shape, state.nonfinite_steps.dtype
@@ -140,7 +140,7 @@ def shard_batch(batch: dict[str, np.ndarray], grad_accum_steps: int, mesh: Mesh)
     Micro-batch ``a`` is rows ``a * B / A`` to ``(a + 1) * B / A`` of the batch.
 
     Examples:
-      >>> mesh = zoo.train.make_mesh()
+      >>> mesh = zoo.train.make_mesh(jax.devices()[:1])
       >>> batch = {"inputs": np.zeros((4, 8), np.int32), "targets": np.zeros((4, 8), np.int32)}   # (B, T)
       >>> sharded = zoo.train.shard_batch(batch, 2, mesh)    # 2 micro-batches of 2 rows
       >>> sharded["inputs"].shape, type(sharded["inputs"]).__name__
@@ -170,7 +170,7 @@ def init_train_state(
       >>> config = zoo.RNNLMConfig(vocab_size=257, cell="rnn", features=8, num_layers=1, block_size=8)
       >>> cfg = zoo.train.TrainConfig(batch_size=2, max_steps=2, warmup_steps=1)
       >>> state = zoo.train.init_train_state(zoo.RNNLM(config), cfg, model_config=config,
-      ...                                    mesh=zoo.train.make_mesh())
+      ...                                    mesh=zoo.train.make_mesh(jax.devices()[:1]))
       >>> int(state.step), state.params["embed"]["embedding"].shape
       (0, (257, 8))
     """
@@ -204,7 +204,7 @@ def abstract_train_state(
       >>> config = zoo.RNNLMConfig(vocab_size=257, cell="rnn", features=8, num_layers=1, block_size=8)
       >>> cfg = zoo.train.TrainConfig(batch_size=2, max_steps=2, warmup_steps=1)
       >>> abstract = zoo.train.abstract_train_state(zoo.RNNLM(config), cfg, model_config=config,
-      ...                                           mesh=zoo.train.make_mesh())
+      ...                                           mesh=zoo.train.make_mesh(jax.devices()[:1]))
       >>> type(abstract.params["embed"]["embedding"]).__name__, abstract.params["embed"]["embedding"].shape
       ('ShapeDtypeStruct', (257, 8))
     """
@@ -276,7 +276,8 @@ def make_train_step(model: nn.Module, cfg: TrainConfig, mesh: Mesh, objective: O
 
     Examples:
       >>> config = zoo.RNNLMConfig(vocab_size=257, cell="rnn", features=8, num_layers=1, block_size=8)
-      >>> model, cfg, mesh = zoo.RNNLM(config), zoo.train.TrainConfig(batch_size=2, warmup_steps=1), zoo.train.make_mesh()
+      >>> model, cfg = zoo.RNNLM(config), zoo.train.TrainConfig(batch_size=2, warmup_steps=1)
+      >>> mesh = zoo.train.make_mesh(jax.devices()[:1])     # one device; the default is all of them
       >>> state = zoo.train.init_train_state(model, cfg, model_config=config, mesh=mesh)
       >>> step = zoo.train.make_train_step(model, cfg, mesh)
       >>> tokens = zoo.data.ByteTokenizer().encode("to be or not to be " * 10)
@@ -353,7 +354,8 @@ def make_eval_step(model: nn.Module, mesh: Mesh, objective: Objective = NEXT_TOK
 
     Examples:
       >>> config = zoo.RNNLMConfig(vocab_size=257, cell="rnn", features=8, num_layers=1, block_size=8)
-      >>> model, cfg, mesh = zoo.RNNLM(config), zoo.train.TrainConfig(batch_size=2, warmup_steps=1), zoo.train.make_mesh()
+      >>> model, cfg = zoo.RNNLM(config), zoo.train.TrainConfig(batch_size=2, warmup_steps=1)
+      >>> mesh = zoo.train.make_mesh(jax.devices()[:1])     # one device; the default is all of them
       >>> state = zoo.train.init_train_state(model, cfg, model_config=config, mesh=mesh)
       >>> tokens = zoo.data.ByteTokenizer().encode("to be or not to be " * 10)
       >>> x, y = zoo.train.random_windows(tokens, 2, 8, seed=0, step=0)   # (B, T) each

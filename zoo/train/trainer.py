@@ -468,7 +468,8 @@ def train(
       >>> config = zoo.RNNLMConfig(vocab_size=257, cell="rnn", features=8, num_layers=1, block_size=8)
       >>> cfg = zoo.train.TrainConfig(batch_size=2, max_steps=2, warmup_steps=1, eval_interval=2, eval_batches=1)
       >>> tokens = zoo.data.ByteTokenizer().encode("to be or not to be " * 10)
-      >>> result = zoo.train.train(zoo.RNNLM(config), config, cfg, tokens, tokens, "run", progress=False)
+      >>> result = zoo.train.train(zoo.RNNLM(config), config, cfg, tokens, tokens, "run", progress=False,
+      ...                          devices=jax.devices()[:1])
       >>> result["step"], result["steps_run"], result["val_loss"] > 0
       (2, 2, True)
       >>> zoo.train.latest_checkpoint_step("run/checkpoints"), [r["step"] for r in zoo.train.read_metrics("run")][-1]
