@@ -687,9 +687,9 @@ def dot_product_attention(
     use :func:`zoo.checked`.
 
     Examples:
-      >>> k = jax.random.split(jax.random.key(0), 3)
-      >>> q = jax.random.normal(k[0], (2, 4, 4, 8))    # (B, T, N, H)
-      >>> kv = jax.random.normal(k[1], (2, 6, 2, 8))   # (B, S, K, H): 2 query heads per key/value head
+      >>> rng = np.random.default_rng(0)
+      >>> q = rng.standard_normal((2, 4, 4, 8), np.float32)    # (B, T, N, H)
+      >>> kv = rng.standard_normal((2, 6, 2, 8), np.float32)   # (B, S, K, H): 2 query heads per K/V head
       >>> out = zoo.dot_product_attention(q, kv, kv, key_value_seq_lengths=jnp.array([6, 3]))
       >>> out.shape
       (2, 4, 4, 8)

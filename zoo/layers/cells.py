@@ -288,8 +288,8 @@ class SimpleRNNCell(_FusedCell):
       >>> cell = zoo.SimpleRNNCell(features=8, activation_fn=jax.nn.relu)
       >>> x = jnp.ones((2, 3))                          # one step: (batch, in)
       >>> h = cell.initialize_carry(None, x.shape)      # (batch, features)
-      >>> params = cell.init(jax.random.key(0), h, x)
-      >>> h, y = cell.apply(params, h, x)
+      >>> params = jax.eval_shape(cell.init, jax.random.key(0), h, x)   # shapes only; cell.init makes them
+      >>> h, y = jax.eval_shape(cell.apply, params, h, x)              # cell.apply computes them
       >>> y.shape
       (2, 8)
     """

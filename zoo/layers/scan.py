@@ -217,8 +217,8 @@ def fused_recurrence(
       ...     h = jnp.tanh(xp[0] + hh[0])
       ...     return h, h
       ...
-      >>> k = jax.random.split(jax.random.key(0), 2)
-      >>> w_x, w_h = jax.random.normal(k[0], (3, 8)), jax.random.normal(k[1], (8, 8))
+      >>> rng = np.random.default_rng(0)
+      >>> w_x, w_h = rng.standard_normal((3, 8), np.float32), rng.standard_normal((8, 8), np.float32)
       >>> x = jnp.ones((4, 2, 3))                   # (seq, batch, in), time-major
       >>> h, ys = zoo.fused_recurrence(elman, lambda c: c, 1, True, 1,
       ...                              w_x, jnp.zeros(8), w_h, None, x, jnp.zeros((2, 8)), None)

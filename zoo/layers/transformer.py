@@ -166,9 +166,11 @@ class FeedForward(nn.Module):
     Examples:
       >>> ffn = zoo.FeedForward(zoo.TransformerConfig(mlp_dim=32))
       >>> x = jnp.ones((2, 4, 8))                           # (B, T, D)
-      >>> y, params = ffn.init_with_output(jax.random.key(0), x)
+      >>> y, params = jax.eval_shape(ffn.init_with_output, jax.random.key(0), x)   # shapes only
       >>> y.shape
       (2, 4, 8)
+      >>> params["params"]["wi"]["kernel"].value.shape      # (D, F), boxed with its logical axis names
+      (8, 32)
     """
 
     config: TransformerConfig

@@ -110,7 +110,7 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
       >>> params = {"dense": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}}
       >>> opt_state = optimizer.init(params)
       >>> grads = jax.tree.map(jnp.ones_like, params)
-      >>> updates, opt_state = optimizer.update(grads, opt_state, params)
+      >>> updates, opt_state = jax.jit(optimizer.update)(grads, opt_state, params)
       >>> jax.tree.map(lambda u: u.shape, updates)
       {'dense': {'bias': (2,), 'kernel': (2, 2)}}
     """

@@ -276,7 +276,7 @@ def make_train_step(model: nn.Module, cfg: TrainConfig, mesh: Mesh, objective: O
 
     Examples:
       >>> config = zoo.RNNLMConfig(vocab_size=257, cell="rnn", features=8, num_layers=1, block_size=8)
-      >>> model, cfg = zoo.RNNLM(config), zoo.train.TrainConfig(batch_size=2, warmup_steps=1)
+      >>> model, cfg = zoo.RNNLM(config), zoo.train.TrainConfig(batch_size=2, max_steps=2, warmup_steps=1)
       >>> mesh = zoo.train.make_mesh(jax.devices()[:1])     # one device; the default is all of them
       >>> state = zoo.train.init_train_state(model, cfg, model_config=config, mesh=mesh)
       >>> step = zoo.train.make_train_step(model, cfg, mesh)
@@ -354,7 +354,7 @@ def make_eval_step(model: nn.Module, mesh: Mesh, objective: Objective = NEXT_TOK
 
     Examples:
       >>> config = zoo.RNNLMConfig(vocab_size=257, cell="rnn", features=8, num_layers=1, block_size=8)
-      >>> model, cfg = zoo.RNNLM(config), zoo.train.TrainConfig(batch_size=2, warmup_steps=1)
+      >>> model, cfg = zoo.RNNLM(config), zoo.train.TrainConfig(batch_size=2, max_steps=2, warmup_steps=1)
       >>> mesh = zoo.train.make_mesh(jax.devices()[:1])     # one device; the default is all of them
       >>> state = zoo.train.init_train_state(model, cfg, model_config=config, mesh=mesh)
       >>> tokens = zoo.data.ByteTokenizer().encode("to be or not to be " * 10)
