@@ -169,8 +169,8 @@ def matched_width(count: Callable[[int], int], target: int, *, multiple: int = 8
       >>> target = zoo.registry.param_count("gpt", zoo.GPTConfig(vocab_size=65, block_size=64, num_layers=2,
       ...                                                        num_heads=2, features=64))
       >>> config = zoo.RNNLMConfig(vocab_size=65, cell="lstm", num_layers=2)
-      >>> width = zoo.registry.matched_width(lambda d: zoo.registry.param_count("lstm", config.replace(features=d)),
-      ...                                    target)
+      >>> count = lambda d: zoo.registry.param_count("lstm", config.replace(features=d))
+      >>> width = zoo.registry.matched_width(count, target)
       >>> width, width % 8
       (80, 0)
     """

@@ -274,7 +274,7 @@ def params_from_hf_bert(state_dict: dict[str, Any], config: BERTConfig) -> dict[
       >>> shapes = nn.unbox(jax.eval_shape(zoo.BERTForMaskedLM(config).init, jax.random.key(0),
       ...                                  jnp.zeros((1, 8), jnp.int32)))["params"]
       >>> zeros = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)        # stand-in weights
-      >>> state_dict = zoo.interop.bert.params_to_hf(zeros, config)                  # as BertForMaskedLM names them
+      >>> state_dict = zoo.interop.bert.params_to_hf(zeros, config)   # as BertForMaskedLM names them
       >>> state_dict["bert.encoder.layer.0.attention.self.query.weight"].shape      # torch's (out, in)
       (16, 16)
       >>> params = zoo.interop.params_from_hf_bert(state_dict, config)

@@ -132,7 +132,8 @@ def write_weights(tensors: dict[str, np.ndarray], directory: Path) -> Path:
     Examples:
       >>> from pathlib import Path
       >>> Path("out").mkdir()
-      >>> path = zoo.interop.write_weights({"h.0.attn.c_attn.weight": np.zeros((8, 24), np.float32)}, Path("out"))
+      >>> tensors = {"h.0.attn.c_attn.weight": np.zeros((8, 24), np.float32)}
+      >>> path = zoo.interop.write_weights(tensors, Path("out"))
       >>> path.name
       'model.safetensors'
       >>> import safetensors.numpy

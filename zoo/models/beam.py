@@ -54,7 +54,8 @@ class Decoded(NamedTuple):
     """Decoder output: ``ids`` (B, L) or (B, beam, L), ``lengths`` and ``scores`` (B,) or (B, beam).
 
     Examples:
-      >>> out = zoo.models.Decoded(ids=jnp.array([[8, 9, 2]]), lengths=jnp.array([3]), scores=jnp.array([-0.5]))
+      >>> out = zoo.models.Decoded(ids=jnp.array([[8, 9, 2]]), lengths=jnp.array([3]),
+      ...                          scores=jnp.array([-0.5]))
       >>> ids, lengths, scores = out                         # a NamedTuple
       >>> ids[0, :lengths[0]].tolist()
       [8, 9, 2]
@@ -255,7 +256,7 @@ def greedy_decode(
       >>> src, lengths = jnp.array([[5, 6, 7, 2], [5, 2, 0, 0]]), jnp.array([4, 2])   # (B, S) right-padded
       >>> params = jax.eval_shape(model.init, jax.random.key(0), src, src)["params"]  # shapes only
       >>> out = jax.eval_shape(lambda p: zoo.greedy_decode(model, p, src, lengths, max_len=5), params)
-      >>> out.ids.shape, out.lengths.shape, out.scores.shape   # zoo.greedy_decode(model, params, ...) computes
+      >>> out.ids.shape, out.lengths.shape, out.scores.shape   # greedy_decode(model, params, ...) computes
       ((2, 5), (2,), (2,))
     """
     src, src_lengths = _check_source("greedy_decode", model, src, src_lengths)
@@ -289,11 +290,13 @@ def beam_search(
       >>> model = zoo.Seq2SeqTransformer(config)
       >>> src, lengths = jnp.array([[5, 6, 7, 2], [5, 2, 0, 0]]), jnp.array([4, 2])   # (B, S) right-padded
       >>> params = jax.eval_shape(model.init, jax.random.key(0), src, src)["params"]  # shapes only
-      >>> best = jax.eval_shape(lambda p: zoo.beam_search(model, p, src, lengths, beam_size=3, max_len=5), params)
+      >>> best = jax.eval_shape(
+      ...     lambda p: zoo.beam_search(model, p, src, lengths, beam_size=3, max_len=5), params)
       >>> best.ids.shape, best.scores.shape                # zoo.beam_search(model, params, ...) computes
       ((2, 5), (2,))
       >>> beams = jax.eval_shape(
-      ...     lambda p: zoo.beam_search(model, p, src, lengths, beam_size=3, max_len=5, return_all=True), params)
+      ...     lambda p: zoo.beam_search(model, p, src, lengths, beam_size=3, max_len=5, return_all=True),
+      ...     params)
       >>> beams.ids.shape, beams.scores.shape              # every beam, best first
       ((2, 3, 5), (2, 3))
     """

@@ -536,7 +536,8 @@ def transfer_encoder(pretrained_params: Any, fresh_params: Any) -> Any:
       ...                         features=16)
       >>> ids = jnp.ones((1, 4), jnp.int32)
       >>> pretrained = jax.eval_shape(zoo.BERTForMaskedLM(config).init, jax.random.key(0), ids)["params"]
-      >>> fresh = jax.eval_shape(zoo.BERTForSequenceClassification(config).init, jax.random.key(1), ids)["params"]
+      >>> classifier = zoo.BERTForSequenceClassification(config)
+      >>> fresh = jax.eval_shape(classifier.init, jax.random.key(1), ids)["params"]
       >>> sorted(pretrained), sorted(fresh)
       (['bert', 'mlm_head'], ['bert', 'classifier', 'pooler'])
       >>> import warnings

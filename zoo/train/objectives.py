@@ -92,7 +92,7 @@ def masked_mean_cross_entropy(logits: Array, labels: Array, weights: Array | Non
       >>> logits = jnp.log(jnp.array([[0.5, 0.5], [0.9, 0.1], [0.2, 0.8]]))   # (N, V)
       >>> labels, weights = jnp.array([0, 0, 0]), jnp.array([1.0, 1.0, 0.0])
       >>> loss, accuracy = zoo.train.masked_mean_cross_entropy(logits, labels, weights)
-      >>> round(float(loss), 4), float(accuracy)              # (log 2 + log(1/0.9)) / 2; the third row has weight 0
+      >>> round(float(loss), 4), float(accuracy)   # (log 2 + log(1/0.9)) / 2; the third row has weight 0
       (0.3993, 1.0)
     """
     logits = logits.astype(jnp.float32)
@@ -118,8 +118,8 @@ def next_token_loss(model: Any, params: Any, batch: Batch, *, dropout_key: Array
       >>> model = zoo.RNNLM(config)
       >>> batch = {"inputs": jnp.array([[104, 105]]), "targets": jnp.array([[105, 33]])}   # (b, T)
       >>> params = jax.eval_shape(model.init, jax.random.key(0), batch["inputs"])["params"]  # shapes only
-      >>> loss, metrics = jax.eval_shape(lambda p: zoo.train.next_token_loss(model, p, batch, dropout_key=None),
-      ...                                params)
+      >>> loss_fn = lambda p: zoo.train.next_token_loss(model, p, batch, dropout_key=None)
+      >>> loss, metrics = jax.eval_shape(loss_fn, params)
       >>> loss.shape, loss.dtype, metrics
       ((), dtype('float32'), {})
     """

@@ -42,7 +42,8 @@ def make_schedule(cfg: TrainConfig) -> optax.Schedule:
     """Learning rate as a function of the optimizer step: linear warmup, then cosine decay.
 
     Examples:
-      >>> cfg = zoo.train.TrainConfig(learning_rate=1e-3, min_learning_rate=1e-4, warmup_steps=10, max_steps=100)
+      >>> cfg = zoo.train.TrainConfig(learning_rate=1e-3, min_learning_rate=1e-4, warmup_steps=10,
+      ...                             max_steps=100)
       >>> schedule = zoo.train.make_schedule(cfg)
       >>> [round(float(schedule(step)), 6) for step in (0, 5, 10, 100)]
       [0.0, 0.0005, 0.001, 0.0001]
@@ -81,8 +82,8 @@ def weight_decay_mask(params: Any) -> Any:
     of Python bools with the unboxed structure.
 
     Examples:
-      >>> params = {"dense": {"kernel": jnp.ones((4, 4)), "bias": jnp.ones(4)}, "norm": {"scale": jnp.ones(4)},
-      ...           "embed": {"embedding": jnp.ones((10, 4))}}
+      >>> params = {"dense": {"kernel": jnp.ones((4, 4)), "bias": jnp.ones(4)},
+      ...           "norm": {"scale": jnp.ones(4)}, "embed": {"embedding": jnp.ones((10, 4))}}
       >>> zoo.train.weight_decay_mask(params)
       {'dense': {'bias': False, 'kernel': True}, 'embed': {'embedding': True}, 'norm': {'scale': False}}
     """
