@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCUMENTED = ("zoo", "zoo.layers", "zoo.models", "zoo.data", "zoo.train", "zoo.registry", "zoo.interop")
+DOCUMENTED = ("zoo", "zoo.layers", "zoo.models", "zoo.data", "zoo.train", "zoo.registry", "zoo.interop",
+              "zoo.nnx")
 
 
 def public_objects() -> list[tuple[str, object]]:
