@@ -42,6 +42,15 @@ def fit(loss_fn: Callable[[Any, Any], jax.Array], params: Any, batch_fn: Callabl
     Returns the parameters after the last step, the loss of every step
     (float64, computed before that step's update) and the seconds the first
     step took (compilation included).
+
+    Examples:
+      >>> cfg = zoo.train.TrainConfig(learning_rate=0.1, min_learning_rate=0.1, warmup_steps=0, max_steps=100,
+      ...                             weight_decay=0.0)
+      >>> x = jnp.arange(1.0, 5.0)
+      >>> loss = lambda p, batch: jnp.mean((p["w"] * batch[0] - batch[1]) ** 2)  # fit y = 3 x
+      >>> params, losses, _ = zoo.train.fit(loss, {"w": jnp.zeros(())}, lambda step: (x, 3 * x), cfg)
+      >>> round(float(params["w"]), 1), losses.shape, bool(losses[-1] < 1e-3 < losses[0])
+      (3.0, (100,), True)
     """
     tx = make_optimizer(train)
 
