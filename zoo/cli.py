@@ -88,7 +88,7 @@ COMMANDS = Group(
         ),
         "pretrain": Command(
             "zoo.commands:pretrain_main",
-            "pretrain a model: zoo pretrain gpt|lstm|gru|rnn|mingru|bert|seq2seq|word2vec|fasttext --preset NAME "
+            "pretrain a model: zoo pretrain gpt|lstm|gru|rnn|mingru|nplm|bert|seq2seq|word2vec|fasttext --preset NAME "
             "[--data ...]",
         ),
         "fill-mask": Command(
