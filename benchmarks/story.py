@@ -10,10 +10,15 @@
     zoo tasks sweep --out benchmarks/results/tasks
     python benchmarks/story.py tasks benchmarks/results/tasks --update-readme
 
+    zoo ladder --level word --data tinyshakespeare.txt --max-steps 300 --out word-ladder-tinyshakespeare
+    python benchmarks/story.py word-ladder word-ladder-tinyshakespeare --update-readme
+
 The measuring is done by the commands, which write their results (JSON, Markdown, a plot) into the
 folder; this script only renders that folder's results, with the plot linked from the repository
 root, and with ``--update-readme`` puts them between ``<!-- story:NAME:start -->`` and
-``<!-- story:NAME:end -->`` in README.md. Nothing here is typed by hand. Results measured while
+``<!-- story:NAME:end -->`` in README.md (the word-level ladder: in docs/story.md, its results, not its
+runs, copied into ``benchmarks/results/<folder name>/`` and its plot into ``docs/figures/``, where the
+page links it). Nothing here is typed by hand. Results measured while
 other processes took more than 5% of the CPU say so in their table (the ladder records the share).
 """
 
@@ -26,7 +31,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-NAMES = ("ladder", "gradflow", "tasks")
+STORY = ROOT / "docs" / "story.md"
+NAMES = ("ladder", "gradflow", "tasks", "word-ladder")
+WORD_LADDER_FILES = ("word_ladder.json", "word_ladder.md", "word_ladder.png")
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -41,6 +48,11 @@ def render(name: str, folder: Path, command: str | None = None) -> str:
 
         result = json.loads((folder / "ladder.json").read_text())
         return render_markdown(result, command=result.get("command") or command, image=f"{shown}/ladder.png")
+    if name == "word-ladder":
+        from zoo.experiments.word_ladder import render_markdown
+
+        result = json.loads((folder / "word_ladder.json").read_text())
+        return render_markdown(result, command=result.get("command") or command, image=f"figures/{folder.name}.png")
     if name == "gradflow":
         from zoo.experiments.gradflow import render_markdown
 
@@ -67,16 +79,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--command", help="the measuring command, for results that did not record it")
     parser.add_argument("--update-readme", action="store_true")
     args = parser.parse_args(argv)
+    target = STORY if args.name == "word-ladder" else README
+    if args.name == "word-ladder" and args.update_readme:  # keep the results (not the runs), the plot for the page
+        import shutil
+
+        kept = ROOT / "benchmarks" / "results" / args.folder.name
+        if kept.resolve() != args.folder.resolve():
+            kept.mkdir(parents=True, exist_ok=True)
+            for f in WORD_LADDER_FILES:
+                shutil.copyfile(args.folder / f, kept / f)
+        shutil.copyfile(args.folder / "word_ladder.png", ROOT / "docs" / "figures" / f"{args.folder.name}.png")
     body = render(args.name, args.folder, args.command)
     print(body, end="")
     if args.update_readme:
         start, end = markers(args.name)
         try:
-            README.write_text(replace_between_markers(README.read_text(), body, start, end))
+            target.write_text(replace_between_markers(target.read_text(), body, start, end))
         except ValueError as e:
             print(f"python benchmarks/story.py: error: {e}", file=sys.stderr)
             return 2
-        print(f"updated {README.relative_to(ROOT)}", file=sys.stderr)
+        print(f"updated {target.relative_to(ROOT)}", file=sys.stderr)
     return 0
 
 
