@@ -378,25 +378,22 @@ def run_word_ladder(cfg: WordLadderConfig, say=print, command: str | None = None
 
 
 def _claim(result: dict[str, Any]) -> list[str]:
-    """The seed's claim as sentences: each NPLM against the Kneser-Ney n-gram of its own n, on the contexts of
-    n - 1 words seen and unseen in training (the split of its n, else the longest)."""
+    """The seed's claim as sentences: each NPLM against the Kneser-Ney n-gram of its own n (else the largest),
+    on the contexts seen and unseen in training, for every split."""
     rows = {r["rung"]: r for r in result["rows"]}
+    order = str(result["corpus"].get("nplm_order", 5))
+    kn = f"kn{order}" if f"kn{order}" in rows else next((k for k in ("kn5", "kn3") if k in rows), None)
     lines = []
     for nplm in ("nplm", "nplm-w2v"):
-        if nplm not in rows:
+        if nplm not in rows or kn is None:
             continue
-        order = str(result["corpus"].get("nplm_order", 5))
-        kn = f"kn{order}" if f"kn{order}" in rows else next((k for k in ("kn5", "kn3") if k in rows), None)
-        n = order if order in rows[nplm]["split"] else max(rows[nplm]["split"], key=int)
-        if kn is None:
-            continue
-        a, b = rows[nplm]["split"][n], rows[kn]["split"][n]
-        parts = [f"{what}: {a[what]:.1f} vs {b[what]:.1f} ({a[what] / b[what] - 1:+.0%})"
-                 for what in ("unseen", "seen") if math.isfinite(a[what]) and math.isfinite(b[what])]
-        if parts:
-            lines.append(f"- {rows[nplm]['label']} against the {LABELS[kn]}, on {int(n) - 1}-word contexts "
-                         + "; ".join(parts).replace("unseen:", "never seen in training:", 1)
-                         .replace("; seen:", "; on those seen:", 1))
+        for n in sorted(rows[nplm]["split"], key=int):
+            a, b = rows[nplm]["split"][n], rows[kn]["split"][n]
+            parts = [f"{what} {a[what]:.1f} vs {b[what]:.1f} ({a[what] / b[what] - 1:+.0%})"
+                     for what in ("unseen", "seen") if math.isfinite(a[what]) and math.isfinite(b[what])]
+            if parts:
+                lines.append(f"- {rows[nplm]['label']} against the {LABELS[kn]}, {int(n) - 1}-word contexts: "
+                             + "; ".join(parts))
     return lines
 
 
@@ -454,11 +451,13 @@ def render_markdown(result: dict[str, Any], command: str | None = None, image: s
 
 
 def plot_word_ladder(result: dict[str, Any], path: Path) -> Path:
-    """Bars: each rung's perplexity over all predictions and on seen and unseen contexts (the longest split)."""
+    """Bars: each rung's perplexity over all predictions and on seen and unseen contexts, for the split whose
+    seen share is nearest one half (the most even, so both bars stand on many predictions)."""
     from zoo.plots import subplots
 
     rows = result["rows"]
-    n = max(result["corpus"]["seen_share"], key=int)
+    shares = result["corpus"]["seen_share"]
+    n = min(shares, key=lambda k: (abs(shares[k] - 0.5), int(k)))
     groups = [("all", lambda r: r["ppl"]), (f"seen {int(n) - 1}-word context", lambda r: r["split"][n]["seen"]),
               (f"unseen {int(n) - 1}-word context", lambda r: r["split"][n]["unseen"])]
     fig, ax = subplots(1, 1, figsize=(10, 4))
@@ -471,7 +470,8 @@ def plot_word_ladder(result: dict[str, Any], path: Path) -> Path:
     ax.set_xticks(x, [r["label"].split(" (")[0] for r in rows], fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("validation perplexity per word (log scale)")
-    ax.set_title("do word vectors fix sparsity? perplexity on contexts seen and unseen in training")
+    ax.set_title(f"do word vectors fix sparsity? {int(n) - 1}-word contexts seen ({shares[n]:.0%}) and unseen "
+                 "in training")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
