@@ -131,7 +131,7 @@ def rerender(path: Path) -> str:
     import dataclasses
 
     from zoo.bench import attention, bert, pretrain, recurrent, suite_report
-    from zoo.experiments import gradflow, ladder, tasks
+    from zoo.experiments import gradflow, ladder, tasks, word_ladder
 
     data = json.loads(path.read_text())
     name = data.get("benchmark") or path.stem.split("-")[0]
@@ -165,7 +165,7 @@ def rerender(path: Path) -> str:
     image = f"{path.stem}.png"
     if path.stem == "gradflow":
         return gradflow.render_markdown(data, image)
-    module = {"ladder": ladder, "tasks": tasks}[path.stem]
+    module = {"ladder": ladder, "tasks": tasks, "word_ladder": word_ladder}[path.stem]
     return module.render_markdown(data, data.get("command"), image)
 
 
