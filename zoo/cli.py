@@ -105,7 +105,8 @@ COMMANDS = Group(
         ),
         "ladder": Command(
             "zoo.experiments.ladder:main",
-            "the language-model ladder: Kneser-Ney n-gram, RNN, LSTM, GRU, minGRU and GPT in bits per character",
+            "the language-model ladder: Kneser-Ney n-gram, RNN, LSTM, GRU, minGRU and GPT in bits per character "
+            "(--level word: n-grams, NPLM, LSTM, GPT in perplexity per word)",
         ),
         "gradflow": Command(
             "zoo.experiments.gradflow:main",
