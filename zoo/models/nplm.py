@@ -48,7 +48,15 @@ __all__ = ["NPLMConfig", "NPLM", "nplm_param_count", "nplm_flops_per_token", "wi
 
 @dataclasses.dataclass(frozen=True)
 class NPLMConfig:
-    """NPLM hyperparameters; ``vocab_size`` comes from the tokenizer in zoo's runs. Presets: :mod:`zoo.presets`."""
+    """NPLM hyperparameters; ``vocab_size`` comes from the tokenizer in zoo's runs. Presets: :mod:`zoo.presets`.
+
+    Examples:
+      >>> config = zoo.NPLMConfig(vocab_size=100, order=3, features=8, hidden=16)
+      >>> config.context                                    # words each prediction reads
+      2
+      >>> zoo.nplm_param_count(config.replace(direct=True)) - zoo.nplm_param_count(config)   # W: (n-1) m x V
+      1600
+    """
 
     vocab_size: int = 17964  # the paper's Brown corpus vocabulary
     order: int = 5  # n: each word is predicted from the n - 1 before it (the paper's best Brown models: n = 5)
@@ -87,7 +95,18 @@ class NPLMConfig:
 
 
 class NPLM(nn.Module):
-    """Bengio et al.'s NPLM over windows: ids (B, T) -> float32 logits (B, T, vocab_size)."""
+    """Bengio et al.'s NPLM over windows: ids (B, T) -> float32 logits (B, T, vocab_size).
+
+    Examples:
+      >>> config = zoo.NPLMConfig(vocab_size=100, order=3, features=8, hidden=16, block_size=6)
+      >>> model = zoo.NPLM(config)
+      >>> ids = jnp.array([[5, 7, 9, 11]])                  # (B, T)
+      >>> params = jax.eval_shape(model.init, jax.random.key(0), ids)   # shapes only; model.init makes them
+      >>> jax.eval_shape(model.apply, params, ids).shape    # (B, T, vocab_size): position t reads ids t-1, t
+      (1, 4, 100)
+      >>> jax.eval_shape(lambda p, x: model.apply(p, x, logits_at=jnp.array([3])), params, ids).shape
+      (1, 1, 100)
+    """
 
     config: NPLMConfig
 
@@ -136,6 +155,13 @@ def nplm_param_count(config: NPLMConfig, *, non_embedding: bool = False) -> int:
     """Number of parameters, counted from the config (the tests check it against ``init``).
 
     ``non_embedding=True`` leaves out the table C and the start vector (looked up, not multiplied).
+
+    Examples:
+      >>> config = zoo.NPLMConfig(vocab_size=100, order=3, features=8, hidden=16)
+      >>> zoo.nplm_param_count(config)                      # C, start, H, d, U, b
+      2780
+      >>> zoo.nplm_param_count(config, non_embedding=True)
+      1972
     """
     v, m, h, x = config.vocab_size, config.features, config.hidden, config.context * config.features
     total = 0
@@ -149,7 +175,12 @@ def nplm_param_count(config: NPLMConfig, *, non_embedding: bool = False) -> int:
 
 
 def nplm_flops_per_token(config: NPLMConfig) -> int:
-    """Training FLOPs per token: 6 N over the matrices (H, U, W), each used once per token; lookups are free."""
+    """Training FLOPs per token: 6 N over the matrices (H, U, W), each used once per token; lookups are free.
+
+    Examples:
+      >>> zoo.nplm_flops_per_token(zoo.NPLMConfig(vocab_size=100, order=3, features=8, hidden=16))
+      11832
+    """
     return 6 * nplm_param_count(config, non_embedding=True)
 
 
@@ -161,6 +192,16 @@ def with_word_vectors(params, words, vectors, first_word: int = 2):
       words: the tokenizer's words; word i has id ``first_word + i`` (:class:`zoo.data.words.WordTokenizer`).
       vectors: word vectors with ``key_to_index`` and ``vectors`` (n, m), e.g. a word2vec run's
         :class:`zoo.embeddings.KeyedVectors`. Words it lacks keep their rows.
+
+    Examples:
+      >>> from zoo.embeddings import KeyedVectors
+      >>> from zoo.models.nplm import with_word_vectors
+      >>> config = zoo.NPLMConfig(vocab_size=5, order=2, features=2, hidden=3)
+      >>> params = zoo.NPLM(config).init(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))["params"]
+      >>> vectors = KeyedVectors(["cat", "dog"], np.array([[1.0, 2.0], [3.0, 4.0]]))
+      >>> params, covered = with_word_vectors(params, ["the", "cat", "sat"], vectors)   # ids 2, 3, 4
+      >>> covered, params["embed"]["embedding"][3].tolist()
+      (1, [1.0, 2.0])
     """
     params = nn.unbox(params)
     table = np.array(params["embed"]["embedding"])  # (V, m)
