@@ -54,7 +54,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 __all__ = ["WordLadderConfig", "RUNGS", "model_configs", "context_seen", "window_log2_probs", "run_word_ladder",
-           "render_markdown", "plot_word_ladder", "main"]
+           "render", "render_markdown", "plot_word_ladder", "main"]
 
 RUNGS = ("kn3", "kn5", "nplm", "nplm-w2v", "lstm", "gpt")
 LABELS = {"kn3": "Kneser-Ney 3-gram", "kn5": "Kneser-Ney 5-gram", "nplm": "NPLM",
@@ -307,8 +307,8 @@ def _kneser_ney(rung: str, train: np.ndarray, val: np.ndarray, vocab_size: int) 
 def run_word_ladder(cfg: WordLadderConfig, say=print, command: str | None = None) -> dict[str, Any]:
     """Run every rung of ``cfg``; return the results (also written to ``cfg.out``)."""
     from zoo import data
-    from zoo.bench import timing
-    from zoo.commands.common import cache_dir
+    from zoo.harness import results as timing
+    from zoo.harness.flags import cache_dir
     from zoo.data.words import WordTokenizer
 
     cfg.check()
@@ -402,7 +402,7 @@ def _num(x: float) -> str:
 
 
 def render_markdown(result: dict[str, Any], command: str | None = None, image: str | None = None) -> str:
-    from zoo.bench import timing
+    from zoo.harness import results as timing
 
     env, c = result["environment"], result["corpus"]
     orders = sorted(c["seen_share"], key=int)
@@ -450,6 +450,13 @@ def render_markdown(result: dict[str, Any], command: str | None = None, image: s
     return "\n".join(lines) + "\n"
 
 
+def render(result: dict[str, Any], images: str | None = "") -> str:
+    """The report from the results alone (the harness's interface): ``images`` prefixes the plot's link
+    (None: no plot)."""
+    return render_markdown(result, command=result.get("command"),
+                           image=None if images is None else f"{images}word_ladder.png")
+
+
 def plot_word_ladder(result: dict[str, Any], path: Path) -> Path:
     """Bars: each rung's perplexity over all predictions and on seen and unseen contexts, for the split whose
     seen share is nearest one half (the most even, so both bars stand on many predictions)."""
@@ -483,7 +490,7 @@ def main(argv: Sequence[str], prog: str = "zoo ladder --level word") -> int:
     import shlex
     import sys
 
-    from zoo.commands.common import parse_flags
+    from zoo.harness.flags import parse_flags
 
     argv = list(argv)
     cfg = parse_flags(WordLadderConfig, args=argv, prog=prog, description=__doc__)
