@@ -122,10 +122,10 @@ ZOO_CELLS: dict[str, tuple[str, Callable[[int], nn.Module]]] = {
     "simple_rnn": ("zoo SimpleRNNCell", lambda h: zoo.SimpleRNNCell(features=h)),
     "lstm": ("zoo LSTMCell", lambda h: zoo.LSTMCell(features=h)),
     "gru": ("zoo GRUCell", lambda h: zoo.GRUCell(features=h, reset_after=True)),
-    "min_gru": ("zoo MinGRUCell (parallel)", lambda h: zoo.MinGRUCell(features=h)),
-    "min_gru_seq": ("zoo MinGRUCell (sequential)", lambda h: zoo.MinGRUCell(features=h, parallel=False)),
-    "min_lstm": ("zoo MinLSTMCell (parallel)", lambda h: zoo.MinLSTMCell(features=h)),
-    "min_lstm_seq": ("zoo MinLSTMCell (sequential)", lambda h: zoo.MinLSTMCell(features=h, parallel=False)),
+    "min_gru": ("zoo MinGRUCell (associative)", lambda h: zoo.MinGRUCell(features=h, method="associative")),
+    "min_gru_seq": ("zoo MinGRUCell (sequential)", lambda h: zoo.MinGRUCell(features=h, method="sequential")),
+    "min_lstm": ("zoo MinLSTMCell (associative)", lambda h: zoo.MinLSTMCell(features=h, method="associative")),
+    "min_lstm_seq": ("zoo MinLSTMCell (sequential)", lambda h: zoo.MinLSTMCell(features=h, method="sequential")),
 }
 FLAX_CELLS: dict[str, tuple[str, Callable[[int], nn.Module]]] = {
     "simple_rnn": ("flax.linen SimpleCell", lambda h: nn.SimpleCell(features=h)),

@@ -70,9 +70,9 @@ LAYER_LABELS = {
     "simple_rnn": "SimpleRNN (scan)",
     "lstm": "LSTM (scan)",
     "gru": "GRU (scan)",
-    "min_gru": "minGRU (parallel scan)",
+    "min_gru": "minGRU (associative scan)",
     "min_gru_seq": "minGRU (scan)",
-    "min_lstm": "minLSTM (parallel scan)",
+    "min_lstm": "minLSTM (associative scan)",
     "min_lstm_seq": "minLSTM (scan)",
     "attention_dense": "attention (dense)",
     "attention_blockwise": "attention (blockwise)",
@@ -211,10 +211,10 @@ def _layer_apply(spec: dict[str, Any]):
         "simple_rnn": lambda: zoo.SimpleRNNCell(features=w, dtype=dtype),
         "lstm": lambda: zoo.LSTMCell(features=w, dtype=dtype),
         "gru": lambda: zoo.GRUCell(features=w, reset_after=True, dtype=dtype),
-        "min_gru": lambda: zoo.MinGRUCell(features=w, dtype=dtype),
-        "min_gru_seq": lambda: zoo.MinGRUCell(features=w, parallel=False, dtype=dtype),
-        "min_lstm": lambda: zoo.MinLSTMCell(features=w, dtype=dtype),
-        "min_lstm_seq": lambda: zoo.MinLSTMCell(features=w, parallel=False, dtype=dtype),
+        "min_gru": lambda: zoo.MinGRUCell(features=w, method="associative", dtype=dtype),
+        "min_gru_seq": lambda: zoo.MinGRUCell(features=w, method="sequential", dtype=dtype),
+        "min_lstm": lambda: zoo.MinLSTMCell(features=w, method="associative", dtype=dtype),
+        "min_lstm_seq": lambda: zoo.MinLSTMCell(features=w, method="sequential", dtype=dtype),
     }
     rnn = zoo.RNN(cells[kind]())
     return rnn.init, rnn.apply

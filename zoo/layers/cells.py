@@ -11,8 +11,8 @@ convention of ``flax.linen``'s cells, so it steps by hand or runs under
 
 ``run_sequence`` is the path :class:`zoo.RNN` uses: it computes the
 input-to-hidden products of all steps in one matmul and hands the loop to a
-kernel in ``scan.py`` (a custom-VJP recurrence for the classic cells, an
-associative scan for minGRU/minLSTM).
+kernel in ``scan.py`` (a custom-VJP recurrence for the classic cells, a
+linear recurrence for minGRU/minLSTM).
 
 Parameters are plain arrays named ``input_kernel`` (in, gates*hidden),
 ``recurrent_kernel`` (hidden, gates*hidden), ``bias`` (gates*hidden) and, for
@@ -401,9 +401,14 @@ def _log_g(x):
 class _MinimalCell(RecurrentCell):
     """``h_t = a_t * h_{t-1} + b_t`` with ``a_t``, ``b_t`` from ``x_t`` alone.
 
-    ``parallel=True`` trains with ``lax.associative_scan`` over time (depth
-    O(log T)); ``parallel=False`` runs the same recurrence step by step (the
-    form generation uses, one step at a time through ``__call__``).
+    ``method`` says how a whole sequence is solved
+    (:func:`zoo.linear_recurrence`): ``'sequential'`` step by step (the form
+    generation uses, one step at a time through ``__call__``),
+    ``'associative'`` by ``lax.associative_scan`` over time (depth O(log T)),
+    ``'chunked'`` by chunks of ``chunk_size`` steps; None (the default) picks
+    per platform when the program is lowered. ``parallel`` is the old flag
+    (True: 'associative', False: 'sequential'), kept for one release with a
+    DeprecationWarning.
 
     ``log_space=True`` (the paper's default) uses the positive candidate
     activation ``g`` and scans logarithms; ``log_space=False`` uses a linear
@@ -414,9 +419,19 @@ class _MinimalCell(RecurrentCell):
     fine); padding may hold any value, even non-finite.
     """
 
-    parallel: bool = True
+    method: str | None = None
+    chunk_size: int | None = None
     log_space: bool = True
+    parallel: bool | None = None  # deprecated: method
     has_recurrent_kernel: ClassVar[bool] = False
+
+    def __post_init__(self):
+        if self.parallel is not None:
+            # Fields are still writable here: flax freezes a module after its __post_init__.
+            self.method = _scan.method_from_parallel(type(self).__name__, self.parallel, self.method, stacklevel=4)
+            self.parallel = None
+        _scan.check_method(type(self).__name__, self.method, self.chunk_size)
+        super().__post_init__()
 
     def terms(self, k: Array) -> tuple[Array, Array]:
         """From pre-activations k (..., num_gates*hidden): ``(log a, b)``, or
@@ -435,7 +450,7 @@ class _MinimalCell(RecurrentCell):
         p = self.weights(xs.shape[-1])
         log_a, b = self.terms(self.project(p, xs))  # (seq, batch, hidden) each
         carry, ys = _scan.linear_recurrence(
-            log_a, b, carry, mask, log_space=self.log_space, parallel=self.parallel
+            log_a, b, carry, mask, log_space=self.log_space, method=self.method, chunk_size=self.chunk_size
         )
         return carry, ys.astype(self.compute_dtype(xs))
 
