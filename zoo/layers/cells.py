@@ -52,6 +52,7 @@ import jax.numpy as jnp
 
 from zoo.checks import shape_str
 from zoo.layers import scan as _scan
+from zoo.layers.linear import einsum_acc
 
 Array = jax.Array
 Initializer = Callable[..., Array]
@@ -142,9 +143,8 @@ class RecurrentCell(nn.Module):
     def project(self, p: dict[str, Array], x: Array) -> Array:
         """Input-to-hidden products ``x @ input_kernel + bias`` for any leading axes."""
         cdt = self.compute_dtype(x)
-        acc = jnp.promote_types(cdt, jnp.float32)
-        xp = jnp.dot(x.astype(cdt), p["input_kernel"].astype(cdt), preferred_element_type=acc)
-        return xp + p["bias"].astype(acc)  # (..., gates*hidden)
+        xp = einsum_acc("...i,io->...o", x.astype(cdt), p["input_kernel"].astype(cdt))  # float32 or wider
+        return xp + p["bias"].astype(xp.dtype)  # (..., gates*hidden)
 
     # -- carry --------------------------------------------------------------
 
