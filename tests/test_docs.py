@@ -58,8 +58,10 @@ EXAMPLE_FILES = ("shakespeare.txt", "reviews.csv", "pairs.jsonl", "pairs.csv")
 
 # What the text claims of the names its Python examples leave behind (shapes in the comments).
 CLAIMS = {
-    "README.md": lambda ns: (ns["out"].shape == (2, 1024, 8, 64) and ns["y1"].shape == (2, 1, 128)
-                             and ns["y"].shape == (2, 64, 128) and ns["new"].shape == (1, 200)),
+    "README.md": lambda ns: ns["y"].shape == (8, 100, 64) and ns["out"].shape == ns["grads"].shape == (2, 512, 8, 64),
+    "layers.md": lambda ns: (ns["out"].shape == (2, 1024, 8, 64) and ns["y1"].shape == (2, 1, 128)
+                             and ns["y"].shape == (2, 64, 128)),
+    "cli.md": lambda ns: ns["new"].shape == (1, 200),
 }
 
 
@@ -115,6 +117,13 @@ def test_examples_run(path, tmp_path, monkeypatch):
             assert proc.returncode == 0, f"{where}:\n{code}\n--- stderr ---\n{proc.stderr[-3000:]}"
     if path.name in CLAIMS:
         assert CLAIMS[path.name](namespace), f"{path.name}: a shape its examples state is wrong"
+
+
+def test_readme_tables_are_current():
+    """README's families and results tables are written by benchmarks/readme.py, never by hand."""
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "readme.py"), "--check"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_markers_are_understood():

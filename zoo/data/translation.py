@@ -111,7 +111,7 @@ def is_val_source(source: str, val_percent: float = 10.0) -> bool:
 
 
 def toy_pairs(
-    task: str, n: int, seed: int = 0, split: str = "train", *, val_percent: float = 10.0, **options
+    task: str, n: int, seed: int = 0, split: str = "train", *, val_percent: float = 10.0, **options: Any
 ) -> list[tuple[str, str]]:
     """``n`` (source, target) pairs of a toy task, the same for the same arguments.
 
@@ -124,7 +124,7 @@ def toy_pairs(
         ``number_words`` keeps 0..99 in ``train``: their words are the
         task's vocabulary, and ``val`` tests the composition of them.
       val_percent: the share of sources held out for ``val``.
-      options: passed to the task (e.g. ``max_number=999`` for ``number_words``).
+      **options: passed to the task (e.g. ``max_number=999`` for ``number_words``).
 
     Raises ``ValueError`` for an unknown task or split, and when the split
     has too few sources to draw from (e.g. ``val`` of a tiny ``max_number``).
@@ -226,8 +226,9 @@ def load_parallel_corpus(
       path_or_hf_spec: a ``.csv`` / ``.tsv`` (header row; every column is
         read as text), ``.json`` / ``.jsonl`` (JSON lines) or ``.parquet``
         file, or ``"hf:NAME[:CONFIG]"`` for ``datasets.load_dataset``.
-      source_column, target_column: column names; ``"a.b"`` reads field
+      source_column: the source's column name; ``"a.b"`` reads field
         ``b`` of a struct column ``a`` (WMT's ``"translation.de"``).
+      target_column: the target's column name, likewise.
       split: the split of an ``hf:`` dataset (a local file is one split).
 
     Raises ``ValueError`` naming the column and listing the available ones

@@ -621,7 +621,8 @@ def dot_product_attention(
 
     Args:
       query: (B, T, N, H) or (T, N, H).
-      key, value: (B, S, K, H) or (S, K, H); N must be a multiple of K.
+      key: (B, S, K, H) or (S, K, H); N must be a multiple of K.
+      value: the same shape as ``key``.
       bias: additive logits, 4-D (3-D unbatched), broadcastable to (B, N, T, S).
       mask: boolean, same shapes as ``bias``; True = may attend.
       scale: logits scale; default ``1 / sqrt(H)``.

@@ -231,7 +231,8 @@ def greedy_decode(
     """Greedy translation: at each step the most likely token (ties: the lowest id).
 
     Args:
-      model, params: the model and its ``params`` collection (boxed or plain).
+      model: the :class:`zoo.Seq2SeqTransformer`.
+      params: its ``params`` collection (boxed or plain).
       src: (B, S) or (S,) source ids, right-padded to ``src_lengths`` (B,).
       max_len: most tokens to generate, EOS included (default and limit:
         ``max_target_len``).

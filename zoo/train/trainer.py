@@ -419,8 +419,9 @@ def train(
       model_config: its config (a dataclass with ``block_size``, the training
         window, and ``vocab_size``); saved with checkpoints and checked on resume.
       train_config: optimisation, evaluation and checkpointing settings.
-      train_data, val_data: what ``get_batch`` samples from: for the default
+      train_data: what ``get_batch`` samples from: for the default
         sampler, 1-D integer token arrays (checked against the vocabulary).
+      val_data: the same for evaluation.
       objective: the loss and metrics (:mod:`zoo.train.objectives`).
       run_dir: where checkpoints, metrics.jsonl and loss.png go.
       flops_per_token: training FLOPs per token (e.g. ``zoo.gpt_flops_per_token``);
