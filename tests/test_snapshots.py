@@ -158,6 +158,13 @@ def rerender(path: Path) -> str:
         return embeddings.render_markdown(data)
     if name == "suite":
         return suite_report.render_markdown({**data, "stem": path.stem}, image_prefix="")
+    if name == "chunked_scan":  # published by a script in benchmarks/, loaded by its path
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("chunked_scan", RESULTS.parent / "chunked_scan.py")
+        script = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(script)
+        return script.render(data, data["command"])
     if "nanogpt" in data:
         return pretrain.render_markdown(data)
     image = f"{path.stem}.png"
