@@ -487,7 +487,9 @@ def _solver(method: str | None, chunk_size: int | None, log_space: bool) -> Call
     other = (method or ACCELERATOR_METHOD, chunk_size or ACCELERATOR_CHUNK_SIZE)
     if cpu[0] == other[0] and (cpu[0] != "chunked" or cpu[1] == other[1]):
         return functools.partial(_solve, *cpu, log_space)  # the same program everywhere
-    return cpu_or(functools.partial(_solve, *cpu, log_space), functools.partial(_solve, *other, log_space))
+    # ZOO_CPU_PLAIN=linear_recurrence gives the CPU the accelerators' default (zoo/layers/platform.py)
+    return cpu_or(functools.partial(_solve, *cpu, log_space), functools.partial(_solve, *other, log_space),
+                  name="linear_recurrence")
 
 
 def check_method(owner: str, method: str | None, chunk_size: int | None) -> None:
