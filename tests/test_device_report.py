@@ -49,6 +49,8 @@ def test_dry_run_without_tyro_or_datasets(dry_run):
     skipped = by_status.pop("skipped", [])
     assert set(by_status) == {"ok"}, by_status
     assert skipped and all("cudnn" in name for name in skipped), skipped
+    crossover = [r for r in results if r["name"].startswith("fastest scan / fastest attention")]
+    assert crossover and all(r["scan_over_attention"] > 0 for r in crossover)
     md = (out / "report.md").read_text()
     for part in device_report.PARTS:
         assert f"## {part}" in md
@@ -69,9 +71,11 @@ def test_budget_and_failures_are_results(tmp_path):
         raise ValueError("bad shape\nsecond line")
 
     device_report.run_part(report, "decode", 60.0, [("a", oom), ("b", broken), ("c", lambda: {"x": 1.5})])
-    device_report.run_part(report, "gpt2_train", -1.0, [("d", lambda: {})])
+    derived = lambda: {"y": 2}
+    derived.derived = True  # computed from earlier rows: never skipped
+    device_report.run_part(report, "gpt2_train", -1.0, [("d", lambda: {}), ("e", derived)])
     got = [(r["name"], r["status"]) for r in report.results]
-    assert got == [("a", "oom"), ("b", "error"), ("c", "ok"), ("d", "skipped")]
+    assert got == [("a", "oom"), ("b", "error"), ("c", "ok"), ("d", "skipped"), ("e", "ok")]
     assert report.results[1]["error"] == "ValueError: bad shape"
     assert json.loads((tmp_path / "report.json").read_text())["results"] == report.results
     assert "| d | skipped |" in (tmp_path / "report.md").read_text()

@@ -219,7 +219,7 @@ def run_part(report: Report, part: str, budget_s: float, items: Sequence[tuple[s
     fields (``status`` among them when not ``'ok'``); exceptions become ``oom`` or ``error`` results."""
     deadline = time.monotonic() + budget_s
     for name, measure in items:
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline and not getattr(measure, "derived", False):  # derived rows cost nothing
             report.add(part, name, "skipped", reason=f"the part's budget of {budget_s:.0f} s ran out")
             continue
         start = time.monotonic()
@@ -484,7 +484,22 @@ def scan_vs_attention_items(s: Settings) -> list[tuple[str, Callable[[], dict]]]
         batch = max(1, s.tokens_per_call // t)
         for kind in LAYER_KINDS:
             items.append((f"{kind} T={t}", _layer_measure(kind, t, batch, s, best, params)))
+        items.append((f"fastest scan / fastest attention T={t}", _crossover(t, best)))
     return items
+
+
+def _crossover(t, best):
+    """The derived row after each T: the fastest scan's tokens/s over the fastest attention's, of those measured."""
+    def measure():
+        scans = {k: v for k, v in best.get(t, {}).items() if k.startswith("scan/")}
+        attns = {k: v for k, v in best.get(t, {}).items() if k.startswith("attention/")}
+        if not scans or not attns:
+            return {"status": "skipped", "reason": "a scan and an attention measurement are both needed"}
+        scan_kind, attn_kind = max(scans, key=scans.get), max(attns, key=attns.get)
+        return {"T": t, "fastest_scan": scan_kind, "fastest_attention": attn_kind,
+                "scan_over_attention": scans[scan_kind] / attns[attn_kind]}
+    measure.derived = True
+    return measure
 
 
 def _layer_measure(kind, t, batch, s, best, params_by_family):
@@ -509,11 +524,6 @@ def _layer_measure(kind, t, batch, s, best, params_by_family):
                   "device_peak_bytes": device_peak_bytes()}
         if kind == "scan/chunked":
             fields["chunk_size"] = scan.ACCELERATOR_CHUNK_SIZE if jax.default_backend() != "cpu" else scan.CPU_CHUNK_SIZE
-        scans = {k: v for k, v in best[t].items() if k.startswith("scan/")}
-        attns = {k: v for k, v in best[t].items() if k.startswith("attention/")}
-        if kind == LAYER_KINDS[-1] or kind == "attention/blockwise" and not _on_gpu():
-            if scans and attns:  # the fastest scan over the fastest attention at this T
-                fields["fastest_scan_over_fastest_attention"] = max(scans.values()) / max(attns.values())
         return fields
     return measure
 
