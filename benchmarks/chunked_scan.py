@@ -119,11 +119,12 @@ def build(name, kw, cell_name, width, batch, seq_len):
 def measure(args):
     import jax
 
-    from zoo.bench import analysis, timing
+    from zoo.bench import analysis
+    from zoo.harness import results as hr
 
-    kind = {"mingru": "min_gru", "minlstm": "min_lstm"}[args.cell]
+    kind = args.cell
     width = analysis.matched_width(kind, analysis.layer_params("attention", ATTENTION_WIDTH))
-    load = timing.OtherLoad()
+    load = hr.OtherLoad()
     results = []
     for seq_len in args.seq_lens:
         batch = max(1, TOKENS // seq_len)
@@ -144,7 +145,7 @@ def measure(args):
         results.append(dict(seq_len=seq_len, batch=batch, width=width, times_s=times,
                             compile_s={n: built[n][3] for n in names}))
     return dict(benchmark="chunked_scan", cell=args.cell, rounds=args.rounds, chunks=args.chunks,
-                environment=timing.environment(), other_load=load.fraction(), date=timing.utc_now(),
+                environment=hr.environment(), other_load=load.fraction(), date=hr.utc_now(),
                 results=results)
 
 
@@ -154,13 +155,13 @@ def _ratio(times, num, den):
 
 
 def render(data, command):
-    from zoo.bench import timing
+    from zoo.harness import results as hr
 
     env = data["environment"]
     load = data["other_load"]
     lines = [
-        f"- machine: {timing.device_line(env)[len('- device: '):]}",
-        timing.versions_line(env),
+        f"- machine: {hr.device_line(env)[len('- device: '):]}",
+        hr.versions_line(env),
         f"- layer: {data['cell']} of width {data['results'][0]['width']} (the suite's layer matched to a width-256 "
         f"attention layer), float32, training (gradient of the summed outputs wrt parameters and inputs), "
         f"{TOKENS:,} tokens per call",
@@ -199,10 +200,10 @@ def main(argv=None) -> int:
     print(markdown)
     if args.quick:
         return 0
-    from zoo.bench import timing
+    from zoo.harness import results as hr
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"chunked_scan-{timing.device_slug(data['environment'])}.json"
+    path = RESULTS / f"chunked_scan-{hr.device_slug(data['environment'])}.json"
     path.write_text(json.dumps({**data, "command": command}, indent=1) + "\n")
     DOC.write_text(_publish.replace_between_markers(DOC.read_text(), markdown, START, END))
     print(f"{PROG}: wrote {path.relative_to(ROOT)} and {DOC.relative_to(ROOT)}", file=sys.stderr)

@@ -500,7 +500,7 @@ class MinGRUCell(_MinimalCell):
     are concatenated in ``input_kernel`` (in, 2*hidden).
 
     Examples:
-      >>> rnn = zoo.RNN(zoo.MinGRUCell(features=8))      # a parallel scan over the time axis
+      >>> rnn = zoo.RNN(zoo.MinGRUCell(features=8))      # method=None: the platform's default scan
       >>> x = jnp.ones((2, 4, 3))                        # (batch, seq, in)
       >>> params = jax.eval_shape(rnn.init, jax.random.key(0), x)   # shapes only; rnn.init makes them
       >>> jax.tree.map(jnp.shape, params["params"]["cell"])         # no recurrent kernel
@@ -528,7 +528,7 @@ class MinLSTMCell(_MinimalCell):
     (f, i, h~) are concatenated in ``input_kernel`` (in, 3*hidden).
 
     Examples:
-      >>> rnn = zoo.RNN(zoo.MinLSTMCell(features=8, parallel=False))   # a sequential scan
+      >>> rnn = zoo.RNN(zoo.MinLSTMCell(features=8, method="sequential"))   # a sequential scan
       >>> x = jnp.ones((2, 4, 3))                        # (batch, seq, in)
       >>> params = jax.eval_shape(rnn.init, jax.random.key(0), x)   # shapes only; rnn.init makes them
       >>> params["params"]["cell"]["input_kernel"].shape   # (in, 3 * features): gates f, i, h~
