@@ -10,6 +10,9 @@
     zoo tasks sweep --out benchmarks/results/tasks
     python benchmarks/story.py tasks benchmarks/results/tasks --update-docs
 
+    zoo ladder --level word --data tinyshakespeare.txt --max-steps 300 --out benchmarks/results/word-ladder-tinyshakespeare
+    python benchmarks/story.py word_ladder benchmarks/results/word-ladder-tinyshakespeare --update-docs
+
 The measuring is done by the commands, which write their results (JSON, Markdown, a plot) into the
 folder; this script only renders that folder's results, with the plot linked from the repository
 root, and with ``--update-docs`` puts them between ``<!-- story:NAME:start -->`` and
@@ -30,7 +33,7 @@ import _publish  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "story.md"
-NAMES = ("ladder", "gradflow", "tasks")
+NAMES = ("ladder", "gradflow", "tasks", "word_ladder")
 
 
 def markers(name: str) -> tuple[str, str]:
