@@ -60,7 +60,7 @@ def docs_figures(markdown: str) -> str:
         if not source.is_file():
             return match.group(0)
         name = source.name
-        if source.parent.name.startswith(source.stem) and source.parent != RESULTS:
+        if source.parent.name.replace("_", "-").startswith(source.stem.replace("_", "-")) and source.parent != RESULTS:
             name = source.parent.name + source.suffix
         figures.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, figures / name)
