@@ -47,6 +47,7 @@ class BERTPretrain:
     overwrite: bool = False  # start --out afresh, removing the run it holds
     allow_binary: bool = False  # train on --data even where it looks like a binary file
     progress: bool = True  # progress bar
+    mesh: str = ""  # the devices as data=D,fsdp=F,tensor=T (product: the device count; default all on data)
     preset: str = "tiny"  # set by the first-stage parser; listed here for --help
     model: BERTConfig = BERTConfig()
     train: TrainConfig = TrainConfig()
@@ -69,7 +70,10 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
     from zoo.train.objectives import MASKED_LM  # noqa: PLC0415
     from zoo.run import write_run_json  # noqa: PLC0415
     from zoo.train.trainer import train  # noqa: PLC0415
+    from zoo.train.sharding import mesh_str, parse_mesh  # noqa: PLC0415
+    import jax  # noqa: PLC0415
 
+    mesh = parse_mesh(args.mesh, jax.device_count())
     corpus = load_text_corpus(args.data, args.text_column, allow_binary=args.allow_binary, prog=prog)
     with claim_run_dir(run_dir, resume=args.resume, overwrite=args.overwrite, prog=prog) as run:
         tokenizer, tokens = corpus_tokens(run, corpus, tokenizer_kind="wordpiece", vocab_size=args.vocab_size,
@@ -92,11 +96,9 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
                            settings=settings, data=args.data, text_column=args.text_column, mask_prob=args.mask_prob,
                            tokens=tokens.info)
 
-        import jax  # noqa: PLC0415
-
         print(f"bert/{preset.name}: corpus {args.data}: {len(tokens.train):,} train and {len(tokens.val):,} val "
               f"tokens (WordPiece vocabulary {tokenizer.vocab_size}); {jax.device_count()} {jax.default_backend()} "
-              f"device(s), data parallel; run directory {run_dir}", flush=True)
+              f"device(s), mesh {mesh_str(mesh)}; run directory {run_dir}", flush=True)
         get_batch = functools.partial(mlm_batch, mask_prob=args.mask_prob, **mlm_special_ids(tokenizer))
         mlm_fraction = max_predictions(model_config.block_size, args.mask_prob) / model_config.block_size
         result = train(
@@ -104,7 +106,7 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
             objective=MASKED_LM, get_batch=get_batch, progress=args.progress, resume=True,
             # the head runs at the P = max_predictions slots of each row
             flops_per_token=bert_flops_per_token(model_config, mlm_fraction=mlm_fraction),
-            metadata={"family": "bert", "preset": preset.name},
+            metadata={"family": "bert", "preset": preset.name}, mesh=mesh,
         )
     val, acc = result.get("val_loss"), result.get("val_accuracy")
     summary = f", val MLM loss {val:.4f}, val MLM accuracy {acc:.3f}" if val is not None and acc is not None else ""

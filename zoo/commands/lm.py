@@ -51,6 +51,7 @@ class _Common:
     progress: bool = True  # progress bar
     sample_tokens: int = 200  # tokens to sample at the end (0: none)
     sample_prompt: str = ""  # prompt of that sample (empty: start of a document)
+    mesh: str = ""  # the devices as data=D,fsdp=F,tensor=T (product: the device count; default all on data)
     preset: str = "nano"  # set by the first-stage parser; listed here for --help
 
 
@@ -123,6 +124,10 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
     from zoo.train.trainer import train  # noqa: PLC0415
     from zoo import data  # noqa: PLC0415
 
+    from zoo.train.sharding import mesh_str, parse_mesh  # noqa: PLC0415
+    import jax  # noqa: PLC0415
+
+    mesh = parse_mesh(args.mesh, jax.device_count())
     init = _init_from(args, argv) if family == "gpt" and args.init_from is not None else None
     vectors = _word_vectors(args, prog) if family == "nplm" else None
     corpus = load_text_corpus(args.data, args.text_column, allow_binary=args.allow_binary, prog=prog)
@@ -160,18 +165,16 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
             write_run_json(run_dir, family=family, preset=preset.name, model=model_config, train=train_config,
                            settings=settings, data=args.data, text_column=args.text_column, tokens=tokens.info)
 
-        import jax  # noqa: PLC0415
-
         if vectors is not None and not run.resuming:
             initial_params = _embeddings_from(vectors, args, model_config, tokenizer, prog)
         print(f"{family}/{preset.name}: corpus {args.data}: {len(tokens.train):,} train and {len(tokens.val):,} val "
               f"tokens ({tokenizer.kind} tokenizer, vocabulary {tokenizer.vocab_size}); {jax.device_count()} "
-              f"{jax.default_backend()} device(s), data parallel; run directory {run_dir}", flush=True)
+              f"{jax.default_backend()} device(s), mesh {mesh_str(mesh)}; run directory {run_dir}", flush=True)
         model = model_for(family, model_config)
         flops = flops_per_token(family, model_config)
         result = train(model, model_config, train_config, tokens.train, tokens.val, run_dir, flops_per_token=flops,
                        get_batch=data.get_batch, progress=args.progress, resume=True, initial_params=initial_params,
-                       metadata={"family": family, "preset": preset.name})
+                       metadata={"family": family, "preset": preset.name}, mesh=mesh)
     elapsed = process_elapsed_s()
     val = result.get("val_loss")
     print(f"done: step {result.get('step')}, val loss {val:.4f}, {elapsed:.1f} s since the process started "

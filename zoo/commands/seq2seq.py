@@ -51,6 +51,7 @@ class Seq2SeqPretrain:
     resume: bool = True  # continue the run in --out from its latest checkpoint (--no-resume: refuse to)
     overwrite: bool = False  # start --out afresh, removing the run it holds
     progress: bool = True
+    mesh: str = ""  # the devices as data=D,fsdp=F,tensor=T (product: the device count; default all on data)
     preset: str = "tiny"
     model: Seq2SeqConfig = Seq2SeqConfig()
     train: TrainConfig = TrainConfig()
@@ -135,7 +136,10 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
     from zoo.train.objectives import TRANSLATION  # noqa: PLC0415
     from zoo.run import load_run, write_run_json  # noqa: PLC0415
     from zoo.train.trainer import train  # noqa: PLC0415
+    from zoo.train.sharding import mesh_str, parse_mesh  # noqa: PLC0415
+    import jax  # noqa: PLC0415
 
+    mesh = parse_mesh(args.mesh, jax.device_count())
     try:
         train_pairs, val_pairs, info = _pairs(args)
     except ValueError as e:
@@ -169,10 +173,11 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
         print(f"seq2seq/{preset.name}: {args.data}: {len(train_pairs) - dropped:,} train and "
               f"{len(val_pairs) - val_dropped:,} held-out pairs ({tokenizer.kind} tokenizer, vocabulary "
               f"{tokenizer.vocab_size}){f'; dropped {dropped + val_dropped} too long' if dropped + val_dropped else ''}"
-              f"; run directory {run_dir}", flush=True)
+              f"; {jax.device_count()} {jax.default_backend()} device(s), mesh {mesh_str(mesh)}; run directory {run_dir}",
+              flush=True)
         result = train(Seq2SeqTransformer(config), config, train_config, train_data, val_data, run_dir,
                        objective=TRANSLATION, get_batch=_rows, progress=args.progress, resume=True,
-                       metadata={"family": "seq2seq", "preset": preset.name})
+                       metadata={"family": "seq2seq", "preset": preset.name}, mesh=mesh)
     from zoo.commands.evaluate import pairs_that_fit, translation_exact_match  # noqa: PLC0415
 
     run = load_run(run_dir)

@@ -29,6 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from zoo.layers.partitioning import gathered
 from zoo.layers.platform import cpu_or
 
 try:  # public since jax 0.4.14; a JAX without it still imports zoo (zero tangents then cost a matmul)
@@ -119,7 +120,8 @@ _einsum_narrow.defjvp(_einsum_narrow_jvp, symbolic_zeros=SymbolicZero != ())
 class Linear(nn.Module):
     """A dense layer on :func:`linear`: params ``kernel`` (D_in, features) and ``bias`` (features,).
 
-    ``axes`` are the kernel's logical axis names (the bias takes the last).
+    ``axes`` are the kernel's logical axis names (the bias takes the last); under a sharding context the
+    kernel is gathered to its layout in use (:func:`zoo.layers.partitioning.gathered`).
     """
 
     features: int
@@ -143,5 +145,5 @@ class Linear(nn.Module):
                 self.param_dtype,
             )
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        y = linear(x, kernel)  # (..., features)
+        y = gathered(linear, x, kernel, self.axes)  # (..., features)
         return y if bias is None else y + bias

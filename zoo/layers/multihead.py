@@ -43,6 +43,7 @@ collection; every leaf has the batch as its first axis, so
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -55,6 +56,7 @@ from zoo.layers.attention import attention_weights, dot_product_attention
 from zoo.layers.dropout import hash_bernoulli
 from zoo.layers.embeddings import apply_rope
 from zoo.layers.linear import linear
+from zoo.layers.partitioning import active, constrain, gathered
 
 Array = jax.Array
 Initializer = Callable[..., Array]
@@ -109,6 +111,34 @@ def check_cache_room(cache: Any, new_tokens: int, seq_lengths: Array | None = No
             raise ValueError(
                 f"decoding past the end of the cache: cache length {length}, positions reach {int(reach.max())}"
             )
+
+
+def _project(x: Array, kernel: Array, *, shape: tuple[int, ...], heads_first: bool) -> Array:
+    """x (B, T, D) @ kernel (D, *shape) -> (B, T, *shape), one matmul.
+
+    ``heads_first`` (a fused (D, S, N, H) kernel under a sharding context) flattens the kernel as
+    (D, N * S * H): with the heads split over a mesh axis, each device's heads then stay one contiguous
+    block of columns (flattening (S, N, H) would interleave them, and the partitioner would have to
+    gather the kernel).
+    """
+    d = x.shape[-1]
+    if heads_first:
+        s, n, h = shape
+        y = linear(x, kernel.transpose(0, 2, 1, 3).reshape(d, -1))  # (B, T, N * S * H)
+        return jnp.swapaxes(y.reshape(*x.shape[:-1], n, s, h), -3, -2)  # (B, T, S, N, H)
+    return linear(x, kernel.reshape(d, -1)).reshape(*x.shape[:-1], *shape)  # (B, T, *shape)
+
+
+def _merge_heads(x: Array, kernel: Array) -> Array:
+    """Heads x (B, T, N, H) @ kernel (N, H, D') -> (B, T, D')."""
+    n, h, features = kernel.shape
+    return linear(x.reshape(*x.shape[:2], n * h), kernel.reshape(n * h, features))
+
+
+def _heads(x: Array, name: str = "act_heads") -> Array:
+    """(B, T, N, H) queries (or keys and values: ``act_kv_heads``) pinned to their layout: heads split
+    over the tensor axis when a sharding context says so."""
+    return constrain(x, ("batch", "length", name, "kv"))
 
 
 class MultiHeadAttention(nn.Module):
@@ -168,7 +198,8 @@ class MultiHeadAttention(nn.Module):
         kernel = self._param(f"{name}_kernel", self.kernel_init, (x.shape[-1], *shape), ("embed", *axes))
         bias = self._param(f"{name}_bias", self.bias_init, shape, axes) if self.use_bias else None
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        y = linear(x, kernel.reshape(x.shape[-1], -1)).reshape(*x.shape[:-1], *shape)  # (B, T, *shape)
+        fused = axes[0] == "qkv" and active()
+        y = gathered(functools.partial(_project, shape=shape, heads_first=fused), x, kernel, ("embed", *axes))
         return y if bias is None else y + bias
 
     def _dims(self, features: int) -> tuple[int, int, int]:
@@ -192,17 +223,18 @@ class MultiHeadAttention(nn.Module):
         n, k, h = self._dims(x.shape[-1])
         if self.fused_qkv and k == n:
             qkv = self._project("qkv", x, (3, n, h), ("qkv", "heads", "kv"))  # (B, T, 3, N, H)
-            return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        q = self._project("query", x, (n, h), ("heads", "kv"))  # (B, T, N, H)
+            return _heads(qkv[:, :, 0]), _heads(qkv[:, :, 1], "act_kv_heads"), _heads(qkv[:, :, 2], "act_kv_heads")
+        q = _heads(self._project("query", x, (n, h), ("heads", "kv")))  # (B, T, N, H)
         return (q, *self._kv(x, k, h))
 
     def _kv(self, x: Array, k: int, h: int) -> tuple[Array, Array]:
         """Key and value projections of x (B, S, D): (B, S, K, H) each."""
         if self.fused_qkv:
             kv = self._project("key_value", x, (2, k, h), ("qkv", "kv_heads", "kv"))  # (B, S, 2, K, H)
-            return kv[:, :, 0], kv[:, :, 1]
+            return _heads(kv[:, :, 0], "act_kv_heads"), _heads(kv[:, :, 1], "act_kv_heads")
         axes = ("kv_heads", "kv")
-        return self._project("key", x, (k, h), axes), self._project("value", x, (k, h), axes)
+        return (_heads(self._project("key", x, (k, h), axes), "act_kv_heads"),
+                _heads(self._project("value", x, (k, h), axes), "act_kv_heads"))
 
     # ---------------------------------------------------------------- call
 
@@ -241,7 +273,7 @@ class MultiHeadAttention(nn.Module):
         b, t, d = inputs_q.shape
         n, k_heads, h = self._dims(d)
         if self.cross_attention:
-            q = self._project("query", inputs_q, (n, h), ("heads", "kv"))  # (B, T, N, H)
+            q = _heads(self._project("query", inputs_q, (n, h), ("heads", "kv")))  # (B, T, N, H)
             k, v, key_value_seq_lengths = self._cross_kv(inputs_kv, key_value_seq_lengths, b, k_heads, h, decode)
         else:
             if inputs_kv is not None:
@@ -268,8 +300,9 @@ class MultiHeadAttention(nn.Module):
         kernel = self._param("out_kernel", init, (n, h, features), ("heads", "kv", "embed"))
         bias = self._param("out_bias", self.bias_init, (features,), ("embed",)) if self.use_bias else None
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-        y = linear(x.reshape(*x.shape[:2], n * h), kernel.reshape(n * h, features))  # (B, T, features)
-        return y if bias is None else y + bias
+        y = gathered(_merge_heads, x, kernel, ("heads", "kv", "embed"))  # (B, T, features)
+        y = y if bias is None else y + bias
+        return constrain(y, ("batch", "length", "act_embed"))  # row-parallel over the heads: the all-reduce
 
     def _cross_kv(self, inputs_kv, kv_lengths, b, k_heads, h, decode):
         name = type(self).__name__

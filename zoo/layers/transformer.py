@@ -35,6 +35,7 @@ import jax.numpy as jnp
 from zoo.checks import renamed_arguments, shape_str
 from zoo.layers.dropout import Dropout
 from zoo.layers.linear import Linear
+from zoo.layers.partitioning import constrain
 from zoo.layers.platform import cpu_or
 from zoo.layers.multihead import MultiHeadAttention, check_cache_room
 from zoo.errors import config_error
@@ -182,8 +183,9 @@ class FeedForward(nn.Module):
         f = cfg.mlp_dim or 4 * d
         dense = functools.partial(Linear, use_bias=cfg.use_bias, dtype=cfg.dtype, param_dtype=cfg.param_dtype)
         h = dense(f, ("embed", "mlp"), kernel_init=_init(cfg), name="wi")(x)  # (B, T, F)
-        h = ACTIVATIONS[cfg.activation](h)
-        return dense(d, ("mlp", "embed"), kernel_init=_init(cfg, residual=True), name="wo")(h)  # (B, T, D)
+        h = constrain(ACTIVATIONS[cfg.activation](h), ("batch", "length", "act_mlp"))  # column-parallel: F split
+        y = dense(d, ("mlp", "embed"), kernel_init=_init(cfg, residual=True), name="wo")(h)  # (B, T, D)
+        return constrain(y, ("batch", "length", "act_embed"))  # row-parallel: the all-reduce over tensor
 
 
 def _layer_norm(cfg: TransformerConfig, name: str) -> nn.LayerNorm:

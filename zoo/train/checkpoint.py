@@ -31,12 +31,26 @@ little-endian) with its shape and dtype::
 
 and :meth:`Checkpointer.restore` recomputes them on the restored arrays
 (for a GPT-2-small train state, 1.5 GB with AdamW, about 0.8 s each way on
-two CPU cores: some 15% of the save or restore). An
-array that is not fully addressable by this process (multi-process sharding)
-is recorded with ``"skipped": REASON`` instead of a digest and is not
-verified; a multi-process version would add per-shard digests (each
-process hashing its addressable shards) to the same entry. Checkpoints
-written before digests existed restore without verification.
+two CPU cores: some 15% of the save or restore).
+
+Sharded arrays (:mod:`zoo.train.sharding`). The digest is of each array's
+whole value, assembled from its shards (one replica of each block), in C
+order: it does not depend on how the array was split. A state saved under
+``fsdp=4`` is verified when it is restored under ``data=1`` on one device,
+or under any other mesh. An array that this process cannot read whole (a
+mesh over several processes) gets, instead of ``crc32``, the digests of
+the blocks this process holds, keyed by their index (``start:stop`` per
+axis)::
+
+    "params/wte/embedding": {"shape": [50304, 768], "dtype": "float32",
+                             "shards": {"0:50304,0:192": "1b2c3d4e", ...}, "partial": "..."}
+
+and restoring checks every recorded block that the restoring process can
+read: all of them when it holds the whole array (its blocks are cut from
+the assembled value, whatever the new mesh), else those whose index it
+holds. (Orbax writes the metadata from the first process only; a
+multi-process trainer must merge the processes' block digests into it.)
+Checkpoints written before digests existed restore without verification.
 
 Fallback. ``restore(target)`` (no explicit step) takes the newest step that
 can be read and verifies; each newer step that fails (digest mismatch,
@@ -155,28 +169,49 @@ def _host_value(x: Any) -> np.ndarray:
     return out
 
 
-def _crc32(x: Any) -> str:
-    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-        x = jax.random.key_data(x)
-    a = _host_value(x)
+def _crc32_host(a: np.ndarray) -> str:
+    """CRC-32 of a host array's bytes, C order, little-endian."""
     if a.dtype.byteorder == ">":
         a = a.astype(a.dtype.newbyteorder("<"))
     return f"{zlib.crc32(np.ascontiguousarray(a).reshape(-1).view(np.uint8)):08x}"
+
+
+def _keys_as_data(x: Any) -> Any:
+    return jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+
+
+def _crc32(x: Any) -> str:
+    return _crc32_host(_host_value(_keys_as_data(x)))
 
 
 def _not_addressable(x: Any) -> bool:
     return isinstance(x, jax.Array) and not x.is_fully_addressable
 
 
-_SKIP_NOT_ADDRESSABLE = "not fully addressable by this process (multi-process sharding); not verified"
+def _index_key(index: tuple, shape: tuple[int, ...]) -> str:
+    """A block's index as ``"0:8,0:32"`` (start:stop per axis; ``""`` for a scalar)."""
+    return ",".join(f"{sl.start or 0}:{n if sl.stop is None else sl.stop}" for sl, n in zip(index, shape))
+
+
+def _parse_index_key(key: str) -> tuple[slice, ...]:
+    return tuple(slice(*map(int, part.split(":"))) for part in key.split(",")) if key else ()
+
+
+def _shard_digests(x: Any) -> dict[str, str]:
+    """CRC-32 of each block of ``x`` that this process holds (one replica of each), keyed by its index."""
+    x = _keys_as_data(x)
+    return {_index_key(s.index, x.shape): _crc32_host(np.asarray(s.data))
+            for s in x.addressable_shards if s.replica_id == 0}
+
+
+_PARTIAL = "digests of the blocks held by the process that saved (multi-process sharding)"
 
 
 def array_digests(tree: Any) -> dict[str, Any]:
     """The integrity record of a tree of arrays: ``{"version", "algorithm", "arrays": {path: entry}}``.
 
-    Each entry has the array's ``shape``, ``dtype`` and ``crc32`` (hex), or
-    ``skipped`` with the reason instead of a digest for an array this process
-    cannot read whole.
+    Each entry has the array's ``shape``, ``dtype`` and ``crc32`` (hex) of its whole value, or, for an
+    array this process cannot read whole, ``shards``: the digests of the blocks it holds, by index.
     """
     arrays = {}
     for path, x in leaves_with_paths(tree):
@@ -185,7 +220,8 @@ def array_digests(tree: Any) -> dict[str, Any]:
                              f"distinct paths (a key containing '/'?)")
         entry: dict[str, Any] = {"shape": list(np.shape(x)), "dtype": _dtype_name(x)}
         if _not_addressable(x):
-            entry["skipped"] = _SKIP_NOT_ADDRESSABLE
+            entry["shards"] = _shard_digests(x)
+            entry["partial"] = _PARTIAL
         else:
             entry[_ALGORITHM] = _crc32(x)
         arrays[path] = entry
@@ -222,8 +258,10 @@ def _structure_mismatch(target: Any, record: dict[str, Any]) -> str | None:
 def verify_digests(tree: Any, record: dict[str, Any]) -> str | None:
     """Check a restored tree against its integrity record: what is wrong, or None.
 
-    Arrays recorded as skipped, not fully addressable now, or hashed with an
-    algorithm this version does not know are not verified.
+    A whole-value digest is checked when this process can read the restored array whole; block
+    digests (``shards``) are checked for the blocks it can read (all of them when it holds the whole
+    array, whatever the mesh). Arrays hashed with an algorithm this version does not know, or recorded
+    without digests (``skipped`` by older versions), are not verified.
     """
     algorithm = record.get("algorithm")
     arrays = record.get("arrays", {})
@@ -235,14 +273,26 @@ def verify_digests(tree: Any, record: dict[str, Any]) -> str | None:
         if list(np.shape(x)) != entry.get("shape") or _dtype_name(x) != entry.get("dtype"):
             return (f"{path} restored with shape {tuple(np.shape(x))} dtype {_dtype_name(x)}, saved as "
                     f"shape {tuple(entry.get('shape', ()))} dtype {entry.get('dtype')}")
-        if algorithm != _ALGORITHM or _ALGORITHM not in entry or _not_addressable(x):
+        if algorithm != _ALGORITHM:
             continue
-        if _crc32(x) != entry[_ALGORITHM]:
+        if _ALGORITHM in entry and not _not_addressable(x):
+            if _crc32(x) != entry[_ALGORITHM]:
+                bad.append(path)
+        elif isinstance(entry.get("shards"), dict) and _shards_mismatch(x, entry["shards"]):
             bad.append(path)
     if bad:
         more = f" and {len(bad) - 1} more array{'s' if len(bad) > 2 else ''}" if len(bad) > 1 else ""
         return f"digest mismatch in {bad[0]}{more}"
     return None
+
+
+def _shards_mismatch(x: Any, recorded: dict[str, str]) -> bool:
+    """Whether a recorded block digest disagrees with the block of ``x`` this process can read."""
+    if not _not_addressable(x):  # the whole array is here: cut every recorded block from it
+        value = _host_value(_keys_as_data(x))
+        return any(_crc32_host(value[_parse_index_key(k)]) != crc for k, crc in recorded.items())
+    held = _shard_digests(x)
+    return any(held[k] != crc for k, crc in recorded.items() if k in held)
 
 
 def _as_saved_dtypes(abstract: Any, record: dict[str, Any]) -> Any:

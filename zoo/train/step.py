@@ -16,10 +16,14 @@ the optimizer moments in place. Dropout keys are
 accumulating), so a run resumed from a checkpoint draws the same masks as an
 uninterrupted one.
 
-Data parallelism: a 1-D mesh ``('data',)`` over the devices; the batch rows
-are sharded along it, parameters and optimizer state are replicated, and XLA
-inserts the gradient all-reduce. Every micro-batch must split evenly:
-``batch_size / grad_accum_steps`` must be a multiple of the device count.
+Parallelism: a mesh ``(data, fsdp, tensor)`` over the devices
+(:mod:`zoo.train.sharding`; default all on data). The batch rows are split
+over data and fsdp; parameters and optimizer state live where the rules
+table puts them (replicated for data parallelism, split over fsdp and
+tensor otherwise), and the steps are traced with the rules in context so
+that the layers gather parameters and pin activations. XLA inserts the
+collectives. Every micro-batch must split evenly: ``batch_size /
+grad_accum_steps`` must be a multiple of data x fsdp.
 
 Non-finite losses or gradients never reach the parameters: the update is
 dropped (a ``where`` on the state, no host round trip) and counted in
@@ -52,6 +56,8 @@ from jax.experimental import checkify
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from zoo.layers.partitioning import gather_to
+from zoo.train import sharding
 from zoo.train.config import TrainConfig
 from zoo.train.objectives import NEXT_TOKEN, Objective
 from zoo.train.optim import make_optimizer, make_schedule
@@ -65,8 +71,10 @@ __all__ = [
     "make_eval_step",
     "make_mesh",
     "make_train_step",
+    "param_layouts",
     "replicated_sharding",
     "shard_batch",
+    "state_shardings",
     "step_config",
 ]
 
@@ -98,29 +106,30 @@ class TrainState:
 # -- devices and shardings ------------------------------------------------------
 
 
-def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A 1-D mesh ``('data',)`` over ``devices`` (default: all of ``jax.devices()``).
+def make_mesh(devices: Sequence[jax.Device] | None = None, shape: str | dict[str, int] | None = None) -> Mesh:
+    """The ``(data, fsdp, tensor)`` mesh over ``devices`` (default: all of ``jax.devices()``); ``shape``
+    like ``"data=2,fsdp=2"`` (default: all on data). See :func:`zoo.train.sharding.make_mesh`.
 
     Examples:
       >>> mesh = zoo.train.make_mesh()
-      >>> mesh.axis_names, mesh.size == len(jax.devices())
-      (('data',), True)
+      >>> mesh.axis_names, mesh.size == len(jax.devices()), mesh.shape["data"] == len(jax.devices())
+      (('data', 'fsdp', 'tensor'), True, True)
     """
-    devices = list(jax.devices() if devices is None else devices)
-    if not devices:
-        raise ValueError("make_mesh: devices is empty, expected at least one jax.Device")
-    return Mesh(np.array(devices), (DATA_AXIS,))
+    return sharding.make_mesh(devices, shape)
 
 
 def check_batch_split(cfg: TrainConfig, mesh: Mesh) -> int:
-    """The micro-batch size, after checking it splits evenly over the mesh's devices."""
-    n = mesh.devices.size
+    """The micro-batch size, after checking it splits evenly over the mesh's data and fsdp axes."""
+    shape = sharding.mesh_shape(mesh)
+    n = shape["data"] * shape["fsdp"]
     micro = cfg.batch_size // cfg.grad_accum_steps
     if micro % n:
+        split = (f"the device count {n}" if n == mesh.devices.size and shape["fsdp"] == 1
+                 else f"data x fsdp = {shape['data']} x {shape['fsdp']} = {n}")
         raise ValueError(
             f"TrainConfig: batch_size={cfg.batch_size} with grad_accum_steps={cfg.grad_accum_steps} gives "
-            f"micro-batches of {micro} rows, expected a multiple of the device count {n} "
-            f"(data parallelism splits every micro-batch evenly over the devices)"
+            f"micro-batches of {micro} rows, expected a multiple of {split} "
+            f"(every micro-batch is split evenly over the data-parallel devices)"
         )
     return micro
 
@@ -130,8 +139,9 @@ def replicated_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """Sharding of a (A, b, ...) batch entry: rows b split along the 'data' axis."""
-    return NamedSharding(mesh, P(None, DATA_AXIS))
+    """Sharding of a (A, b, ...) batch entry: rows b split over the 'data' and 'fsdp' axes."""
+    axes = tuple(a for a in sharding.BATCH_AXES if a in mesh.axis_names) or (DATA_AXIS,)
+    return NamedSharding(mesh, P(None, axes))
 
 
 def shard_batch(batch: dict[str, np.ndarray], grad_accum_steps: int, mesh: Mesh) -> dict[str, Array]:
@@ -153,6 +163,43 @@ def shard_batch(batch: dict[str, np.ndarray], grad_accum_steps: int, mesh: Mesh)
     return jax.device_put({k: split(v) for k, v in batch.items()}, batch_sharding(mesh))
 
 
+@functools.lru_cache(maxsize=32)
+def param_layouts(model: nn.Module, model_config: Any, objective: Objective, mesh: Mesh) -> Any:
+    """Where each parameter lives on ``mesh`` (:class:`zoo.train.sharding.ParamLayout` s, the unboxed
+    parameter structure); a ``ValueError`` when the model cannot use the mesh (before compiling)."""
+    boxed = jax.eval_shape(lambda: objective.init_params(model, model_config, jax.random.key(0)))
+    layouts = sharding.param_layouts(boxed, mesh)
+    sharding.check_model_mesh(layouts, mesh, type(model).__name__)
+    return layouts
+
+
+@functools.lru_cache(maxsize=32)
+def state_shardings(
+    model: nn.Module, model_config: Any, objective: Objective, cfg: TrainConfig, mesh: Mesh
+) -> TrainState:
+    """The ``NamedSharding`` of every array of the :class:`TrainState` on ``mesh``."""
+    layouts = param_layouts(model, model_config, objective, mesh)
+    params = sharding.param_shardings(layouts, mesh)
+    optimizer = make_optimizer(step_config(cfg))
+    abstract = jax.tree.map(lambda l: jax.ShapeDtypeStruct(l.shape, l.dtype), layouts,
+                            is_leaf=lambda x: isinstance(x, sharding.ParamLayout))
+    opt_state = sharding.opt_state_shardings(optimizer, jax.eval_shape(optimizer.init, abstract), params, mesh)
+    rep = replicated_sharding(mesh)
+    return TrainState(step=rep, params=params, opt_state=opt_state, nonfinite_steps=rep)
+
+
+def _gather_outside_stack(layouts: Any) -> Callable[[Any], Any]:
+    """``params -> params`` with every parameter that is not in a scanned stack in its layout in use
+    (FSDP: all-gathered once per step; the stacked ones are gathered per layer by the layers)."""
+    is_layout = lambda x: isinstance(x, sharding.ParamLayout)  # noqa: E731
+
+    def gather(params):
+        return jax.tree.map(lambda l, w: w if l.stacked else gather_to(w, l.store, l.use), layouts, params,
+                            is_leaf=is_layout)
+
+    return gather
+
+
 # -- state ------------------------------------------------------------------------
 
 
@@ -161,7 +208,7 @@ def init_train_state(
     params: Any = None,
 ) -> TrainState:
     """Step 0: parameters from ``objective.init_params(model, model_config, key(cfg.seed))``, unboxed,
-    and :func:`~zoo.train.optim.make_optimizer`'s state, replicated on the mesh.
+    and :func:`~zoo.train.optim.make_optimizer`'s state, placed on the mesh (:func:`state_shardings`).
 
     ``params`` (e.g. a pretrained encoder copied into a fresh classifier)
     replaces the initialised parameters; it must have their structure, shapes and dtypes.
@@ -184,9 +231,9 @@ def init_train_state(
         raise ValueError(f"init_train_state: params do not match the model's parameters; expected "
                          f"{jax.tree.structure(want)} with shapes {jax.tree.leaves(want)}")
     optimizer = make_optimizer(step_config(cfg))
-    rep_sharding = replicated_sharding(mesh)
+    shardings = state_shardings(model, model_config, objective, step_config(cfg), mesh)
 
-    @functools.partial(jax.jit, out_shardings=rep_sharding)
+    @functools.partial(jax.jit, out_shardings=shardings)
     def from_params(params):
         return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
                           nonfinite_steps=jnp.zeros((), jnp.int32))
@@ -226,7 +273,7 @@ def _init_fn(
             nonfinite_steps=jnp.zeros((), jnp.int32),
         )
 
-    return jax.jit(init, out_shardings=replicated_sharding(mesh))
+    return jax.jit(init, out_shardings=state_shardings(model, model_config, objective, cfg, mesh))
 
 
 def step_config(cfg: TrainConfig) -> TrainConfig:
@@ -265,7 +312,8 @@ def _without_value_checks(fn: Callable) -> Callable:
 
 
 
-def make_train_step(model: nn.Module, cfg: TrainConfig, mesh: Mesh, objective: Objective = NEXT_TOKEN) -> Callable:
+def make_train_step(model: nn.Module, cfg: TrainConfig, mesh: Mesh, objective: Objective = NEXT_TOKEN, *,
+                    model_config: Any = None) -> Callable:
     """The jitted train step ``(state, batch) -> (state, metrics)``; ``state`` is donated.
 
     batch: ``{name: (A, b, ...)}`` from :func:`shard_batch`. metrics: () arrays
@@ -273,6 +321,7 @@ def make_train_step(model: nn.Module, cfg: TrainConfig, mesh: Mesh, objective: O
     ``grad_norm`` (before clipping), ``lr`` (the rate this step used) and
     ``finite`` (bool; False when the update was dropped). Cached on (model,
     :func:`step_config` (cfg), mesh, objective): repeated runs reuse one compilation.
+    ``model_config`` (default ``model.config``) gives the parameters' shapes for their placement.
 
     Examples:
       >>> config = zoo.RNNLMConfig(vocab_size=257, cell="rnn", features=8, num_layers=1, block_size=8)
@@ -288,18 +337,26 @@ def make_train_step(model: nn.Module, cfg: TrainConfig, mesh: Mesh, objective: O
     """
     check_batch_split(cfg, mesh)
     make_optimizer(cfg)  # checks the schedule and clipping fields, with this config's values in errors
-    return _train_step_fn(model, step_config(cfg), mesh, objective)
+    model_config = model.config if model_config is None else model_config
+    param_layouts(model, model_config, objective, mesh)  # checks the model against the mesh
+    return _train_step_fn(model, model_config, step_config(cfg), mesh, objective)
 
 
 @functools.lru_cache(maxsize=32)
-def _train_step_fn(model: nn.Module, cfg: TrainConfig, mesh: Mesh, objective: Objective) -> Callable:
+def _train_step_fn(model: nn.Module, model_config: Any, cfg: TrainConfig, mesh: Mesh, objective: Objective
+                   ) -> Callable:
     optimizer = make_optimizer(cfg)
     schedule = make_schedule(cfg)
     accum = cfg.grad_accum_steps
     stop_on_nonfinite = cfg.on_nonfinite == "stop"
-    grad_fn = jax.value_and_grad(functools.partial(objective.loss, model), has_aux=True)
+    gather = _gather_outside_stack(param_layouts(model, model_config, objective, mesh))
+    grad_fn = jax.value_and_grad(lambda p, b, **kw: objective.loss(model, gather(p), b, **kw), has_aux=True)
 
     def train_step(state: TrainState, batch: dict[str, Array]) -> tuple[TrainState, dict[str, Array]]:
+        with sharding.sharding_context(mesh):
+            return _step(state, batch)
+
+    def _step(state: TrainState, batch: dict[str, Array]) -> tuple[TrainState, dict[str, Array]]:
         step_key = jax.random.fold_in(jax.random.key(cfg.seed), state.step)
         if accum == 1:
             (loss, aux), grads = grad_fn(state.params, {k: v[0] for k, v in batch.items()}, dropout_key=step_key)
@@ -339,18 +396,20 @@ def _train_step_fn(model: nn.Module, cfg: TrainConfig, mesh: Mesh, objective: Ob
         return new_state, metrics
 
     replicated, batch = replicated_sharding(mesh), batch_sharding(mesh)
+    state = state_shardings(model, model_config, objective, cfg, mesh)
     return jax.jit(
         _without_value_checks(train_step),
-        in_shardings=(replicated, batch),
-        out_shardings=(replicated, replicated),
+        in_shardings=(state, batch),
+        out_shardings=(state, replicated),
         donate_argnums=0,
     )
 
 
-@functools.lru_cache(maxsize=32)
-def make_eval_step(model: nn.Module, mesh: Mesh, objective: Objective = NEXT_TOKEN) -> Callable:
+def make_eval_step(model: nn.Module, mesh: Mesh, objective: Objective = NEXT_TOKEN, *, model_config: Any = None
+                   ) -> Callable:
     """The jitted ``(params, batches) -> {"loss": mean, **metric means}``: batches ``{name: (N, B, ...)}``,
-    N batches, rows sharded.
+    N batches, rows sharded; ``params`` placed as :func:`state_shardings` places them (``model_config``
+    defaults to ``model.config``).
 
     Examples:
       >>> config = zoo.RNNLMConfig(vocab_size=257, cell="rnn", features=8, num_layers=1, block_size=8)
@@ -364,13 +423,23 @@ def make_eval_step(model: nn.Module, mesh: Mesh, objective: Objective = NEXT_TOK
       >>> sorted(metrics), metrics["loss"].shape
       (['loss'], ())
     """
+    model_config = model.config if model_config is None else model_config
+    return _eval_step_fn(model, model_config, mesh, objective)
+
+
+@functools.lru_cache(maxsize=32)
+def _eval_step_fn(model: nn.Module, model_config: Any, mesh: Mesh, objective: Objective) -> Callable:
+    layouts = param_layouts(model, model_config, objective, mesh)
+    gather = _gather_outside_stack(layouts)
 
     def eval_step(params: Any, batches: dict[str, Array]) -> dict[str, Array]:
         def one(batch):
-            loss, aux = objective.loss(model, params, batch, dropout_key=None)
+            loss, aux = objective.loss(model, gather(params), batch, dropout_key=None)
             return {**aux, "loss": loss}
 
-        return jax.tree.map(jnp.mean, jax.lax.map(one, batches))  # means over the N batches
+        with sharding.sharding_context(mesh):
+            return jax.tree.map(jnp.mean, jax.lax.map(one, batches))  # means over the N batches
 
     replicated, batch = replicated_sharding(mesh), batch_sharding(mesh)
-    return jax.jit(_without_value_checks(eval_step), in_shardings=(replicated, batch), out_shardings=replicated)
+    return jax.jit(_without_value_checks(eval_step), in_shardings=(sharding.param_shardings(layouts, mesh), batch),
+                   out_shardings=replicated)

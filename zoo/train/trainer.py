@@ -43,6 +43,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import numpy as np
+from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from zoo._version import __version__
@@ -52,6 +53,7 @@ from zoo.train.config import TrainConfig
 from zoo.train.lock import RunLock
 from zoo.train.metrics import append_metrics, peak_flops, plot_losses, read_metrics, truncate_metrics
 from zoo.train.objectives import NEXT_TOKEN, Objective
+from zoo.train import sharding
 from zoo.train.step import (
     TrainState,
     batch_sharding,
@@ -393,7 +395,7 @@ def evaluate_batches(
     rows = next(iter(batches.values())).shape[1]
     if rows % mesh.devices.size:
         mesh = make_mesh(list(mesh.devices.flat[:1]))
-    params = jax.device_put(params, replicated_sharding(mesh))
+    params = jax.device_put(params, replicated_sharding(mesh))  # data parallel: whatever mesh trained them
     out = make_eval_step(model, mesh, objective)(params, jax.device_put(batches, batch_sharding(mesh)))
     return {k: float(v) for k, v in jax.device_get(out).items()}
 
@@ -419,6 +421,7 @@ def train(
     metadata: dict[str, Any] | None = None,
     devices: Sequence[jax.Device] | None = None,
     initial_params: Any = None,
+    mesh: Any = None,
 ) -> dict[str, Any]:
     """Train ``model`` on ``objective`` (default: next-token prediction); returns the final metrics.
 
@@ -445,7 +448,11 @@ def train(
         a :class:`~zoo.train.checkpoint.CheckpointWarning`, and the run resumes
         from the newest good one; when none is good, a ``ValueError`` lists them.
       metadata: JSON-able extras saved with every checkpoint (e.g. tokenizer).
-      devices: the devices to train on, data parallel (default: all).
+      devices: the devices to train on (default: all).
+      mesh: how to split the steps over them (:mod:`zoo.train.sharding`): ``"data=2,fsdp=2"``, a dict
+        ``{"data": 2, "fsdp": 2}`` or a ``jax.sharding.Mesh`` with axes (data, fsdp, tensor); default all
+        devices on data. Checked (against the device count, the model and the batch size) before
+        anything is compiled. A run saved under one mesh resumes under any other.
       initial_params: parameters to start from instead of a fresh
         initialisation (fine-tuning); ignored when resuming from a checkpoint.
 
@@ -501,9 +508,14 @@ def train(
     say = tqdm.write if progress else logger.info
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    mesh = make_mesh(devices)
-    train_step = make_train_step(model, cfg, mesh, objective)  # checks the batch split and the schedule
-    eval_step = make_eval_step(model, mesh, objective)
+    if not isinstance(mesh, Mesh):
+        mesh = make_mesh(devices, mesh)
+    elif devices is not None:
+        raise ValueError("train: give devices or a Mesh, not both (a Mesh has its devices)")
+    checkpoint_meta["mesh"] = sharding.mesh_shape(mesh)  # informative: a run resumes under any mesh
+    # checks the batch split, the schedule and the model against the mesh
+    train_step = make_train_step(model, cfg, mesh, objective, model_config=model_config)
+    eval_step = make_eval_step(model, mesh, objective, model_config=model_config)
 
     lock = RunLock(run_dir).acquire()  # RunInUseError if another process trains in run_dir
     ckpt = None
