@@ -81,8 +81,10 @@ def results_summary() -> str:
     if suite:
         found = [(c["a"], c["b"], c["crossovers"][0]["x"]) for c in suite["crossovers"]
                  if c["mode"] == "train" and c["crossovers"] and c["b"] == "attention_blockwise"]
-        text = "; ".join(f"{a} at T = {x:,.0f}" for a, _, x in found)
-        ahead = [c["a"] for c in suite["crossovers"] if c["mode"] == "train" and c["b"] == "attention_blockwise"
+        from zoo.bench.suite_report import display_name  # (the report's names: one spelling)
+
+        text = "; ".join(f"{display_name('layer', a)} at T = {x:,.0f}" for a, _, x in found)
+        ahead = [display_name("layer", c["a"]) for c in suite["crossovers"] if c["mode"] == "train" and c["b"] == "attention_blockwise"
                  and not c["crossovers"] and c["first_faster"] == c["a"]]
         lines.append(f"- Scan against attention at matched parameter count (training): overtaking blockwise "
                      f"attention as the sequence grows: {text}; ahead at every T measured: {', '.join(ahead)} "

@@ -155,7 +155,8 @@ def _names(measurements, group: str) -> list[str]:
     return list(dict.fromkeys(m["name"] for m in measurements if m["group"] == group))
 
 
-def _label(group: str, name: str) -> str:
+def display_name(group: str, name: str) -> str:
+    """The name a report shows for measurement ``name`` of ``group`` (layer or lm): one spelling everywhere."""
     return LAYER_LABELS.get(analysis.canonical(name), name) if group == "layer" else LM_LABELS.get(name, name)
 
 
@@ -191,7 +192,7 @@ def find_crossovers(measurements, xs: Sequence[int]) -> list[dict[str, Any]]:
 def _short(group: str, name: str) -> str:
     if group == "lm":
         return LM_LABELS.get(name, name)
-    return "attention" if name.startswith("attention") else _label(group, name).split(" (")[0]
+    return "attention" if name.startswith("attention") else display_name(group, name).split(" (")[0]
 
 
 def crossover_cell(f: dict[str, Any]) -> str:
@@ -212,7 +213,7 @@ def crossover_lines(found: Sequence[dict[str, Any]]) -> list[str]:
     """One sentence per compared pair and mode, saying where (or whether) the curves cross."""
     lines = []
     for f in found:
-        a, b = _label(f["group"], f["a"]), _label(f["group"], f["b"])
+        a, b = display_name(f["group"], f["a"]), display_name(f["group"], f["b"])
         mode = "training" if f["mode"] == "train" else "inference"
         lines.append(f"{mode}, {a} vs {b}: {crossover_cell(f)}.")
     return lines
@@ -223,12 +224,12 @@ def crossover_table(found: Sequence[dict[str, Any]]) -> str:
     cols = list(dict.fromkeys((f["group"] == "lm", f["b"], f["mode"]) for f in found if f["group"] == "layer"))
     rows = []
     for a in dict.fromkeys(f["a"] for f in found if f["group"] == "layer"):
-        cells = [_label("layer", a)]
+        cells = [display_name("layer", a)]
         for _, b, mode in cols:
             hit = [f for f in found if f["group"] == "layer" and f["a"] == a and f["b"] == b and f["mode"] == mode]
             cells.append(crossover_cell(hit[0]) if hit else "—")
         rows.append(cells)
-    headers = ["layer", *[f"{'training' if mode == 'train' else 'inference'} vs {_label('layer', b)}"
+    headers = ["layer", *[f"{'training' if mode == 'train' else 'inference'} vs {display_name('layer', b)}"
                           for _, b, mode in cols]]
     return markdown_table(headers, rows, "l" * (len(cols) + 1)) if rows else ""
 
@@ -295,7 +296,7 @@ def render(data: dict[str, Any], images: str | None = "") -> str:
             if not pts:
                 continue
             any_m = next(iter(pts.values()))
-            rows.append([_label("layer", name), str(widths.get(name, any_m.get("width"))),
+            rows.append([display_name("layer", name), str(widths.get(name, any_m.get("width"))),
                          f"{any_m['params']:,}", any_m["depth_formula"], *[_rate_cell(pts.get(x)) for x in xs]])
         if rows:
             lines += [f"Layers, {title} tokens/s:", "", markdown_table(headers, rows, "lrrl" + "r" * len(xs)),
@@ -310,7 +311,7 @@ def render(data: dict[str, Any], images: str | None = "") -> str:
         for mode in ("train", "infer"):
             pts = series(ms, "lm", "seq", name, mode)
             if pts:
-                lm_rows.append([f"{_label('lm', name)} {'fwd+bwd' if mode == 'train' else 'fwd'}",
+                lm_rows.append([f"{display_name('lm', name)} {'fwd+bwd' if mode == 'train' else 'fwd'}",
                                 f"{lm_params(name, cfg['lm_preset']):,}", *[_rate_cell(pts.get(x)) for x in xs]])
     if lm_rows:
         lines += [
@@ -324,7 +325,7 @@ def render(data: dict[str, Any], images: str | None = "") -> str:
         tr = series(ms, "layer", "batch", name, "train", "batch")
         inf = series(ms, "layer", "batch", name, "infer", "batch")
         if tr or inf:
-            b_rows.append([_label("layer", name), *[f"{_rate_cell(tr.get(b))} / {_rate_cell(inf.get(b))}"
+            b_rows.append([display_name("layer", name), *[f"{_rate_cell(tr.get(b))} / {_rate_cell(inf.get(b))}"
                                                      for b in bs]])
     if b_rows:
         lines += [f"Layers over batch size at T={cfg['batch_seq_len']:,}, tokens/s (fwd+bwd / fwd):", "",
@@ -382,7 +383,7 @@ def _roofline_section(env, ms, images) -> list[str]:
     if ok:
         best = max(ok, key=lambda m: m["peak_fraction"])
         lines[-1] += (f" Best share of the matmul peak: {best['peak_fraction']:.0%} "
-                      f"({_label(best['group'], best['name'])}, {best['mode']}, T={best['seq_len']:,}).")
+                      f"({display_name(best['group'], best['name'])}, {best['mode']}, T={best['seq_len']:,}).")
     lines.append("")
     lines += results.image("roofline", images, "-roofline.png")
     return lines
@@ -395,7 +396,7 @@ def _details(ms, env) -> list[str]:
     for m in ms:
         if m["group"] == "decode":
             continue
-        label = _label(m["group"], m["name"]) + (" (B sweep)" if m.get("sweep") == "batch" else "")
+        label = display_name(m["group"], m["name"]) + (" (B sweep)" if m.get("sweep") == "batch" else "")
         base = [label, m["mode"], str(m["batch"]), f"{m['seq_len']:,}"]
         if m["status"] != "ok":
             rows.append(base + [_rate_cell(m), m.get("error") or "", *["—"] * 8])
@@ -467,7 +468,7 @@ def _plot_throughput(data):
             got = [(x, pts[x]["tokens_per_s"]) for x in xs if x in pts and pts[x].get("tokens_per_s")]
             if got:
                 style = "-" if name.startswith("attention") or name == "gpt" else "--"
-                ax.plot(*zip(*got), style, marker="o", ms=3, label=_label(group, name))
+                ax.plot(*zip(*got), style, marker="o", ms=3, label=display_name(group, name))
         for f in found:
             if f["group"] != group or f["mode"] != mode:
                 continue
@@ -523,7 +524,7 @@ def _plot_roofline(data):
     for name in list(dict.fromkeys(m["name"] for m in pts)):
         sel = [m for m in pts if m["name"] == name]
         ax.scatter([m["intensity"] for m in sel], [m["achieved_flops"] for m in sel], s=12,
-                   label=_label(sel[0]["group"], name))
+                   label=display_name(sel[0]["group"], name))
     ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity, FLOP/byte (XLA cost analysis)",
            ylabel="achieved FLOP/s (analytic FLOPs)", title="roofline")
     ax.grid(True, which="both", alpha=0.3)
