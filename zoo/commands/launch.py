@@ -45,7 +45,7 @@ from zoo.commands.common import parse_flags
 __all__ = ["LaunchArgs", "free_port", "launch", "launch_main"]
 
 _DEVICE_COUNT_FLAG = re.compile(r"--xla_force_host_platform_device_count(=\S*)?")
-_ONCE = re.compile(rb"^zoo [\w -]*: (error|note|warning): ")  # printed once whatever the number of processes
+_ONCE = re.compile(rb"^zoo [\w -]*: ")  # a zoo command's one-line report: printed once, however many processes print it
 _NOISE = (b"[Gloo] ",)
 _SETTLE_S = 3.0  # after one process exits with an error: how long the others get to exit on their own  # gloo's connection report, one line per device pair
 
