@@ -3,7 +3,8 @@ tests/multihost_worker.py OUT CORPUS``.
 
 In one launch (the start-up and the compilations are the expensive part), every process:
 
-1. checks the bad inputs of the sharding issue (recording each error message in OUT/errors-I.json);
+1. checks the bad inputs of the sharding issue, and a run directory in use (the test holds OUT/held's
+   lock), recording each error message in OUT/errors-I.json;
 2. trains GPT nano for STEPS steps under each mesh of MESHES (runs OUT/gpt-MESH), then BERT tiny under
    data=4 (OUT/bert);
 3. trains GPT once more under the last mesh (OUT/killed), checkpointing every 2 steps, and process 1 kills
@@ -40,7 +41,7 @@ def setup(corpus_path: str):
     preset = presets.get("gpt", "nano")
     config = preset.model.replace(vocab_size=tokenizer.vocab_size)
     cfg = preset.train.replace(max_steps=STEPS, decay_steps=STEPS, log_interval=1, eval_interval=STEPS,
-                               eval_batches=1, checkpoint_interval=2)
+                               eval_batches=1, checkpoint_interval=STEPS)
     gpt = (zoo.GPT(config), config, cfg, tokens.train, tokens.val)
     bert_preset = presets.get("bert", "tiny")
     bert_config = bert_preset.model.replace(num_layers=1)
@@ -68,6 +69,11 @@ def bad_inputs(gpt) -> dict[str, str]:
         "batch split": {"mesh": "fsdp=4", "cfg": cfg.replace(batch_size=6)},
     }
     out = {}
+    try:
+        train(model, config, cfg, train_tokens, val_tokens, OUT / "held", progress=False, mesh="data=4")
+        out["in use"] = "no error"
+    except RuntimeError as e:  # RunInUseError
+        out["in use"] = str(e)
     for name, case in cases.items():
         try:
             train(model, config, case.get("cfg", cfg), train_tokens, val_tokens, OUT / f"bad-{name}", progress=False,
@@ -105,8 +111,8 @@ def main() -> None:
             os.kill(os.getpid(), signal.SIGKILL)
         return get_batch(tokens, batch_size, block_size, seed=seed, step=step, rows=rows)
 
-    train(model, config, cfg, train_tokens, val_tokens, OUT / "killed", progress=False, mesh=MESHES[-1],
-          get_batch=dying_batch)
+    train(model, config, cfg.replace(checkpoint_interval=2), train_tokens, val_tokens, OUT / "killed",
+          progress=False, mesh=MESHES[-1], get_batch=dying_batch)
     raise SystemExit("process 1 should have died")
 
 

@@ -140,7 +140,9 @@ def agree(value: int | bool | float, *, name: str = "value") -> Any:
         return value
     from jax.experimental import multihost_utils  # noqa: PLC0415
 
-    out = multihost_utils.broadcast_one_to_all(np.asarray(value, dtype=np.float64))
+    # int32 for ints and flags (JAX computes in 32 bits unless x64 is on)
+    dtype = np.int32 if isinstance(value, (bool, int, np.integer)) else np.float32
+    out = multihost_utils.broadcast_one_to_all(np.asarray(value, dtype=dtype))
     return type(value)(out.item()) if isinstance(value, (bool, int, float)) else out
 
 
@@ -189,8 +191,9 @@ def allgather_json(value: Any) -> list[Any]:
     from jax.experimental import multihost_utils  # noqa: PLC0415
 
     data = np.frombuffer(json.dumps(value).encode(), np.uint8)
-    sizes = multihost_utils.process_allgather(np.asarray(len(data), np.int64))  # (P,)
-    padded = np.zeros(int(sizes.max()), np.uint8)
+    sizes = multihost_utils.process_allgather(np.asarray(len(data), np.int32))  # (P,)
+    # padded to a power of two: each length is a program to compile, and a few lengths cover every call
+    padded = np.zeros(1 << int(sizes.max() - 1).bit_length(), np.uint8)
     padded[: len(data)] = data
     gathered = multihost_utils.process_allgather(padded)  # (P, max)
     return [json.loads(bytes(row[: int(n)]).decode()) for row, n in zip(gathered, sizes)]
