@@ -9,6 +9,7 @@ its HLO's collectives are all checked from that one program.
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import subprocess
 import sys
@@ -34,6 +35,8 @@ from zoo.train.step import (
     make_train_step,
     param_layouts,
     shard_batch,
+    state_shardings,
+    step_config,
 )
 from zoo.train.trainer import random_windows
 
@@ -52,10 +55,19 @@ def lm_batch(step: int, cfg=TRAIN, config=GPT_CONFIG) -> dict[str, np.ndarray]:
     return {"inputs": x, "targets": y}
 
 
+@functools.cache
+def initial_state(model, config, cfg, objective):
+    """The step-0 state on one device, on the host: every mesh starts from it (placed, not re-initialised,
+    so that each mesh costs one compilation: its train step)."""
+    mesh = make_mesh(jax.devices()[:1])
+    return jax.device_get(init_train_state(model, cfg, model_config=config, mesh=mesh, objective=objective))
+
+
 def train_steps(model, config, cfg, objective, get_batch, mesh, steps):
     """``steps`` steps from the same initialisation: (losses, AdamW's first moments after step 1, final state,
     the compiled step's HLO text)."""
-    state = init_train_state(model, cfg, model_config=config, mesh=mesh, objective=objective)
+    shardings = state_shardings(model, config, objective, step_config(cfg), mesh)
+    state = jax.device_put(initial_state(model, config, cfg, objective), shardings)
     step = make_train_step(model, cfg, mesh, objective, model_config=config)
     compiled, losses, first_mu = None, [], None
     for i in range(steps):
@@ -123,6 +135,22 @@ def test_fsdp_state_is_split(gpt_runs):
     assert predicted["params"] == sharding.bytes_per_device(state.params)[jax.devices()[0]]
 
 
+def test_checkpoint_from_one_device_restores_split(gpt_runs, tmp_path):
+    """The other way round from the resume test below: a state saved on one device restores onto fsdp=4
+    (split as the rules say, every value equal, digests verified), and keep=1 keeps the newest step."""
+    state = gpt_runs[None][2]
+    mesh = make_mesh(None, "fsdp=4")
+    target = abstract_train_state(zoo.GPT(GPT_CONFIG), TRAIN, model_config=GPT_CONFIG, mesh=mesh)
+    with zoo.train.Checkpointer(tmp_path / "ckpt", keep=1) as ckpt:
+        assert ckpt.save(1, state, {}) and ckpt.save(2, state, {})
+        assert ckpt.all_steps() == [2]
+        restored, _ = ckpt.restore(target)
+    for got, want, like in zip(jax.tree.leaves(restored), jax.tree.leaves(state), jax.tree.leaves(target)):
+        assert got.sharding == like.sharding
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    assert any("fsdp" in str(x.sharding.spec) for x in jax.tree.leaves(restored.params))
+
+
 # -- communication -----------------------------------------------------------------------------------
 
 
@@ -179,9 +207,9 @@ def test_bert_under_two_meshes():
         return mlm_batch(stream, cfg.batch_size, config.block_size, seed=0, step=i, **ids)
 
     model = zoo.BERTForMaskedLM(config)
-    ref, ref_mu, _, _ = train_steps(model, config, cfg, MASKED_LM, get, make_mesh(jax.devices()[:1]), 5)
+    ref, ref_mu, _, _ = train_steps(model, config, cfg, MASKED_LM, get, make_mesh(jax.devices()[:1]), 4)
     for spec in ("fsdp=4", "fsdp=2,tensor=2"):
-        losses, mu, _, _ = train_steps(model, config, cfg, MASKED_LM, get, make_mesh(None, spec), 5)
+        losses, mu, _, _ = train_steps(model, config, cfg, MASKED_LM, get, make_mesh(None, spec), 4)
         np.testing.assert_allclose(losses, ref, rtol=1e-4, err_msg=spec)
         assert max(relative(g, r) for g, r in zip(jax.tree.leaves(mu), jax.tree.leaves(ref_mu))) < 1e-5
 
@@ -309,3 +337,15 @@ def test_bad_meshes_are_refused_before_compiling(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and "--mesh" in err[0] and needle in err[0], err
         assert not (tmp_path / "cli").exists()
+
+
+def test_sharding_plan_in_the_docs_is_current():
+    """docs/sharding.md's GPT-2-small tables are what benchmarks/sharding_plan.py computes (shapes only)."""
+    import importlib.util  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "sharding_plan.py"
+    spec = importlib.util.spec_from_file_location("sharding_plan", path)
+    plan = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plan)
+    assert plan.main(["--check"]) == 0

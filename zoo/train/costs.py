@@ -41,6 +41,7 @@ times the whole array.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -101,11 +102,16 @@ def _model(model_config: Any):
                      "an RNNLMConfig")
 
 
-def _layouts(model_config: Any, sizes: Mapping[str, int]) -> list[sharding.ParamLayout]:
+@functools.lru_cache(maxsize=8)
+def _abstract_params(model_config: Any) -> Any:
+    """The boxed parameters' shapes, dtypes and logical names (traced once per config)."""
     model = _model(model_config)
-    boxed = jax.eval_shape(lambda: NEXT_TOKEN.init_params(model, model_config, jax.random.key(0)))
-    layouts = sharding.param_layouts(boxed, sizes)
-    sharding.check_model_mesh(layouts, sizes, type(model).__name__)
+    return jax.eval_shape(lambda: NEXT_TOKEN.init_params(model, model_config, jax.random.key(0)))
+
+
+def _layouts(model_config: Any, sizes: Mapping[str, int]) -> list[sharding.ParamLayout]:
+    layouts = sharding.param_layouts(_abstract_params(model_config), sizes)
+    sharding.check_model_mesh(layouts, sizes, type(_model(model_config)).__name__)
     return jax.tree.leaves(layouts, is_leaf=lambda x: isinstance(x, sharding.ParamLayout))
 
 
@@ -165,7 +171,8 @@ def step_collectives(
             layers, per_step = 1, _uses(model_config, layout.path) * accum
         elements = int(np.prod(local, dtype=np.int64))
         gathered_axes = sorted(_axes_of(layout.store) - _axes_of(layout.use), key=sharding.MESH_AXES.index)
-        # stacked matrices are cast to the compute dtype before they are gathered (their gradients too)
+        # stacked matrices are cast to the compute dtype before they are gathered (their gradients too). Only
+        # float32 is checked against compiled programs: XLA:CPU runs bfloat16 collectives in float32.
         nbytes = elements * (compute if layout.stacked else np.dtype(layout.dtype).itemsize)
         if gathered_axes:  # outside the stack: gathered once per step (XLA hoists it out of the micro-batches)
             gathers = 2 * layers * accum if layout.stacked else 1
