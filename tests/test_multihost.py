@@ -1,13 +1,15 @@
 """Several processes, one mesh (zoo.train.distributed, zoo launch): real processes on 127.0.0.1, gloo collectives.
 
-Two launches of two processes with two CPU devices each (starting processes and compiling is what costs),
-everything else in this process:
+One launch of two processes with two CPU devices each (starting processes and compiling is what costs:
+everything is done in it), tests/multihost_worker.py, and the rest in this process:
 
-* tests/multihost_worker.py: the sharding issue's bad inputs and a run directory this process holds, refused
-  by every process; GPT nano under data=4, fsdp=4 and fsdp=2,tensor=2, BERT under data=4; then a run whose
-  process 1 is killed (SIGKILL) after step 4;
-* ``zoo launch -- pretrain gpt ... --mesh fsdp=2,tensor=2``: Ctrl-C after the first evaluation, a second
-  ``zoo pretrain`` refused while it runs, the run resumed here on one process under fsdp=4.
+* the sharding issue's bad inputs and a run directory this process holds: refused by every process;
+* GPT nano under data=4, fsdp=4 and fsdp=2,tensor=2, BERT under data=4: the losses of one device;
+* ``zoo pretrain gpt --distributed --mesh tensor=2,data=2``: a second ``zoo pretrain`` is refused while it
+  runs; Ctrl-C to the launcher stops both processes at step 1 with a checkpoint; resumed here on one
+  process under fsdp=4, the losses of one device;
+* a run whose process 1 is killed (SIGKILL) after step 4: the launcher names it, stops process 0, exits
+  non-zero; resumed here on one process under fsdp=4, the losses of one device.
 
 The references are the same runs on one device of this process (``zoo.train.train`` with the same data,
 configs and samplers).
@@ -15,6 +17,8 @@ configs and samplers).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -82,18 +86,32 @@ def reference(setups, tmp_path_factory) -> dict[str, dict[int, float]]:
 
 @pytest.fixture(scope="module")
 def worker_run(corpus, tmp_path_factory):
-    """(completed launch, its output folder, when it ended) of tests/multihost_worker.py."""
+    """tests/multihost_worker.py in 2 processes: (completed launch, its output folder, when it ended, the
+    one-line errors of a zoo pretrain refused while the worker's CLI run was in progress)."""
     out = tmp_path_factory.mktemp("worker")
     with RunLock(out / "held"):  # in use by this process: every worker process must refuse it
         proc = launch("python", "tests/multihost_worker.py", str(out), str(corpus))
-        stdout, stderr = proc.communicate(timeout=600)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), out, time.time()
+        try:
+            deadline = time.monotonic() + 600
+            while not (out / "cli" / "metrics.jsonl").exists():  # the first evaluation of the CLI run
+                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+                time.sleep(0.05)
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err):
+                code = main(worker.cli_args(str(corpus), out / "cli", out / "tokens"))  # in use: refused
+            refused = (code, err.getvalue())
+            proc.send_signal(signal.SIGINT)  # Ctrl-C: the launcher forwards it to both processes
+            stdout, stderr = proc.communicate(timeout=600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), out, time.time(), refused
 
 
 def test_meshes_across_processes_equal_one_device(worker_run, reference):
     """2 processes x 2 devices: GPT under data=4, fsdp=4, fsdp=2,tensor=2 and BERT under data=4 give the
     losses of one device, step by step."""
-    _, out, _ = worker_run
+    out = worker_run[1]
     for mesh in worker.MESHES:
         got = losses(out / f"gpt-{mesh}")
         assert sorted(got) == list(range(1, worker.STEPS + 1)), mesh
@@ -105,7 +123,7 @@ def test_meshes_across_processes_equal_one_device(worker_run, reference):
 
 
 def test_bad_inputs_are_refused_by_every_process(worker_run):
-    _, out, _ = worker_run
+    out = worker_run[1]
     errors = [json.loads((out / f"errors-{i}.json").read_text()) for i in range(2)]
     assert errors[0] == errors[1]
     assert errors[0].pop("devices") == [2, 4]  # two local devices each, four in the mesh
@@ -120,7 +138,7 @@ def test_a_killed_process_stops_the_run_and_it_resumes_on_one_process(worker_run
     """Process 1 dies (SIGKILL) after the checkpoint of step 4: the launcher names it, stops process 0 and
     exits non-zero within the minute; the run resumes in one process under another mesh (fsdp=4) with the
     losses of the uninterrupted run."""
-    proc, out, ended = worker_run
+    proc, out, ended, _ = worker_run
     run = out / "killed"
     assert proc.returncode != 0
     assert "zoo launch: error: process 1 (pid " in proc.stderr and "was killed by SIGKILL; stopping process 0" \
@@ -134,40 +152,20 @@ def test_a_killed_process_stops_the_run_and_it_resumes_on_one_process(worker_run
     np.testing.assert_allclose([got[s] for s in sorted(got)], [reference["gpt"][s] for s in sorted(got)], rtol=RTOL)
 
 
-def cli_args(corpus: Path, run: Path) -> list[str]:
-    """``zoo pretrain gpt`` with the worker's configuration (tests/multihost_worker.py ``setup``)."""
-    steps = str(worker.STEPS)
-    return ["pretrain", "gpt", "--preset", "nano", "--data", str(corpus), "--out", str(run), "--no-progress",
-            "--sample-tokens", "0", "--train.max-steps", steps, "--train.decay-steps", steps,
-            "--train.log-interval", "1", "--train.eval-interval", steps, "--train.eval-batches", "1",
-            "--train.checkpoint-interval", "10"]
-
-
-def test_ctrl_c_stops_every_process_and_the_run_resumes_on_one(corpus, reference, tmp_path, capsys):
-    """``zoo launch -- pretrain gpt --mesh fsdp=2,tensor=2``: a second pretrain on its run is refused while it
-    runs; Ctrl-C (to the launcher) stops both processes at the next step with a checkpoint (exit 130); the
-    run resumes here, one process under fsdp=4, with the losses of one device."""
-    run = tmp_path / "run"
-    env = {**os.environ, "ZOO_CACHE_DIR": str(tmp_path / "cache")}
-    proc = launch(*cli_args(corpus, run), "--mesh", "fsdp=2,tensor=2", env=env)
-    try:
-        deadline = time.monotonic() + 300
-        while not (run / "metrics.jsonl").exists():  # the first evaluation: both processes are in the loop
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-            time.sleep(0.05)
-        code = main(cli_args(corpus, run))  # the run is in use
-        err = capsys.readouterr().err.strip().splitlines()
-        assert code == 1 and len(err) == 1 and "is in use by process" in err[0], err
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, stderr[-3000:]
-    assert stdout.count("2 processes, 4 cpu device(s), mesh data=1,fsdp=2,tensor=2") == 1  # process 0 prints
-    assert stderr.count("interrupted at step 1") == 1, stderr[-3000:]
+def test_ctrl_c_stops_every_process_and_the_run_resumes_on_one(worker_run, corpus, reference):
+    """``zoo pretrain gpt --distributed --mesh tensor=2,data=2`` in the two processes: a second pretrain on its
+    run is refused while it runs; Ctrl-C (to the launcher) stops both processes at the next step with a
+    checkpoint (each exits its zoo command with 130); the run resumes here, one process under fsdp=4, with
+    the losses of one device."""
+    proc, out, _, (code, err) = worker_run
+    run = out / "cli"
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and "is in use by process" in lines[0], err
+    assert [json.loads((out / f"cli-exit-{i}.json").read_text()) for i in range(2)] == [130, 130]
+    assert proc.stdout.count("2 processes, 4 cpu device(s), mesh data=2,fsdp=1,tensor=2") == 1  # process 0 prints
+    assert proc.stderr.count("zoo pretrain: interrupted at step 1; checkpoint saved in") == 1, proc.stderr[-3000:]
     assert (run / "checkpoints" / "1").is_dir()
-    assert main([*cli_args(corpus, run), "--mesh", "fsdp=4"]) == 0  # one process, four devices
+    assert main([*worker.cli_args(str(corpus), run, out / "tokens"), "--mesh", "fsdp=4"]) == 0  # 1 process, 4 devices
     got = losses(run)
     assert sorted(got) == list(range(1, worker.STEPS + 1))
     np.testing.assert_allclose([got[s] for s in sorted(got)], [reference["gpt"][s] for s in sorted(got)], rtol=RTOL)

@@ -133,6 +133,11 @@ class _Output:
             thread.join(timeout)
 
 
+def _failed(code: int | None) -> bool:
+    """Whether an exit status is a failure (not still running, not success, not stopped by Ctrl-C)."""
+    return code is not None and code not in (0, 130, -signal.SIGINT)
+
+
 def _describe(index: int, proc: subprocess.Popen) -> str:
     code = proc.returncode
     if code is not None and code < 0:
@@ -173,14 +178,14 @@ def launch(command: Sequence[str], nproc: int, *, local_devices: int | None = No
             output.follow(proc.stderr, sys.stderr)
         failed, failed_at = None, 0.0
         while any(p.poll() is None for p in procs):
-            if failed is None and interrupts == 0:
-                failed = next((i for i, p in enumerate(procs) if p.returncode not in (None, 0)), None)
+            if failed is None:
+                failed = next((i for i, p in enumerate(procs) if _failed(p.returncode)), None)
                 failed_at = time.monotonic()
             running = [i for i, p in enumerate(procs) if p.poll() is None]
             # A process killed by a signal printed nothing: say so and stop the others at once. One that
             # exited with an error said why; the others usually follow within a moment with the same error
             # (bad input); those still running a few seconds later are stopped, with a line saying why.
-            if failed is not None and running and interrupts == 0 and (
+            if failed is not None and running and (
                     procs[failed].returncode < 0 or time.monotonic() - failed_at > _SETTLE_S):
                 print(f"{prog}: error: {_describe(failed, procs[failed])}; stopping process"
                       f"{'es' if len(running) > 1 else ''} {', '.join(map(str, running))}",
@@ -194,13 +199,13 @@ def launch(command: Sequence[str], nproc: int, *, local_devices: int | None = No
         output.join()
         codes = [p.returncode for p in procs]
         if failed is None:
-            failed = next((i for i, c in enumerate(codes) if c != 0), None)
-        if failed is None:
-            return 0
-        code = codes[failed]
-        if code < 0 and interrupts == 0 and all(c < 0 for c in codes if c != 0) and not output.stopped:
-            print(f"{prog}: error: {_describe(failed, procs[failed])}", file=sys.stderr, flush=True)
-        return 130 if interrupts and code < 0 else (code if code > 0 else 1)
+            failed = next((i for i, c in enumerate(codes) if _failed(c)), None)
+        if failed is not None:
+            code = codes[failed]
+            if code < 0 and not output.stopped:
+                print(f"{prog}: error: {_describe(failed, procs[failed])}", file=sys.stderr, flush=True)
+            return code if code > 0 else 1
+        return 130 if any(c != 0 for c in codes) else 0  # stopped by Ctrl-C
     finally:
         for proc in procs:
             if proc.poll() is None:

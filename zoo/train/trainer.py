@@ -367,7 +367,7 @@ class _Loop:
                     self.evaluate(step)
                 if do_save:
                     self.save(step)
-                if distributed.is_multiprocess() and distributed.any_process(self.stop_requested):
+                if not end and distributed.is_multiprocess() and distributed.any_process(self.stop_requested):
                     raise KeyboardInterrupt  # Ctrl-C on some process: every process stops at this step
             if not end:
                 batch = self.next_batch(step)  # between syncs, overlaps with the device running this step
