@@ -125,7 +125,11 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
     with claim_run_dir(run_dir, resume=args.resume, overwrite=args.overwrite, prog=prog) as run:
         if init is not None:  # the checkpoint's tokenizer and architecture
             tokenizer, model_config, initial_params = init
-            tokens = data.tokenize_corpus(corpus, tokenizer, cache_dir=cache_dir(args.cache_dir))  # each process
+            from zoo.train import distributed  # noqa: PLC0415
+
+            tokens = distributed.primary_first(  # several processes: process 0 fills the cache, all map it
+                lambda: data.tokenize_corpus(corpus, tokenizer, cache_dir=cache_dir(args.cache_dir), mmap=several),
+                what="tokenizing the corpus")
         else:
             tokenizer, tokens = corpus_tokens(
                 run, corpus, tokenizer_kind=args.tokenizer,
