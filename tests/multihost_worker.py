@@ -5,11 +5,11 @@ In one launch (the start-up and the compilations are the expensive part), every 
 
 1. checks the bad inputs of the sharding issue, and a run directory in use (the test holds OUT/held's
    lock), recording each error message in OUT/errors-I.json;
-2. trains GPT nano for STEPS steps under each mesh of MESHES (runs OUT/gpt-MESH), then BERT tiny under
-   data=4 (OUT/bert);
-3. runs ``zoo pretrain gpt --distributed --mesh tensor=2,data=2`` (OUT/cli, the same configuration): the
-   test sends Ctrl-C to the launcher once its first evaluation is logged (while the train step compiles),
-   and every process should stop at step 1 with a checkpoint (exit status in OUT/cli-exit-I.json);
+2. runs ``zoo pretrain gpt --distributed --mesh fsdp=2,tensor=2`` (OUT/cli, :func:`setup`'s configuration):
+   the test sends Ctrl-C to the launcher once its first evaluation is logged (while the train step
+   compiles), and every process should stop at step 1 with a checkpoint (exit status in OUT/cli-exit-I.json);
+3. trains GPT nano for STEPS steps under each mesh of MESHES (runs OUT/gpt-MESH; the last one's steps are
+   the command's, compiled already), then BERT tiny under data=4 (OUT/bert);
 4. trains GPT once more under the last mesh (OUT/killed), checkpointing every 2 steps, and process 1 kills
    itself (SIGKILL) when it is asked for batch 4: the launcher must then stop process 0 and exit non-zero.
 
@@ -27,7 +27,7 @@ from pathlib import Path
 STEPS = 20
 MESHES = ("data=4", "fsdp=4", "fsdp=2,tensor=2")
 KILL_AT = 4  # process 1 dies when asked for this training batch (after the checkpoint of step 4)
-CLI_MESH = "tensor=2,data=2"  # not one of MESHES: its step compiles after the first evaluation, when Ctrl-C comes
+CLI_MESH = MESHES[-1]  # the command runs first: its step compiles after the first evaluation, when Ctrl-C comes
 
 
 def cli_args(corpus: str, run: Path, cache: Path) -> list[str]:
@@ -110,17 +110,17 @@ def main() -> None:
     gpt, bert = setup(sys.argv[2])
     (OUT / f"errors-{me}.json").write_text(json.dumps({"devices": [jax.local_device_count(), jax.device_count()],
                                                         **bad_inputs(gpt)}))
+    from zoo.cli import main as zoo_main  # noqa: PLC0415
+
+    code = zoo_main([*cli_args(sys.argv[2], OUT / "cli", OUT / "tokens"), "--mesh", CLI_MESH, "--distributed"])
+    (OUT / f"cli-exit-{me}.json").write_text(json.dumps(code))
+
     model, config, cfg, train_tokens, val_tokens = gpt
     for mesh in MESHES:
         train(model, config, cfg, train_tokens, val_tokens, OUT / f"gpt-{mesh}", progress=False, mesh=mesh)
     bert_model, bert_config, bert_cfg, stream, bert_batch = bert
     train(bert_model, bert_config, bert_cfg, stream, stream, OUT / "bert", objective=MASKED_LM, get_batch=bert_batch,
           progress=False, mesh="data=4")
-
-    from zoo.cli import main as zoo_main  # noqa: PLC0415
-
-    code = zoo_main([*cli_args(sys.argv[2], OUT / "cli", OUT / "tokens"), "--mesh", CLI_MESH, "--distributed"])
-    (OUT / f"cli-exit-{me}.json").write_text(json.dumps(code))
 
     from zoo.data import get_batch  # noqa: PLC0415
 

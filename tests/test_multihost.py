@@ -4,10 +4,10 @@ One launch of two processes with two CPU devices each (starting processes and co
 everything is done in it), tests/multihost_worker.py, and the rest in this process:
 
 * the sharding issue's bad inputs and a run directory this process holds: refused by every process;
-* GPT nano under data=4, fsdp=4 and fsdp=2,tensor=2, BERT under data=4: the losses of one device;
-* ``zoo pretrain gpt --distributed --mesh tensor=2,data=2``: a second ``zoo pretrain`` is refused while it
+* ``zoo pretrain gpt --distributed --mesh fsdp=2,tensor=2``: a second ``zoo pretrain`` is refused while it
   runs; Ctrl-C to the launcher stops both processes at step 1 with a checkpoint; resumed here on one
   process under fsdp=4, the losses of one device;
+* GPT nano under data=4, fsdp=4 and fsdp=2,tensor=2, BERT under data=4: the losses of one device;
 * a run whose process 1 is killed (SIGKILL) after step 4: the launcher names it, stops process 0, exits
   non-zero; resumed here on one process under fsdp=4, the losses of one device.
 
@@ -153,7 +153,7 @@ def test_a_killed_process_stops_the_run_and_it_resumes_on_one_process(worker_run
 
 
 def test_ctrl_c_stops_every_process_and_the_run_resumes_on_one(worker_run, corpus, reference):
-    """``zoo pretrain gpt --distributed --mesh tensor=2,data=2`` in the two processes: a second pretrain on its
+    """``zoo pretrain gpt --distributed --mesh fsdp=2,tensor=2`` in the two processes: a second pretrain on its
     run is refused while it runs; Ctrl-C (to the launcher) stops both processes at the next step with a
     checkpoint (each exits its zoo command with 130); the run resumes here, one process under fsdp=4, with
     the losses of one device."""
@@ -162,7 +162,7 @@ def test_ctrl_c_stops_every_process_and_the_run_resumes_on_one(worker_run, corpu
     lines = err.strip().splitlines()
     assert code == 1 and len(lines) == 1 and "is in use by process" in lines[0], err
     assert [json.loads((out / f"cli-exit-{i}.json").read_text()) for i in range(2)] == [130, 130]
-    assert proc.stdout.count("2 processes, 4 cpu device(s), mesh data=2,fsdp=1,tensor=2") == 1  # process 0 prints
+    assert proc.stdout.count("2 processes, 4 cpu device(s), mesh data=1,fsdp=2,tensor=2") == 1  # process 0 prints
     assert proc.stderr.count("zoo pretrain: interrupted at step 1; checkpoint saved in") == 1, proc.stderr[-3000:]
     assert (run / "checkpoints" / "1").is_dir()
     assert main([*worker.cli_args(str(corpus), run, out / "tokens"), "--mesh", "fsdp=4"]) == 0  # 1 process, 4 devices

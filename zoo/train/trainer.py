@@ -575,7 +575,7 @@ def train(
 
         peak = None
         if flops_per_token:
-            device = mesh.devices.flat[0]
+            device = mesh.local_devices[0]  # one of this process's (several processes: the others are remote)
             # CPU "devices" share the host's cores, and the probe already uses all of them.
             peak = peak_flops(device) * (1 if device.platform == "cpu" else mesh.devices.size)
         summary: dict[str, Any] = {"step": start_step, "steps_run": 0}
