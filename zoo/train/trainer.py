@@ -624,6 +624,13 @@ def train(
                 if latest is None and start_step % cfg.eval_interval == 0:
                     loop.evaluate(start_step)  # the initial loss
                 step = loop.run(start_step)
+        except jax.errors.JaxRuntimeError as e:
+            if not distributed.is_multiprocess():
+                raise
+            # gloo/NCCL report a peer that went away as a failed collective ("Connection closed by peer")
+            raise RuntimeError(f"process {distributed.process_index()}: a collective with the other processes "
+                               f"failed ({str(e).splitlines()[0][:200]}); another process has probably stopped: "
+                               "its error, or the launcher's, says which") from e
         except KeyboardInterrupt:
             interrupted = loop.save_on_interrupt()
             if primary:
