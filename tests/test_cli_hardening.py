@@ -111,6 +111,12 @@ def test_bad_paths_and_flags_are_one_line(work):
     one_line_error(zoo_cmd(*NANO, "--model.num-heads", "3", "--out", "x", cwd=work), 2,
                    "--model.features 32: expected a multiple of --model.num-heads 3")
     one_line_error(zoo_cmd("sample", "nowhere", cwd=work), 2, "not a zoo run directory")
+    # Flags tyro cannot parse: one line too (not tyro's box), with its suggestion and where the help is.
+    one_line_error(zoo_cmd(*NANO, "--train.checkpoint-every", "3", "--out", "x", cwd=work), 2,
+                   "unrecognized options: --train.checkpoint-every", "perhaps you meant --train.checkpoint-interval",
+                   "see zoo pretrain gpt --help")
+    one_line_error(zoo_cmd(*NANO, "--train.max-steps", "abc", "--out", "x", cwd=work), 2,
+                   "cannot parse --train.max-steps", "'abc'")
     assert not (work / "x").exists()
     # --debug shows the traceback instead.
     proc = zoo_cmd(*NANO, "--out", "afile", "--debug", cwd=work)

@@ -214,6 +214,31 @@ def test_bert_under_two_meshes():
         assert max(relative(g, r) for g, r in zip(jax.tree.leaves(mu), jax.tree.leaves(ref_mu))) < 1e-5
 
 
+def test_seq2seq_under_fsdp_and_tensor():
+    """The encoder-decoder (self- and cross-attention, two scanned stacks) under fsdp=2,tensor=2."""
+    from zoo.data.translation import make_translation_batch  # noqa: PLC0415
+    from zoo.models.seq2seq import Seq2SeqTransformer  # noqa: PLC0415
+    from zoo.train.objectives import TRANSLATION  # noqa: PLC0415
+
+    preset = presets.get("seq2seq", "tiny")
+    config = preset.model.replace(max_target_len=16)  # 2 heads x 16, MLP 128
+    cfg = preset.train.replace(batch_size=8, max_steps=20, decay_steps=20)
+    rng = np.random.default_rng(0)
+    pairs = [(x, x[::-1].copy()) for x in (rng.integers(2, 60, rng.integers(2, 8)) for _ in range(64))]
+    data = make_translation_batch(pairs, config)  # reverse the sequence
+
+    def get(i):
+        return {k: v[np.random.default_rng([0, i]).integers(0, len(data["src"]), cfg.batch_size)]
+                for k, v in data.items()}
+
+    model = Seq2SeqTransformer(config)
+    ref, ref_mu, _, _ = train_steps(model, config, cfg, TRANSLATION, get, make_mesh(jax.devices()[:1]), 3)
+    losses, mu, state, _ = train_steps(model, config, cfg, TRANSLATION, get, make_mesh(None, "fsdp=2,tensor=2"), 3)
+    np.testing.assert_allclose(losses, ref, rtol=1e-4)
+    assert max(relative(g, r) for g, r in zip(jax.tree.leaves(mu), jax.tree.leaves(ref_mu))) < 1e-5
+    assert any("tensor" in str(x.sharding.spec) for x in jax.tree.leaves(state.params))
+
+
 def test_lstm_under_fsdp():
     config = presets.get("lstm", "nano").model  # 2 layers x 40, tied
     cfg = TRAIN.replace(learning_rate=3e-2)

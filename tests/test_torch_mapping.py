@@ -1,5 +1,6 @@
-"""PyTorch weights map onto zoo's cells exactly, per the table in zoo/layers/cells.py:
-torch.nn.RNN, nn.LSTM and nn.GRU (batch_first) give the same outputs and final states."""
+"""PyTorch weights map onto zoo's cells exactly, through zoo.interop.from_torch_rnn (the table is in
+zoo/interop/torch_rnn.py): torch.nn.RNN, nn.LSTM and nn.GRU (batch_first) give the same outputs and final
+states. Live against torch (skipped without it); tests/test_torch_rnn.py checks committed fixtures always."""
 
 import jax
 import jax.numpy as jnp
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 import zoo
+from zoo.interop import from_torch_rnn, torch_rnn_spec
 
 torch = pytest.importorskip("torch")
 
@@ -17,20 +19,17 @@ ATOL = 1e-5
 # helpers
 
 
-def _cell_params(module, kind, layer=0, suffix="", cell=False):
-    """zoo cell parameters from layer ``layer`` of a torch recurrent module (``suffix='_reverse'``
-    for the backward direction), or from a torch ``*Cell`` (``cell=True``: no ``_l0`` suffix)."""
-    pattern = "{}" if cell else f"{{}}_l{layer}{suffix}"
-    get = lambda name: getattr(module, pattern.format(name)).detach().numpy().astype(np.float32)
-    w_ih, w_hh, b_ih, b_hh = get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
-    p = {"input_kernel": w_ih.T, "recurrent_kernel": w_hh.T}
-    if kind == "gru":
-        hidden = w_hh.shape[1]
-        p["bias"] = b_ih + np.concatenate([b_hh[: 2 * hidden], np.zeros(hidden, np.float32)])
-        p["recurrent_bias"] = b_hh[2 * hidden :]
-    else:
-        p["bias"] = b_ih + b_hh
-    return {"cell": {k: jnp.asarray(v) for k, v in p.items()}}
+def _cell_params(module, kind=None, layer=0, suffix="", cell=False):
+    """zoo cell parameters of layer ``layer`` (``suffix='_reverse'``: the backward direction) of a torch
+    recurrent module, or of a torch ``*Cell`` (``cell=True``), through the library's mapping
+    (zoo.interop.from_torch_rnn; the table is in zoo/interop/torch_rnn.py)."""
+    _, params = from_torch_rnn(module)
+    if cell:
+        return {"cell": jax.tree.map(jnp.asarray, params)}
+    spec = torch_rnn_spec(params)
+    for part in spec.zoo_paths()[(layer, suffix)][:-1]:
+        params = params[part]
+    return jax.tree.map(jnp.asarray, params)
 
 
 def _inputs(seed=0):

@@ -519,3 +519,23 @@ def test_old_keyword_names_still_work_with_a_warning():
     with pytest.warns(DeprecationWarning, match="kv_seq_lengths= is now called key_value_seq_lengths="):
         old = mha.apply(v, x, ctx, kv_seq_lengths=jnp.array([2]))
     np.testing.assert_array_equal(old, mha.apply(v, x, ctx, key_value_seq_lengths=jnp.array([2])))
+
+
+def test_cpu_tricks_follow_the_platform_and_can_be_turned_off(monkeypatch):
+    """zoo.layers.platform: the CPU version on CPU only; ZOO_CPU_PLAIN names tricks that take the plain one."""
+    from zoo.layers.platform import cpu_or
+
+    def cpu(x):
+        return x + 1.0
+
+    def plain(x):
+        return x
+
+    choose = cpu_or(cpu, plain, name="ab")
+    x = jnp.zeros(())
+    assert float(choose(x)) == 1.0  # this process lowers for the CPU
+    for platform, want in (("cpu", 1), ("cuda", 0), ("tpu", 0)):
+        text = jax.jit(choose).trace(x).lower(lowering_platforms=(platform,)).as_text()
+        assert ("add" in text) == bool(want), (platform, text)
+    monkeypatch.setenv("ZOO_CPU_PLAIN", "other,ab")
+    assert cpu_or(cpu, plain, name="ab") is plain

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import re
 from typing import Any
 
 __all__ = ["ConfigError", "NonFiniteError", "RunInUseError", "TrainingInterrupted", "config_error", "parsing_flags"]
@@ -59,6 +60,41 @@ def config_error(config: str, field: str, value: Any, expected: str) -> Exceptio
     """The exception a config's check raises: a :class:`ConfigError` (a :class:`FlagError` while parsing flags)."""
     error = ConfigError(config, field, value, expected)
     return FlagError(error) if _parsing.get() else error
+
+
+_BOX = str.maketrans("", "", "│╭╮╰╯")
+
+
+def flag_parse_error(message: str) -> ValueError:
+    """tyro's boxed report of a flag it could not parse, as one line (for ``zoo.cli``'s ``error:`` line).
+
+    tyro (1.0) draws a box: a title (``Unrecognized options``, ``Value error``), sections split by rules,
+    the first holding what went wrong, another ``Perhaps you meant:`` with similar flags. Kept here: the
+    first section and the suggested flag names, with where to read the full help.
+    """
+    sections, lines = [], []
+    for raw in message.splitlines():
+        line = raw.translate(_BOX).strip()
+        if line.startswith("─") and line.strip("─ ") == "" or raw.lstrip().startswith("╰"):
+            sections.append(lines)
+            lines = []
+        elif line and not raw.lstrip().startswith("╭"):
+            lines.append(line)
+    sections = [s for s in [*sections, lines] if s]
+    if not sections:
+        return ValueError(message.strip() or "could not parse the flags")
+    what = " ".join(sections[0]).rstrip(".")
+    hint = [s for s in sections if s[0].startswith("For full helptext")]
+    for section in sections[1:]:
+        if section[0] == "Perhaps you meant:":
+            flags = [line.split()[0] for line in section[1:] if line.startswith("-")]
+            if flags:
+                what += f" (perhaps you meant {' or '.join(dict.fromkeys(flags))})"
+    if what.startswith("Error parsing "):
+        what = "cannot parse " + what.removeprefix("Error parsing ")
+    if hint and (command := re.search(r"(?:run|see) (.+--help)", " ".join(hint[0]))):
+        what += f"; see {command.group(1)}"
+    return ValueError(what[0].lower() + what[1:])
 
 
 class NonFiniteError(FloatingPointError):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import io
 import os
 import shutil
 import sys
@@ -238,8 +239,16 @@ def parse_flags(cls, **kwargs: Any):
 
     from zoo.errors import parsing_flags  # noqa: PLC0415
 
-    with parsing_flags():
-        return tyro.cli(cls, **kwargs)
+    from zoo.errors import flag_parse_error  # noqa: PLC0415
+
+    captured = io.StringIO()
+    try:
+        with parsing_flags(), contextlib.redirect_stderr(captured):
+            return tyro.cli(cls, **kwargs)
+    except SystemExit as e:
+        if e.code in (0, None):  # --help (printed to stdout)
+            raise
+        raise flag_parse_error(captured.getvalue()) from None
 
 
 def parse_preset_args(argv: Sequence[str], prog: str, family: str, cls: type, description: str, **defaults: Any):

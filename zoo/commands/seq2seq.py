@@ -136,7 +136,7 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
     from zoo.train.objectives import TRANSLATION  # noqa: PLC0415
     from zoo.run import load_run, write_run_json  # noqa: PLC0415
     from zoo.train.trainer import train  # noqa: PLC0415
-    from zoo.train.sharding import parse_mesh  # noqa: PLC0415
+    from zoo.train.sharding import mesh_str, parse_mesh  # noqa: PLC0415
     import jax  # noqa: PLC0415
 
     mesh = parse_mesh(args.mesh, jax.device_count())
@@ -173,7 +173,8 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
         print(f"seq2seq/{preset.name}: {args.data}: {len(train_pairs) - dropped:,} train and "
               f"{len(val_pairs) - val_dropped:,} held-out pairs ({tokenizer.kind} tokenizer, vocabulary "
               f"{tokenizer.vocab_size}){f'; dropped {dropped + val_dropped} too long' if dropped + val_dropped else ''}"
-              f"; run directory {run_dir}", flush=True)
+              f"; {jax.device_count()} {jax.default_backend()} device(s), mesh {mesh_str(mesh)}; run directory {run_dir}",
+              flush=True)
         result = train(Seq2SeqTransformer(config), config, train_config, train_data, val_data, run_dir,
                        objective=TRANSLATION, get_batch=_rows, progress=args.progress, resume=True,
                        metadata={"family": "seq2seq", "preset": preset.name}, mesh=mesh)

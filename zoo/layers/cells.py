@@ -35,6 +35,9 @@ GRU        gates (r, z, n), ``reset_after=True``; input_kernel = weight_ih.T;
            gate multiplies)
 =========  ==============================================================
 
+:func:`zoo.interop.from_torch_rnn` and :func:`zoo.interop.to_torch_rnn`
+convert whole state dicts (every layer and direction) both ways.
+
 Numerics: matmuls run in ``dtype`` (default: the promoted dtype of inputs
 and parameters) and accumulate in at least float32; gates and the carry are
 computed and kept in at least float32, so bfloat16 compute does not let the

@@ -66,7 +66,7 @@ def _matmul(x: jax.Array, w: jax.Array) -> jax.Array:
     return jnp.matmul(x, w)
 
 
-linear = cpu_or(_linear_cpu, _matmul)
+linear = cpu_or(_linear_cpu, _matmul, name="linear")
 
 
 class Linear(nn.Module):

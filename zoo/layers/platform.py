@@ -18,11 +18,15 @@ The CPU versions and their measurements (2-core AMD EPYC, jax 0.10.2):
   reads it, for the same reason (``gelu`` and ``gelu_tanh`` in
   :data:`zoo.layers.transformer.ACTIVATIONS`).
 
-docs/cpu.md gives the A/B figures and the command that measures them.
+docs/cpu.md gives the A/B figures and the command that measures them
+(``benchmarks/cpu_tricks.py``). For such an A/B, the environment variable
+``ZOO_CPU_PLAIN`` (comma-separated names: ``linear``, ``gelu``) makes the CPU
+take the plain version of the named tricks too; it is read when zoo is imported.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import jax
@@ -30,13 +34,16 @@ import jax
 __all__ = ["cpu_or"]
 
 
-def cpu_or(cpu: Callable, other: Callable) -> Callable:
+def cpu_or(cpu: Callable, other: Callable, *, name: str) -> Callable:
     """A function that is ``cpu`` in a program lowered for the CPU and ``other`` on every other platform.
 
     Both take and return the same arrays; ``other`` is the plain version. The
     choice is made at lowering time (``jax.lax.platform_dependent``), so it
-    follows the platform a program is compiled or exported for.
+    follows the platform a program is compiled or exported for. ``name`` is
+    the trick's name in ``ZOO_CPU_PLAIN``, which turns it off on the CPU too.
     """
+    if name in os.environ.get("ZOO_CPU_PLAIN", "").split(","):
+        return other
 
     def choose(*args):
         return jax.lax.platform_dependent(*args, cpu=cpu, default=other)

@@ -90,8 +90,8 @@ ACTIVATIONS = {
     "relu": jax.nn.relu,  # the original Transformer
     # BERT's exact GELU as torch and HF write it, 0.5 x (1 + erf(x / sqrt 2)): faster on XLA:CPU than
     # jax.nn.gelu's erfc form (3.5% of a BERT-mini training step), the same values to 1e-6
-    "gelu": cpu_or(_barrier_vjp(_gelu_erf), _gelu_erf),
-    "gelu_tanh": cpu_or(_barrier_vjp(_gelu_tanh), _gelu_tanh),  # GPT-2 ("gelu_new")
+    "gelu": cpu_or(_barrier_vjp(_gelu_erf), _gelu_erf, name="gelu"),
+    "gelu_tanh": cpu_or(_barrier_vjp(_gelu_tanh), _gelu_tanh, name="gelu"),  # GPT-2 ("gelu_new")
 }
 
 
