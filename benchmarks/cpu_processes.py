@@ -41,7 +41,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from zoo.bench import timing  # noqa: E402
+try:  # the harness (zoo.harness.results) replaced zoo.bench.timing on main
+    from zoo.harness import results as timing  # noqa: E402
+except ImportError:
+    from zoo.bench import timing  # noqa: E402
 from zoo.bench.pretrain import parse_nanogpt_log  # noqa: E402
 
 MAX_OTHER_LOAD = 0.05
@@ -132,8 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     markdown = render(data)
     print(markdown, end="")
     if args.out:
-        for path in timing.write_results(args.out, f"cpu-processes-{timing.device_slug(env)}", data, markdown):
-            print(f"wrote {path}", file=sys.stderr)
+        args.out.mkdir(parents=True, exist_ok=True)
+        stem = args.out / f"cpu-processes-{timing.device_slug(env)}"
+        stem.with_suffix(".json").write_text(json.dumps(data, indent=1, default=str) + "\n")
+        stem.with_suffix(".md").write_text(markdown)
+        print(f"wrote {stem}.json and {stem}.md", file=sys.stderr)
     return 0
 
 
