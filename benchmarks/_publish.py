@@ -7,13 +7,14 @@ A script ``benchmarks/<name>.py`` is a docstring and one call::
 which runs :func:`zoo.bench.<name>.run` (every flag of ``zoo bench <name>``
 is accepted), prints the Markdown report, writes
 ``benchmarks/results/<name>-<device>.json`` (all raw timings) and ``.md``
-(the table), plus whatever the benchmark's ``write_extras`` writes (CSV,
-plots), and with ``--update-readme`` replaces the text between
+(the table), plus the benchmark's CSV and plots (:func:`zoo.harness.main.write`),
+and with ``--update-readme`` replaces the text between
 ``<!-- bench:<name>:start -->`` and ``<!-- bench:<name>:end -->`` in
 README.md. With ``--update-readme`` it is an error (exit 2, before running
 anything) if the markers are missing or ``--quick`` is given, and README is
-left alone (exit 1) if other processes took more than the benchmark's
-``MAX_OTHER_LOAD`` share of the CPU time during the run.
+left alone (exit 1) if other processes took more than a 5%
+share of the CPU time during the run (``zoo.harness.results.MAX_OTHER_LOAD``,
+or the benchmark's own ``MAX_OTHER_LOAD``).
 """
 
 from __future__ import annotations
@@ -56,11 +57,11 @@ def publish(
     if doc and ("-h" in argv or "--help" in argv):
         print(doc)
 
-    from zoo.bench import timing  # after --help text; imports JAX
+    from zoo.harness import main, results  # after --help text; imports JAX
 
     bench = importlib.import_module(f"zoo.bench.{name}")
     start, end = markers(name)
-    cfg = bench.parse_config(bench_argv, prog=prog)
+    cfg = main.parse(bench.EXPERIMENT, bench_argv, prog=prog)
     if update_readme:
         if cfg.quick:
             print(f"{prog}: error: {UPDATE_README} needs full shapes, not --quick", file=sys.stderr)
@@ -71,27 +72,22 @@ def publish(
             print(f"{prog}: error: {readme}: {e}", file=sys.stderr)
             return 2
 
-    data, markdown = bench.run(cfg, command=" ".join([prog, *map(shlex.quote, argv)]))
-    print(markdown, end="")
-    stem = f"{name}-{timing.device_slug(data['environment'])}"
+    data = bench.run(cfg, command=" ".join([prog, *map(shlex.quote, argv)]))
+    print(bench.render(data, images=None), end="")
     out = Path(cfg.out or RESULTS)
-    paths = timing.write_results(out, stem, data, markdown)
-    if hasattr(bench, "write_extras"):  # CSV, plots
-        paths += bench.write_extras(data, out, stem)
-    for path in paths:
+    for path in main.write(bench.EXPERIMENT, data, out, stem=f"{name}-{{device}}"):
         print(f"wrote {_shown(path)}", file=sys.stderr)
     if not update_readme:
         return 0
     other = data["environment"].get("other_processes_cpu_share")
-    if other is not None and other > bench.MAX_OTHER_LOAD:
+    if other is not None and other > getattr(bench, "MAX_OTHER_LOAD", results.MAX_OTHER_LOAD):  # embeddings: 1.0
         print(
             f"{prog}: error: README not updated: other processes used {other:.0%} of the CPU time "
             "during the run; rerun on an idle machine",
             file=sys.stderr,
         )
         return 1
-    if hasattr(bench, "readme_markdown"):  # the report with its plots linked from README's folder
-        markdown = bench.readme_markdown(data, prefix=f"{_shown(out).as_posix()}/")
+    markdown = bench.render(data, images=f"{_shown(out).as_posix()}/")  # plots linked from README's folder
     readme.write_text(replace_between_markers(readme.read_text(), markdown, start, end))
     print(f"updated {_shown(readme)}", file=sys.stderr)
     return 0

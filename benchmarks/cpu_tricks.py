@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {r + 1}: {name}: " + (f"{got:.1f} ms/step" if isinstance(got, float) else f"failed: {got}"),
                   flush=True)
     sys.path.insert(0, str(_publish.ROOT))
-    from zoo.bench.timing import cpu_model, num_threads  # noqa: PLC0415
+    from zoo.harness.results import cpu_model, num_threads  # noqa: PLC0415
 
     machine = f"{cpu_model()}, {num_threads()} CPU threads"
     load = f"average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (1-minute load average)"

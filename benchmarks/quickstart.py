@@ -41,7 +41,7 @@ def time_once() -> float:
 
 
 def machine() -> str:
-    from zoo.bench.timing import cpu_model, num_threads  # noqa: PLC0415
+    from zoo.harness.results import cpu_model, num_threads  # noqa: PLC0415
 
     return f"{cpu_model()}, {num_threads()} CPU threads"
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"command": " ".join(COMMAND), "seconds": times, "median_s": median, "machine": where,
               "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
     _publish.RESULTS.mkdir(parents=True, exist_ok=True)
-    from zoo.bench.timing import cpu_model, device_slug, num_threads  # noqa: PLC0415
+    from zoo.harness.results import cpu_model, device_slug, num_threads  # noqa: PLC0415
 
     slug = device_slug({"jax_platform": "cpu", "cpu": cpu_model(), "threads": num_threads()})
     path = _publish.RESULTS / f"quickstart-{slug}.json"

@@ -20,6 +20,7 @@ other processes took more than 5% of the CPU say so in their table (the ladder r
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -36,20 +37,10 @@ def markers(name: str) -> tuple[str, str]:
 def render(name: str, folder: Path, command: str | None = None) -> str:
     """The Markdown of ``folder``'s results, its images linked as ``<folder>/<file>`` from the repository root."""
     shown = folder.resolve().relative_to(ROOT).as_posix() if folder.resolve().is_relative_to(ROOT) else str(folder)
-    if name == "ladder":
-        from zoo.experiments.ladder import render_markdown
-
-        result = json.loads((folder / "ladder.json").read_text())
-        return render_markdown(result, command=result.get("command") or command, image=f"{shown}/ladder.png")
-    if name == "gradflow":
-        from zoo.experiments.gradflow import render_markdown
-
-        result = json.loads((folder / "gradflow.json").read_text())
-        return render_markdown(result, image=f"{shown}/gradflow.png")
-    from zoo.experiments.tasks import render_markdown
-
-    result = json.loads((folder / "tasks.json").read_text())
-    return render_markdown(result, command=result.get("command") or command, image=f"{shown}/tasks.png")
+    module = importlib.import_module(f"zoo.experiments.{name}")
+    result = json.loads((folder / f"{name}.json").read_text())
+    result["command"] = result.get("command") or command
+    return module.render(result, images=f"{shown}/")
 
 
 def replace_between_markers(text: str, body: str, start: str, end: str) -> str:

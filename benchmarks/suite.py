@@ -38,7 +38,9 @@ def rerender_main(argv: list[str]) -> int:
     import json
     import shlex
 
-    from zoo.bench import suite, timing
+    from zoo.bench import suite
+    from zoo.harness.main import write
+    from zoo.harness.results import MAX_OTHER_LOAD
 
     i = argv.index("--rerender")
     if i + 1 >= len(argv):
@@ -47,21 +49,18 @@ def rerender_main(argv: list[str]) -> int:
     path = Path(argv[i + 1])
     data = json.loads(path.read_text())
     other = data["environment"].get("other_processes_cpu_share")
-    data, markdown = suite.rerender(data, command=" ".join([PROG, *map(shlex.quote, argv)]))
-    stem = suite.stem(data)
-    paths = timing.write_results(path.parent, stem, data, markdown) + suite.write_extras(data, path.parent, stem)
-    for p in paths:
+    data = suite.rerender(data, command=" ".join([PROG, *map(shlex.quote, argv)]))
+    for p in write(suite.EXPERIMENT, data, path.parent):
         print(f"wrote {p}", file=sys.stderr)
     if _publish.UPDATE_README not in argv:
         return 0
-    if other is not None and other > suite.MAX_OTHER_LOAD:
+    if other is not None and other > MAX_OTHER_LOAD:
         print(f"{PROG}: error: README not updated: other processes used {other:.0%} of the CPU time "
               "during the measured run", file=sys.stderr)
         return 1
     start, end = _publish.markers("suite")
     folder = path.parent.resolve().relative_to(_publish.ROOT).as_posix()
-    text = _publish.replace_between_markers(README.read_text(), suite.readme_markdown(data, prefix=f"{folder}/"),
-                                            start, end)
+    text = _publish.replace_between_markers(README.read_text(), suite.render(data, images=f"{folder}/"), start, end)
     README.write_text(text)
     print(f"updated {README.relative_to(_publish.ROOT)}", file=sys.stderr)
     return 0

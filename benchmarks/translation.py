@@ -50,13 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     step, val_loss, em, pairs, beam = match.groups()
     import jax  # noqa: PLC0415
 
-    from zoo.bench import timing  # noqa: PLC0415
+    from zoo.harness import results  # noqa: PLC0415
 
-    env = timing.environment()
+    env = results.environment()
     shown = " ".join(shlex.quote(c) for c in cmd if not c.startswith(tmp)).replace("--out ", "")
     body = "\n".join([
-        f"Measured by `python benchmarks/translation.py --data {args.data}` on {timing.device_line(env)[len('- device: '):]}, "
-        f"jax {jax.__version__}, {timing.utc_now()}: `{shown}` trained {step} steps in {wall:.0f} s "
+        f"Measured by `python benchmarks/translation.py --data {args.data}` on {results.device_line(env)[len('- device: '):]}, "
+        f"jax {jax.__version__}, {results.utc_now()}: `{shown}` trained {step} steps in {wall:.0f} s "
         f"(wall, process start to the end of the evaluation) and reached **{float(em):.1%} exact match** on "
         f"{pairs} held-out pairs (beam {beam}), validation loss {float(val_loss):.4f}.",
     ])

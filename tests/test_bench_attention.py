@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from zoo.bench import attention, timing, worker
+from zoo.bench import attention
+from zoo.harness import results as harness_results
+from zoo.harness import worker
 
 ROOT = Path(__file__).resolve().parent.parent
-HAS_TORCH = timing.torch_available()
+HAS_TORCH = harness_results.torch_available()
 IMPLS = ["blockwise", "xla", "jax_nn"] + (["torch"] if HAS_TORCH else [])
 LABELS = [attention.IMPL_LABELS[i] for i in IMPLS]
 
@@ -152,50 +154,51 @@ def test_worker_turns_exceptions_into_results(monkeypatch):
             raise exc
         return measure
 
+    def run_worker(spec):  # what the worker process answers
+        return worker.run_measurement(spec, attention.measure)
+
     monkeypatch.setattr(attention, "_measure_jax", fail(MemoryError()))
-    out = attention.run_worker(spec)
+    out = run_worker(spec)
     assert out["status"] == "oom" and out["peak_rss_kib"] > 0 and out["pid"]
     monkeypatch.setattr(attention, "_measure_jax", fail(RuntimeError("RESOURCE_EXHAUSTED: Out of memory")))
-    assert attention.run_worker(spec)["status"] == "oom"
+    assert run_worker(spec)["status"] == "oom"
     monkeypatch.setattr(attention, "_measure_jax", fail(ValueError("shapes")))
-    assert attention.run_worker(spec) | {"peak_rss_kib": 0, "pid": 0} == {
-        "status": "error", "error": "ValueError: shapes", "peak_rss_kib": 0, "pid": 0,
+    assert run_worker(spec) | {"peak_rss_kib": 0, "pid": 0, "wall_s": 0} == {
+        "status": "error", "error": "ValueError: shapes", "peak_rss_kib": 0, "pid": 0, "wall_s": 0,
     }
 
 
 def test_torch_is_optional(monkeypatch):
-    # importing the benchmark does not import torch
-    code = "import sys, zoo.cli, zoo.bench.attention; assert 'torch' not in sys.modules"
-    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=60, check=False).returncode == 0
+    # (that importing the benchmark does not import torch is tests/test_bench_cli.py's)
     # without torch, its columns are skipped with a note
-    monkeypatch.setattr(timing, "torch_available", lambda: False)
+    monkeypatch.setattr(harness_results, "torch_available", lambda: False)
     cfg = attention.Config(quick=True, seq_lens=(64,), implementations=("blockwise", "torch"), progress=False)
-    data, markdown = attention.run(cfg, command="test")
+    data = attention.run(cfg, command="test")
+    markdown = attention.render(data)
     assert {m["impl"] for m in data["measurements"]} == {"blockwise"}
     assert "torch is not installed" in markdown and "torch sdpa" not in markdown
 
 
-def test_help_and_bad_flags():
-    top = subprocess.run([sys.executable, "-m", "zoo", "bench", "--help"], capture_output=True, text=True,
-                         cwd=ROOT, timeout=60, check=False)
-    assert "attention" in top.stdout + top.stderr
+def test_help_and_bad_flags(capsys):
+    # (that `zoo bench --help` lists attention is tests/test_bench_suite.py's)
     proc = bench("--help", timeout=60)
     assert proc.returncode == 0
     for flag in ("--batch", "--heads", "--head-dim", "--seq-lens", "--implementations", "--mem-limit-gb",
                  "--timeout-s", "--repeats", "--warmup", "--out", "--quick", "--dtype"):
         assert flag in proc.stdout, flag
-    proc = bench("--seq-lens", "0", timeout=60)
-    assert proc.returncode == 2 and "--seq-lens" in proc.stderr
+    assert attention.main(["--seq-lens", "0"]) == 2  # a usage error, before any worker starts
+    assert "--seq-lens" in capsys.readouterr().err
 
 
 def test_memory_limit_defaults_to_three_quarters_of_ram_on_cpu_only():
     ram = worker.physical_memory_bytes()
     assert ram and ram > 2**28
-    cfg = attention.Config()
-    assert attention.memory_limit_bytes(cfg, "cpu") == int(0.75 * ram)
-    assert attention.memory_limit_bytes(cfg, "gpu") is None
-    assert attention.memory_limit_bytes(attention.Config(mem_limit_gb=1.5), "gpu") == 3 * 2**29
-    assert attention.memory_limit_bytes(attention.Config(mem_limit_gb=0), "cpu") is None
+    limit = worker.default_memory_limit  # of attention.Config().mem_limit_gb, by default None
+    assert attention.Config().mem_limit_gb is None
+    assert limit(None, "cpu") == int(0.75 * ram)
+    assert limit(None, "gpu") is None
+    assert limit(1.5, "gpu") == 3 * 2**29
+    assert limit(0, "cpu") is None
 
 
 def load_script():

@@ -113,15 +113,18 @@ def test_readme_markers_are_replaced_or_missing_is_an_error():
 
 
 def test_torch_is_optional(monkeypatch):
-    # torch is never imported just by importing the command line or the benchmark
-    code = "import sys, zoo.cli, zoo.bench.recurrent; assert 'torch' not in sys.modules"
+    # neither torch nor transformers is imported just by importing the command line or a benchmark
+    code = ("import sys, zoo.cli, zoo.bench.recurrent, zoo.bench.attention, zoo.bench.bert, zoo.bench.suite; "
+            "assert not {'torch', 'transformers'} & set(sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=60).returncode == 0
     # without torch, its rows are skipped with a note
-    from zoo.bench import recurrent, timing
+    from zoo.bench import recurrent
+    from zoo.harness import results
 
-    monkeypatch.setattr(timing, "torch_available", lambda: False)
+    monkeypatch.setattr(results, "torch_available", lambda: False)
     cfg = recurrent.Config(quick=True, cells=("lstm",), flax=False, progress=False)
-    data, markdown = recurrent.run(cfg, command="test")
+    data = recurrent.run(cfg, command="test")
+    markdown = recurrent.render(data)
     assert [r["name"] for r in data["rows"]] == ["zoo LSTMCell"]
     assert "torch is not installed" in markdown
 

@@ -112,8 +112,10 @@ def test_bad_input_gives_one_line(runs, monkeypatch):
 
 
 def test_bench_quick_runs_without_gensim(tmp_path):
-    from zoo.bench.embeddings import parse_config, run
+    from zoo.bench.embeddings import EXPERIMENT, render, run
+    from zoo.harness.main import parse
 
-    data, markdown = run(parse_config(["--quick", "--no-gensim"]), command="zoo bench embeddings --quick")
+    data = run(parse(EXPERIMENT, ["--quick", "--no-gensim"], "zoo bench embeddings"), command="zoo bench embeddings --quick")
+    markdown = render(data)
     assert "*word2vec* (CBOW)" in markdown and "| words/s |" in markdown
     assert {r["impl"] for r in data["rows"]} == {"zoo"} and len(data["rows"]) == 4  # 2 seeds x 2 families

@@ -118,53 +118,17 @@ def test_preset_table():
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 
 
-def _timing(d):
-    from zoo.bench.timing import Timing
-
-    return None if d is None else Timing(tuple(d["times_s"]), d.get("compile_s"))
-
-
 def rerender(path: Path) -> str:
-    """The Markdown report of a stored result, rendered again from its JSON by today's code."""
-    import dataclasses
+    """The Markdown report of a stored result, rendered again from its JSON by today's code.
 
-    from zoo.bench import attention, bert, pretrain, recurrent, suite_report
-    from zoo.experiments import gradflow, ladder, tasks
+    Every benchmark and experiment module has ``render(data)``; the file's stem names the module
+    (``suite-cpu-...``, ``ladder``).
+    """
+    import importlib
 
-    data = json.loads(path.read_text())
-    name = data.get("benchmark") or path.stem.split("-")[0]
-    if name == "recurrent":
-        cfg = recurrent.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["config"].items()})
-        rows = [recurrent.Row(**{**r, "fwd": _timing(r["fwd"]), "fwd_bwd": _timing(r["fwd_bwd"])})
-                for r in data["rows"]]
-        return recurrent.render_markdown(data, rows, cfg)
-    if name == "attention":
-        cfg = attention.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["config"].items()})
-        fields = {f.name for f in dataclasses.fields(attention.Measurement)}
-        ms = [attention.Measurement(**{**{k: v for k, v in m.items() if k in fields}, "timing": _timing(m["timing"])})
-              for m in data["measurements"]]
-        return attention.render_markdown(data, ms, cfg, cfg.implementations)
-    if name == "bert":
-        cfg = bert.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["config"].items()})
-        fields = {f.name for f in dataclasses.fields(bert.Row)}
-        known = fields | {"status"}
-        rows = [bert.Row(**{**{k: v for k, v in r.items() if k in fields}, "timing": _timing(r.get("timing")),
-                            "info": {k: v for k, v in r.items() if k not in known}})
-                for r in data["rows"]]
-        return bert.render_markdown(data, rows, cfg)
-    if name == "embeddings":
-        from zoo.bench import embeddings
-
-        return embeddings.render_markdown(data)
-    if name == "suite":
-        return suite_report.render_markdown({**data, "stem": path.stem}, image_prefix="")
-    if "nanogpt" in data:
-        return pretrain.render_markdown(data)
-    image = f"{path.stem}.png"
-    if path.stem == "gradflow":
-        return gradflow.render_markdown(data, image)
-    module = {"ladder": ladder, "tasks": tasks}[path.stem]
-    return module.render_markdown(data, data.get("command"), image)
+    name = path.stem.split("-")[0]
+    package = "experiments" if name in ("gradflow", "ladder", "tasks") else "bench"
+    return importlib.import_module(f"zoo.{package}.{name}").render(json.loads(path.read_text()))
 
 
 STORED = sorted(RESULTS.rglob("*.json"))

@@ -141,7 +141,7 @@ def test_bad_arguments_raise_and_name_the_argument(call, name):
 @pytest.mark.parametrize("model", tasks.MODELS)
 def test_param_count_matches_init_and_widths_match_the_gpt(task, model):
     spec = dt.task_spec(task, 16)
-    cfg = tasks.model_config(model, spec, width=32, num_layers=2, num_heads=2)
+    cfg = tasks.model_config(model, spec, features=32, num_layers=2, num_heads=2)
     x = dt.make_batch(task, 2, 16).inputs
     shapes = jax.eval_shape(lambda: tasks.SequenceModel(cfg).init(jax.random.key(0), x))
     assert sum(int(np.prod(s.shape)) for s in jax.tree.leaves(shapes)) == tasks.param_count(cfg)
@@ -154,7 +154,7 @@ def test_param_count_matches_init_and_widths_match_the_gpt(task, model):
 @pytest.mark.parametrize("model", tasks.MODELS)
 def test_models_are_causal(model, helpers):
     spec = dt.task_spec("copy", 4)
-    cfg = tasks.model_config(model, spec, width=16, num_layers=1, num_heads=2)
+    cfg = tasks.model_config(model, spec, features=16, num_layers=1, num_heads=2)
     m = tasks.SequenceModel(cfg)
     x = dt.make_batch("copy", 2, 4).inputs
     params = helpers.init_params(m, x)  # random values without compiling the initialisers
@@ -171,7 +171,7 @@ def test_models_are_causal(model, helpers):
 
 
 def test_lstm_learns_the_adding_problem_at_short_length():
-    cfg = tasks.RunConfig("adding", model="lstm", length=10, steps=300, batch_size=32, width=16, heads=2,
+    cfg = tasks.RunConfig("adding", model="lstm", length=10, steps=300, batch_size=32, features=16, heads=2,
                           lr=1e-2, eval_size=256)
     r = tasks.run_task(cfg)
     assert r["metric"] == "mse" and r["finite"]
@@ -183,11 +183,28 @@ def test_lstm_learns_the_adding_problem_at_short_length():
 
 def test_run_main_prints_the_result_line(capsys):
     code = tasks.run_main(["recall", "--model", "rnn", "--length", "16", "--steps", "3", "--batch-size", "4",
-                           "--width", "16", "--heads", "2", "--eval-size", "4"])
+                           "--features", "16", "--heads", "2", "--eval-size", "4"])
     out = capsys.readouterr().out
     assert code == 0
     assert "recall T=16 (L=18) SimpleRNN 2 x " in out and "params" in out
     assert "accuracy" in out and "baseline 12.5%" in out and out.endswith(" s\n")
+
+
+def test_width_is_the_old_name_of_features(capsys):
+    from zoo.harness.main import parse
+
+    spec = dt.task_spec("copy", 4)
+    with pytest.warns(DeprecationWarning, match="width= is now called features="):
+        old = tasks.model_config("lstm", spec, width=16)
+    assert old == tasks.model_config("lstm", spec, features=16)
+    for cls, args in ((tasks.SequenceModelConfig, ()), (tasks.RunConfig, ("copy",)), (tasks.SweepConfig, ())):
+        with pytest.warns(DeprecationWarning, match="is now called features="):
+            assert cls(*args, width=8).features == 8
+    assert parse(tasks.RUN, ["copy", "--width", "8"], "zoo tasks run").features == 8
+    assert parse(tasks.SWEEP, ["--width=8"], "zoo tasks sweep").features == 8
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["zoo tasks run: note: --width is now called --features (the old name goes in the next release)",
+                   "zoo tasks sweep: note: --width is now called --features (the old name goes in the next release)"]
 
 
 def test_run_main_rejects_a_bad_length(capsys):

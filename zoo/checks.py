@@ -75,6 +75,18 @@ def checked(fn: Callable) -> Callable:
     argument and the values) when a check fails. ``fn`` may itself be
     jitted (``checked(jax.jit(f))``); the wrapper itself runs eagerly, since
     it reads the error to raise it.
+
+    Examples:
+      >>> attend = zoo.checked(jax.jit(
+      ...     lambda q, n: zoo.dot_product_attention(q, q, q, key_value_seq_lengths=n)))
+      >>> q = jnp.ones((1, 4, 2, 8))
+      >>> attend(q, jnp.array([3])).shape
+      (1, 4, 2, 8)
+      >>> try:
+      ...     attend(q, jnp.array([9]))  # a length past S = 4, caught inside jit
+      ... except Exception as error:
+      ...     print(type(error).__name__)
+      JaxRuntimeError
     """
     checkified = checkify.checkify(fn, errors=checkify.user_checks)
 

@@ -99,6 +99,14 @@ def axis_rules(**mesh_axes: str | tuple[str, ...] | None) -> tuple[tuple[str, An
     ``axis_rules(mlp='model', heads='model', vocab='model')`` is Megatron-style
     tensor parallelism over a mesh axis ``'model'``. Use it with
     ``nnx.logical_axis_rules`` (``flax.linen.logical_axis_rules`` is the same).
+
+    Examples:
+      >>> import zoo.nnx
+      >>> rules = zoo.nnx.axis_rules(mlp="model", heads="model")   # tensor parallel over a mesh axis "model"
+      >>> dict(rules)["mlp"], dict(rules)["embed"]                  # every other name is replicated
+      ('model', None)
+      >>> len(rules) == len(zoo.nnx.LOGICAL_AXES)
+      True
     """
     unknown = sorted(set(mesh_axes) - set(LOGICAL_AXES))
     if unknown:
@@ -205,6 +213,15 @@ class Bridged(ToNNX):
     ``zoo.load_run``) skips the random initialisation: only shapes are traced.
     Calls are ``module.apply`` with these variables; other methods of the
     linen module work too (``model.encode(...)``), as ToNNX makes them.
+
+    Examples:
+      >>> import zoo.nnx
+      >>> from flax import nnx
+      >>> encoder = zoo.Encoder(zoo.TransformerConfig(num_layers=2, num_heads=2, mlp_dim=32))
+      >>> x = jnp.ones((2, 4, 8))                                   # example inputs (B, T, D)
+      >>> model = nnx.eval_shape(lambda: zoo.nnx.Bridged(encoder, x, rngs=nnx.Rngs(0)))   # shapes only
+      >>> isinstance(model, nnx.Module), nnx.eval_shape(lambda m, x: m(x), model, x).shape
+      (True, (2, 4, 8))
     """
 
     def __init__(self, module: nn.Module, *example_args: Any, rngs: nnx.Rngs | int | None = None,
@@ -289,6 +306,15 @@ def bridge(module: nn.Module, *example_args: Any, rngs: nnx.Rngs | int | None = 
 
     ``zoo.nnx.bridge(zoo.Encoder(cfg), jnp.zeros((1, 8, 64)), rngs=nnx.Rngs(0))``;
     ``params=`` starts from linen's params instead.
+
+    Examples:
+      >>> import zoo.nnx
+      >>> from flax import nnx
+      >>> x = jnp.ones((2, 4, 8))                                   # example inputs (B, T, D)
+      >>> ffn = zoo.FeedForward(zoo.TransformerConfig(mlp_dim=32))   # any linen module
+      >>> model = nnx.eval_shape(lambda: zoo.nnx.bridge(ffn, x, rngs=nnx.Rngs(0)))   # shapes only
+      >>> type(model).__name__, nnx.eval_shape(lambda m, x: m(x), model, x).shape
+      ('Bridged', (2, 4, 8))
     """
     return Bridged(module, *example_args, rngs=rngs, params=params, **example_kwargs)
 
@@ -297,6 +323,15 @@ def linen_params(model: nnx.Module) -> dict[str, Any]:
     """The linen ``params`` of an NNX model of this module: plain arrays, the paths of the linen module's ``init``.
 
     ``model.linen_module.apply({"params": linen_params(model)}, x)`` gives ``model(x)``.
+
+    Examples:
+      >>> import zoo.nnx
+      >>> from flax import nnx
+      >>> config = zoo.GPTConfig(vocab_size=257, block_size=8, num_layers=1, num_heads=2, features=16)
+      >>> model = nnx.eval_shape(lambda: zoo.nnx.GPT(config, rngs=nnx.Rngs(0)))   # shapes only
+      >>> params = zoo.nnx.linen_params(model)                      # linen's names and nesting
+      >>> sorted(params), params["wte"]["embedding"].shape
+      (['decoder', 'wpe', 'wte'], (257, 16))
     """
     return nnx.to_pure_dict(nnx.state(model, nnx.Param))
 
@@ -306,6 +341,15 @@ def load_linen_params(model: nnx.Module, params: Any) -> nnx.Module:
 
     The paths and shapes must be those of the model's own parameters; a
     ``ValueError`` names the first that differs.
+
+    Examples:
+      >>> import zoo.nnx
+      >>> from flax import nnx
+      >>> cell = zoo.nnx.LSTMCell(3, 8, rngs=nnx.Rngs(0))
+      >>> params = {name: np.full(p.shape, 0.5, np.float32) for name, p in zoo.nnx.linen_params(cell).items()}
+      >>> cell = zoo.nnx.load_linen_params(cell, params)   # e.g. a linen model's params (boxed or not)
+      >>> float(zoo.nnx.linen_params(cell)["input_kernel"].mean())
+      0.5
     """
     where = f"load_linen_params({type(model).__name__})"
     params = _unwrap_params(params, where)
@@ -346,31 +390,75 @@ class _Cell(Bridged):
 
 
 class SimpleRNNCell(_Cell):
-    """:class:`zoo.SimpleRNNCell` (Elman) as NNX."""
+    """:class:`zoo.SimpleRNNCell` (Elman) as NNX.
+
+    Examples:
+      >>> import zoo.nnx
+      >>> from flax import nnx
+      >>> cell = nnx.eval_shape(lambda: zoo.nnx.SimpleRNNCell(3, 8, rngs=nnx.Rngs(0)))   # shapes only
+      >>> rnn = zoo.nnx.RNN(cell)
+      >>> nnx.eval_shape(lambda r, x: r(x), rnn, jnp.ones((2, 4, 3))).shape   # (batch, seq, hidden)
+      (2, 4, 8)
+    """
 
     linen_class = _cells.SimpleRNNCell
 
 
 class LSTMCell(_Cell):
-    """:class:`zoo.LSTMCell` as NNX; carry ``(c, h)``."""
+    """:class:`zoo.LSTMCell` as NNX; carry ``(c, h)``.
+
+    Examples:
+      >>> import zoo.nnx
+      >>> from flax import nnx
+      >>> cell = zoo.nnx.LSTMCell(3, 8, rngs=nnx.Rngs(0))          # in_features, hidden_features
+      >>> sorted(zoo.nnx.linen_params(cell))
+      ['bias', 'input_kernel', 'recurrent_kernel']
+      >>> rnn = zoo.nnx.RNN(cell)                                   # the cell's parameters
+      >>> rnn(jnp.ones((2, 4, 3))).shape                            # (batch, seq, hidden)
+      (2, 4, 8)
+    """
 
     linen_class = _cells.LSTMCell
 
 
 class GRUCell(_Cell):
-    """:class:`zoo.GRUCell` as NNX (``reset_after=True``, torch's form, by default)."""
+    """:class:`zoo.GRUCell` as NNX (``reset_after=True``, torch's form, by default).
+
+    Examples:
+      >>> import zoo.nnx
+      >>> from flax import nnx
+      >>> cell = nnx.eval_shape(lambda: zoo.nnx.GRUCell(3, 8, rngs=nnx.Rngs(0)))   # shapes only
+      >>> {name: p.shape for name, p in zoo.nnx.linen_params(cell).items()}
+      {'bias': (24,), 'input_kernel': (3, 24), 'recurrent_bias': (8,), 'recurrent_kernel': (8, 24)}
+    """
 
     linen_class = _cells.GRUCell
 
 
 class MinGRUCell(_Cell):
-    """:class:`zoo.MinGRUCell` as NNX."""
+    """:class:`zoo.MinGRUCell` as NNX.
+
+    Examples:
+      >>> import zoo.nnx
+      >>> from flax import nnx
+      >>> cell = nnx.eval_shape(lambda: zoo.nnx.MinGRUCell(3, 8, rngs=nnx.Rngs(0)))   # shapes only
+      >>> {name: p.shape for name, p in zoo.nnx.linen_params(cell).items()}      # no recurrent kernel
+      {'bias': (16,), 'input_kernel': (3, 16)}
+    """
 
     linen_class = _cells.MinGRUCell
 
 
 class MinLSTMCell(_Cell):
-    """:class:`zoo.MinLSTMCell` as NNX."""
+    """:class:`zoo.MinLSTMCell` as NNX.
+
+    Examples:
+      >>> import zoo.nnx
+      >>> from flax import nnx
+      >>> rnn = nnx.eval_shape(lambda: zoo.nnx.RNN(zoo.nnx.MinLSTMCell(3, 8, rngs=nnx.Rngs(0))))
+      >>> nnx.eval_shape(lambda r, x: r(x), rnn, jnp.ones((2, 4, 3))).shape
+      (2, 4, 8)
+    """
 
     linen_class = _cells.MinLSTMCell
 
@@ -404,6 +492,15 @@ class RNN(nnx.Module):
     hidden_features, rngs=...)``), or a linen zoo cell with ``in_features``
     and ``rngs`` (wrapped into one). The call is :class:`zoo.RNN`'s:
     ``rnn(x, initial_carry=..., seq_lengths=..., return_carry=...)``.
+
+    Examples:
+      >>> import zoo.nnx
+      >>> from flax import nnx
+      >>> rnn = nnx.eval_shape(lambda: zoo.nnx.RNN(zoo.GRUCell(8), in_features=3, rngs=nnx.Rngs(0)))
+      >>> x, lengths = jnp.ones((2, 4, 3)), jnp.array([4, 2])   # (batch, seq, in), (batch,)
+      >>> carry, y = nnx.eval_shape(lambda r, x: r(x, seq_lengths=lengths, return_carry=True), rnn, x)
+      >>> carry.shape, y.shape
+      ((2, 8), (2, 4, 8))
     """
 
     def __init__(self, cell: Any, *, time_major: bool = False, return_carry: bool = False, reverse: bool = False,
@@ -418,7 +515,19 @@ class RNN(nnx.Module):
 
 
 class Bidirectional(nnx.Module):
-    """:class:`zoo.Bidirectional` as NNX: two :class:`RNN` (forward, backward), outputs merged."""
+    """:class:`zoo.Bidirectional` as NNX: two :class:`RNN` (forward, backward), outputs merged.
+
+    Examples:
+      >>> import zoo.nnx
+      >>> from flax import nnx
+      >>> def make():
+      ...     return zoo.nnx.Bidirectional(zoo.nnx.RNN(zoo.nnx.GRUCell(3, 8, rngs=nnx.Rngs(0))),
+      ...                                  zoo.nnx.RNN(zoo.nnx.GRUCell(3, 8, rngs=nnx.Rngs(1))))
+      ...
+      >>> birnn = nnx.eval_shape(make)                              # shapes only; make() builds it
+      >>> nnx.eval_shape(lambda m, x: m(x), birnn, jnp.ones((2, 4, 3))).shape   # both directions concatenated
+      (2, 4, 16)
+    """
 
     def __init__(self, forward_rnn: RNN, backward_rnn: RNN, *,
                  merge_fn: Callable[[Array, Array], Array] = _recurrent._concatenate, time_major: bool = False,
@@ -436,7 +545,15 @@ class Bidirectional(nnx.Module):
 
 
 class RNNStack(Bridged):
-    """:class:`zoo.RNNStack` as NNX: ``cell`` (a linen zoo cell, the template of every layer) over ``in_features``."""
+    """:class:`zoo.RNNStack` as NNX: ``cell`` (a linen zoo cell, the template of every layer) over ``in_features``.
+
+    Examples:
+      >>> import zoo.nnx
+      >>> from flax import nnx
+      >>> stack = nnx.eval_shape(lambda: zoo.nnx.RNNStack(zoo.LSTMCell(8), 3, num_layers=2, rngs=nnx.Rngs(0)))
+      >>> nnx.eval_shape(lambda m, x: m(x), stack, jnp.ones((2, 4, 3))).shape   # shapes only
+      (2, 4, 8)
+    """
 
     def __init__(self, cell: _cells.RecurrentCell, in_features: int, *, num_layers: int = 1,
                  dropout_rate: float = 0.0, bidirectional: bool = False, unroll: int = 1,
@@ -460,6 +577,14 @@ class MultiHeadAttention(Bridged):
     ``rope_base``, ...); a cross-attention module reads ``kv_features``
     (default ``in_features``). Decoding: ``init_cache(batch, length)``, then
     ``mha(x, decode=True)``.
+
+    Examples:
+      >>> import zoo.nnx
+      >>> from flax import nnx
+      >>> mha = nnx.eval_shape(lambda: zoo.nnx.MultiHeadAttention(2, 8, rngs=nnx.Rngs(0)))   # N, in_features
+      >>> x = jnp.ones((2, 4, 8))                                   # (B, T, D)
+      >>> nnx.eval_shape(lambda m, x: m(x, is_causal=True), mha, x).shape   # shapes only; mha(x) computes
+      (2, 4, 8)
     """
 
     def __init__(self, num_heads: int, in_features: int, *, kv_features: int | None = None,
@@ -489,7 +614,16 @@ class MultiHeadAttention(Bridged):
 
 
 class TransformerBlock(Bridged):
-    """:class:`zoo.TransformerBlock` as NNX over inputs of ``in_features`` (``context_features`` for cross-attention)."""
+    """:class:`zoo.TransformerBlock` as NNX over inputs of ``in_features`` (``context_features`` for cross-attention).
+
+    Examples:
+      >>> import zoo.nnx
+      >>> from flax import nnx
+      >>> config = zoo.TransformerConfig(num_heads=2, mlp_dim=32)
+      >>> block = nnx.eval_shape(lambda: zoo.nnx.TransformerBlock(config, 8, causal=True, rngs=nnx.Rngs(0)))
+      >>> nnx.eval_shape(lambda m, x: m(x), block, jnp.ones((2, 4, 8))).shape   # shapes only
+      (2, 4, 8)
+    """
 
     def __init__(self, config: _transformer.TransformerConfig, in_features: int, *, causal: bool = False,
                  cross_attention: bool = False, context_features: int | None = None,
@@ -509,6 +643,15 @@ class GPT(Bridged):
 
     Decoding: ``model.init_cache(batch, length)``, then
     ``model(ids, decode=True)`` with the prompt and one token at a time.
+
+    Examples:
+      >>> import zoo.nnx
+      >>> from flax import nnx
+      >>> config = zoo.GPTConfig(vocab_size=257, block_size=8, num_layers=1, num_heads=2, features=16)
+      >>> model = nnx.eval_shape(lambda: zoo.nnx.GPT(config, rngs=nnx.Rngs(0)))   # shapes only
+      >>> ids = jnp.array([[72, 105, 33, 10]])                      # (B, T)
+      >>> nnx.eval_shape(lambda m, x: m(x), model, ids).shape       # model(ids): logits (B, T, vocab_size)
+      (1, 4, 257)
     """
 
     def __init__(self, config: _gpt.GPTConfig, *, rngs: nnx.Rngs | int | None = None, params: Any = None):
@@ -524,7 +667,16 @@ class GPT(Bridged):
 
 
 class RNNLM(Bridged):
-    """:class:`zoo.RNNLM` as NNX: ``model(ids, return_carry=...)``."""
+    """:class:`zoo.RNNLM` as NNX: ``model(ids, return_carry=...)``.
+
+    Examples:
+      >>> import zoo.nnx
+      >>> from flax import nnx
+      >>> config = zoo.RNNLMConfig(vocab_size=257, cell="gru", features=16, num_layers=2, block_size=8)
+      >>> model = nnx.eval_shape(lambda: zoo.nnx.RNNLM(config, rngs=nnx.Rngs(0)))   # shapes only
+      >>> nnx.eval_shape(lambda m, x: m(x), model, jnp.array([[72, 105, 33]])).shape
+      (1, 3, 257)
+    """
 
     def __init__(self, config: _rnn_lm.RNNLMConfig, *, rngs: nnx.Rngs | int | None = None, params: Any = None):
         super().__init__(_rnn_lm.RNNLM(config), jnp.zeros((1, 1), jnp.int32), rngs=rngs, params=params)
@@ -548,31 +700,84 @@ class _BERTModel(Bridged):
 
 
 class BERT(_BERTModel):
-    """:class:`zoo.BERT` (the encoder) as NNX: ``model(ids, segment_ids=, seq_lengths=)``."""
+    """:class:`zoo.BERT` (the encoder) as NNX: ``model(ids, segment_ids=, seq_lengths=)``.
+
+    Examples:
+      >>> import zoo.nnx
+      >>> from flax import nnx
+      >>> config = zoo.BERTConfig(vocab_size=64, max_positions=16, block_size=8, num_layers=1, num_heads=2,
+      ...                         features=16)
+      >>> model = nnx.eval_shape(lambda: zoo.nnx.BERT(config, rngs=nnx.Rngs(0)))   # shapes only
+      >>> nnx.eval_shape(lambda m, x: m(x), model, jnp.array([[2, 10, 11, 3]])).shape   # (B, T, D)
+      (1, 4, 16)
+    """
 
     linen_class = _bert.BERT
 
 
 class BERTForMaskedLM(_BERTModel):
-    """:class:`zoo.BERTForMaskedLM` as NNX: ``model(ids, masked_positions=...)`` -> logits."""
+    """:class:`zoo.BERTForMaskedLM` as NNX: ``model(ids, masked_positions=...)`` -> logits.
+
+    Examples:
+      >>> import zoo.nnx
+      >>> from flax import nnx
+      >>> config = zoo.BERTConfig(vocab_size=64, max_positions=16, block_size=8, num_layers=1, num_heads=2,
+      ...                         features=16)
+      >>> model = nnx.eval_shape(lambda: zoo.nnx.BERTForMaskedLM(config, rngs=nnx.Rngs(0)))   # shapes only
+      >>> positions = jnp.array([[2]])                              # (B, P)
+      >>> ids = jnp.array([[2, 10, 4, 3]])                          # (B, T)
+      >>> nnx.eval_shape(lambda m, x: m(x, masked_positions=positions), model, ids).shape
+      (1, 1, 64)
+    """
 
     linen_class = _bert.BERTForMaskedLM
 
 
 class BERTForPreTraining(_BERTModel):
-    """:class:`zoo.BERTForPreTraining` as NNX."""
+    """:class:`zoo.BERTForPreTraining` as NNX.
+
+    Examples:
+      >>> import zoo.nnx
+      >>> from flax import nnx
+      >>> config = zoo.BERTConfig(vocab_size=64, max_positions=16, block_size=8, num_layers=1, num_heads=2,
+      ...                         features=16)
+      >>> model = nnx.eval_shape(lambda: zoo.nnx.BERTForPreTraining(config, rngs=nnx.Rngs(0)))   # shapes only
+      >>> mlm, nsp = nnx.eval_shape(lambda m, x: m(x), model, jnp.array([[2, 10, 3, 11, 3]]))
+      >>> mlm.shape, nsp.shape
+      ((1, 5, 64), (1, 2))
+    """
 
     linen_class = _bert.BERTForPreTraining
 
 
 class BERTForSequenceClassification(_BERTModel):
-    """:class:`zoo.BERTForSequenceClassification` as NNX."""
+    """:class:`zoo.BERTForSequenceClassification` as NNX.
+
+    Examples:
+      >>> import zoo.nnx
+      >>> from flax import nnx
+      >>> config = zoo.BERTConfig(vocab_size=64, max_positions=16, block_size=8, num_layers=1, num_heads=2,
+      ...                         features=16, num_labels=3)
+      >>> model = nnx.eval_shape(lambda: zoo.nnx.BERTForSequenceClassification(config, rngs=nnx.Rngs(0)))
+      >>> nnx.eval_shape(lambda m, x: m(x), model, jnp.array([[2, 10, 11, 3]])).shape   # (B, num_labels)
+      (1, 3)
+    """
 
     linen_class = _bert.BERTForSequenceClassification
 
 
 class BERTForTokenClassification(_BERTModel):
-    """:class:`zoo.BERTForTokenClassification` as NNX."""
+    """:class:`zoo.BERTForTokenClassification` as NNX.
+
+    Examples:
+      >>> import zoo.nnx
+      >>> from flax import nnx
+      >>> config = zoo.BERTConfig(vocab_size=64, max_positions=16, block_size=8, num_layers=1, num_heads=2,
+      ...                         features=16, num_labels=5)
+      >>> model = nnx.eval_shape(lambda: zoo.nnx.BERTForTokenClassification(config, rngs=nnx.Rngs(0)))
+      >>> nnx.eval_shape(lambda m, x: m(x), model, jnp.array([[2, 10, 11, 3]])).shape   # (B, T, num_labels)
+      (1, 4, 5)
+    """
 
     linen_class = _bert.BERTForTokenClassification
 
@@ -584,6 +789,16 @@ class Seq2SeqTransformer(Bridged):
     linen. Decoding: ``model.init_cache(batch, source_len, cache_len)``, then
     ``model.decode(tgt, encoded, decode=True)`` (the first call stores the
     encoder's keys and values; later ones may pass ``encoded=None``).
+
+    Examples:
+      >>> import zoo.nnx
+      >>> from flax import nnx
+      >>> config = zoo.Seq2SeqConfig(vocab_size=32, max_source_len=8, max_target_len=8, num_encoder_layers=1,
+      ...                            num_decoder_layers=1, num_heads=2, features=16, bos_id=1, eos_id=2)
+      >>> model = nnx.eval_shape(lambda: zoo.nnx.Seq2SeqTransformer(config, rngs=nnx.Rngs(0)))   # shapes only
+      >>> src, tgt_in = jnp.array([[5, 6, 7, 2]]), jnp.array([[1, 8, 9]])
+      >>> nnx.eval_shape(lambda m, s, t: m(s, t), model, src, tgt_in).shape   # (B, T, vocab_size)
+      (1, 3, 32)
     """
 
     def __init__(self, config: _seq2seq.Seq2SeqConfig, *, rngs: nnx.Rngs | int | None = None, params: Any = None):

@@ -90,6 +90,19 @@ def load_pretrained(path: str | os.PathLike, *, scan_layers: bool = True) -> Run
     weights or tokenizer files, and ``ValueError`` for an unsupported
     architecture or setting, a tensor whose shape disagrees with the config,
     or a weights file that cannot be read.
+
+    Examples:
+      >>> import flax.linen as nn
+      >>> config = zoo.GPTConfig(vocab_size=257, block_size=8, num_layers=1, num_heads=2, features=16)
+      >>> model = zoo.GPT(config)
+      >>> shapes = nn.unbox(jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 8), jnp.int32)))
+      >>> params = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes["params"])   # stand-in weights
+      >>> run = zoo.Run("my-run", "gpt", config, zoo.train.TrainConfig(), model, params,
+      ...               zoo.data.ByteTokenizer(), 0, {})
+      >>> path = zoo.export_pretrained(run, "my-gpt2")       # or a GPT-2 / BERT directory from the Hub
+      >>> hf = zoo.load_pretrained("my-gpt2")
+      >>> hf.family, hf.info["architecture"], hf.config == config
+      ('gpt', 'GPT2LMHeadModel', True)
     """
     import jax  # noqa: PLC0415
 
@@ -184,6 +197,18 @@ def export_pretrained(run: Run, out_dir: str | os.PathLike, *, overwrite: bool =
     Raises ``ValueError`` for a family or a config field the HF architecture
     cannot express (naming it), and for a non-empty ``out_dir`` unless
     ``overwrite`` (files of the same names are then replaced).
+
+    Examples:
+      >>> import flax.linen as nn
+      >>> config = zoo.GPTConfig(vocab_size=257, block_size=8, num_layers=1, num_heads=2, features=16)
+      >>> model = zoo.GPT(config)
+      >>> shapes = nn.unbox(jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 8), jnp.int32)))
+      >>> params = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes["params"])   # stand-in weights
+      >>> run = zoo.Run("my-run", "gpt", config, zoo.train.TrainConfig(), model, params,
+      ...               zoo.data.ByteTokenizer(), 0, {})
+      >>> path = zoo.export_pretrained(run, "my-gpt2")
+      >>> sorted(p.name for p in path.iterdir())
+      ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']
     """
     import flax.linen as nn  # noqa: PLC0415
     import jax  # noqa: PLC0415

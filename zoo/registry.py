@@ -57,6 +57,13 @@ class Family:
       flops: ``config -> training FLOPs per token`` (None when zoo has no formula).
       cell: the recurrent cell (a key of :data:`zoo.layers.CELLS`) of a recurrent LM, else None.
       summary: one line for listings.
+
+    Examples:
+      >>> gpt = zoo.registry.family("gpt")
+      >>> gpt.name, gpt.config.__name__, gpt.module.__name__, gpt.objective.name, gpt.cell
+      ('gpt', 'GPTConfig', 'GPT', 'next_token', None)
+      >>> zoo.registry.family("gru").cell, sorted(zoo.registry.FAMILIES)[:4]
+      ('gru', ['bert', 'bert-classifier', 'fasttext', 'gpt'])
     """
 
     name: str
@@ -99,19 +106,42 @@ assert all(f.cell in CELLS for f in FAMILIES.values() if f.cell), "every recurre
 
 
 def family(name: str) -> Family:
-    """The family ``name``; an unknown name is a ``ValueError`` listing the known ones."""
+    """The family ``name``; an unknown name is a ``ValueError`` listing the known ones.
+
+    Examples:
+      >>> zoo.registry.family("lstm").summary != ""
+      True
+      >>> try:
+      ...     zoo.registry.family("transformer-xl")
+      ... except ValueError as error:
+      ...     print(str(error).split(";")[0])
+      unknown model family 'transformer-xl'
+    """
     if name not in FAMILIES:
         raise ValueError(f"unknown model family {name!r}; expected one of: {', '.join(FAMILIES)}")
     return FAMILIES[name]
 
 
 def model_for(name: str, config: Any):
-    """The linen module of family ``name`` for ``config`` (e.g. ``zoo.GPT(config)``)."""
+    """The linen module of family ``name`` for ``config`` (e.g. ``zoo.GPT(config)``).
+
+    Examples:
+      >>> config = zoo.GPTConfig(vocab_size=257, block_size=8, num_layers=1, num_heads=2, features=16)
+      >>> zoo.registry.model_for("gpt", config) == zoo.GPT(config)
+      True
+    """
     return family(name).module(config)
 
 
 def param_count(name: str, config: Any) -> int:
-    """Parameters of family ``name`` at ``config``, embedding table included."""
+    """Parameters of family ``name`` at ``config``, embedding table included.
+
+    Examples:
+      >>> zoo.registry.param_count("gpt", zoo.GPTConfig())   # embedding tables included
+      124439808
+      >>> zoo.registry.param_count("lstm", zoo.RNNLMConfig(vocab_size=65, features=64))
+      70208
+    """
     count = family(name).count
     if count is None:
         raise ValueError(f"zoo has no parameter count for family {name!r}")
@@ -119,7 +149,12 @@ def param_count(name: str, config: Any) -> int:
 
 
 def flops_per_token(name: str, config: Any) -> float | None:
-    """Training FLOPs per token of family ``name`` at ``config`` (None when zoo has no formula)."""
+    """Training FLOPs per token of family ``name`` at ``config`` (None when zoo has no formula).
+
+    Examples:
+      >>> zoo.registry.flops_per_token("lstm", zoo.RNNLMConfig(vocab_size=65, features=64))
+      421248
+    """
     flops = family(name).flops
     return None if flops is None else flops(config)
 
@@ -129,6 +164,15 @@ def matched_width(count: Callable[[int], int], target: int, *, multiple: int = 8
 
     ``count`` is the parameter count of the model being sized as a function
     of its width, e.g. ``lambda d: param_count("lstm", config.replace(features=d))``.
+
+    Examples:
+      >>> target = zoo.registry.param_count("gpt", zoo.GPTConfig(vocab_size=65, block_size=64, num_layers=2,
+      ...                                                        num_heads=2, features=64))
+      >>> config = zoo.RNNLMConfig(vocab_size=65, cell="lstm", num_layers=2)
+      >>> count = lambda d: zoo.registry.param_count("lstm", config.replace(features=d))
+      >>> width = zoo.registry.matched_width(count, target)
+      >>> width, width % 8
+      (80, 0)
     """
     if target < 1 or multiple < 1 or max_width < multiple:
         raise ValueError(f"matched_width: target={target}, multiple={multiple}, max_width={max_width}; expected "
@@ -137,7 +181,14 @@ def matched_width(count: Callable[[int], int], target: int, *, multiple: int = 8
 
 
 def recurrent_lm_width(name: str, target: int, num_layers: int, vocab_size: int, multiple: int = 8) -> int:
-    """The width of recurrent LM ``name`` whose parameter count (table included) is closest to ``target``."""
+    """The width of recurrent LM ``name`` whose parameter count (table included) is closest to ``target``.
+
+    Examples:
+      >>> zoo.registry.recurrent_lm_width("lstm", target=100_000, num_layers=2, vocab_size=65)
+      80
+      >>> zoo.registry.recurrent_lm_width("mingru", target=100_000, num_layers=2, vocab_size=65)
+      152
+    """
     cell = family(name).cell
     if cell is None:
         raise ValueError(f"recurrent_lm_width: {name!r} is not a recurrent language model; expected one of "

@@ -96,6 +96,20 @@ class Run:
     * ``vectors``: for the word-vector families (``word2vec``, ``fasttext``) their
       :class:`zoo.embeddings.KeyedVectors` (``most_similar``, ``similarity``, a vector for a word); None
       for every other family.
+
+    Examples:
+      >>> import flax.linen as nn
+      >>> config = zoo.GPTConfig(vocab_size=257, block_size=8, num_layers=1, num_heads=2, features=16)
+      >>> model = zoo.GPT(config)
+      >>> shapes = nn.unbox(jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 8), jnp.int32)))
+      >>> params = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes["params"])   # stand-in weights
+      >>> run = zoo.Run("my-run", "gpt", config, zoo.train.TrainConfig(), model, params,
+      ...               zoo.data.ByteTokenizer(), 0, {})
+      >>> run.family, run.step, run.tokenizer.encode("hi"), run.vectors
+      ('gpt', 0, array([104, 105], dtype=int32), None)
+      >>> path = zoo.export_pretrained(run, "my-gpt2")       # a Hugging Face directory
+      >>> zoo.load_run("my-gpt2").info["source"]
+      'huggingface'
     """
 
     run_dir: Path
@@ -120,6 +134,21 @@ def load_run(run_dir: str | Path, *, step: int | None = None) -> Run:
 
     A Hugging Face model directory (``config.json`` and no ``run.json``) is
     loaded by :func:`zoo.load_pretrained`.
+
+    Examples:
+      >>> import flax.linen as nn
+      >>> config = zoo.GPTConfig(vocab_size=257, block_size=8, num_layers=1, num_heads=2, features=16)
+      >>> model = zoo.GPT(config)
+      >>> shapes = nn.unbox(jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 8), jnp.int32)))
+      >>> params = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes["params"])   # stand-in weights
+      >>> run = zoo.Run("my-run", "gpt", config, zoo.train.TrainConfig(), model, params,
+      ...               zoo.data.ByteTokenizer(), 0, {})
+      >>> path = zoo.export_pretrained(run, "my-gpt2")
+      >>> loaded = zoo.load_run("my-gpt2")                   # a zoo run directory (run.json) or a HF one
+      >>> loaded.family, loaded.config.num_layers, type(loaded.model).__name__
+      ('gpt', 1, 'GPT')
+      >>> loaded.params["wte"]["embedding"].shape
+      (257, 16)
     """
     from zoo.data import load_tokenizer  # noqa: PLC0415
 

@@ -1,7 +1,7 @@
 """Benchmarks: ``zoo bench <name>`` runs ``zoo.bench.<name>.main``.
 
-:mod:`zoo.bench.timing` holds the shared method (compile excluded, warm-up,
-synchronised calls, rotated inputs, median with spread) and the environment
-description every results table carries. Modules are imported lazily by the
-command line, so this package imports nothing heavy.
+Each module is an :class:`~zoo.harness.main.Experiment` of the harness
+(:mod:`zoo.harness`: the timing method, worker processes, the report's
+header and files). Modules are imported lazily by the command line, so this
+package imports nothing heavy.
 """

@@ -1,31 +1,30 @@
 """The arithmetic behind ``zoo bench``: parameters, FLOPs, sequential depth, crossovers, rooflines.
 
-Everything here is plain Python (no JAX), so the parent process of the
-benchmark can plan and report without starting a device, and the tests can
+Everything here is plain arithmetic (no JAX computation), so the parent process
+of the benchmark can plan and report without starting a device, and the tests can
 check each formula against a case worked by hand.
 
 **Layers.** Every layer maps ``(batch, T, width)`` to ``(batch, T, width)``
 and is made of ``m`` square ``width x width`` matrices plus ``b`` bias
-vectors (:data:`LAYER_SHAPES`): SimpleRNN ``tanh(W x + U h + b)`` has m=2;
-LSTM four gates from x and h, m=8; GRU (reset-after) m=6 with an extra
-recurrent bias; minGRU (Feng et al. 2024) two gates from x only, m=2;
-minLSTM three, m=3; causal self-attention the q, k, v and output
-projections, m=4. A token passes each matrix once, so the forward pass
-costs ``2 m width**2`` FLOPs per token, plus, for causal attention,
-``2 width (T + 1)`` for the two products with the keys (QK^T and AV): query
-t sees t keys, (T + 1) / 2 on average, and each product costs
+vectors: a recurrent layer is a cell of :data:`zoo.layers.CELLS` (its count
+is :func:`zoo.layers.cell_param_count`: SimpleRNN m=2, LSTM m=8, GRU
+(reset-after) m=6, minGRU m=2, minLSTM m=3), causal self-attention has the
+q, k, v and output projections, m=4. A token passes each matrix once, so
+the forward pass costs ``2 m width**2`` FLOPs per token, plus, for causal
+attention, ``2 width (T + 1)`` for the two products with the keys (QK^T and
+AV): query t sees t keys, (T + 1) / 2 on average, and each product costs
 ``2 width`` per key. That counts useful work only: a dense implementation
 computes the masked half too (XLA's cost analysis shows it), and PaLM's
 convention (:func:`zoo.models.gpt.gpt_flops_per_token`, ``4 width T``)
 counts it as well, which would put a causal kernel that skips masked blocks
 above the matmul peak. Training (forward and backward) costs three times the
-forward pass. Biases, gates' elementwise
-arithmetic, softmax and the scan's combine are left out: they are a few
-operations per element against ``width`` per element for a matrix.
+forward pass. Biases, gates' elementwise arithmetic, softmax and the scan's
+combine are left out: they are a few operations per element against
+``width`` per element for a matrix.
 
 **Matched parameters.** The layers are compared at one parameter budget,
-that of the attention layer of width ``d``; :func:`matched_width` finds
-each recurrent layer's width (a multiple of 8) whose count is closest.
+that of the attention layer of width ``d``: :func:`zoo.registry.matched_width`
+finds each recurrent layer's width (a multiple of 8) whose count is closest.
 
 **Sequential depth.** A recurrent layer run by ``lax.scan`` takes T
 dependent steps; minGRU and minLSTM by an associative scan take about
@@ -38,66 +37,75 @@ import dataclasses
 import math
 from typing import Sequence
 
+from zoo.layers.cells import CELLS, cell_param_count
+
 __all__ = [
-    "LAYER_SHAPES",
     "LAYER_KINDS",
+    "canonical",
     "layer_base",
+    "make_cell",
     "layer_params",
     "layer_flops_per_token",
     "causal_attention_flops",
-    "matched_width",
     "sequential_depth",
     "Crossover",
     "crossovers",
     "roofline",
 ]
 
-# base kind -> (square width x width matrices, bias vectors of length width)
-LAYER_SHAPES: dict[str, tuple[int, int]] = {
-    "simple_rnn": (2, 1),
-    "lstm": (8, 4),
-    "gru": (6, 4),  # 3 gates' input and recurrent kernels and biases, plus the reset-after recurrent bias
-    "min_gru": (2, 2),
-    "min_lstm": (3, 3),
-    "attention": (4, 4),  # q, k, v, output projections, with biases
-}
-
-# the layers the suite runs: kind -> (base kind, how the sequence is processed)
+# the layers the suite runs: kind -> (base kind: a cell of zoo.layers.CELLS or attention, how the sequence is run)
 LAYER_KINDS: dict[str, tuple[str, str]] = {
-    "simple_rnn": ("simple_rnn", "sequential"),
+    "rnn": ("rnn", "sequential"),
     "lstm": ("lstm", "sequential"),
     "gru": ("gru", "sequential"),
-    "min_gru": ("min_gru", "parallel_scan"),
-    "min_gru_seq": ("min_gru", "sequential"),
-    "min_lstm": ("min_lstm", "parallel_scan"),
-    "min_lstm_seq": ("min_lstm", "sequential"),
+    "mingru": ("mingru", "parallel_scan"),
+    "mingru_seq": ("mingru", "sequential"),
+    "minlstm": ("minlstm", "parallel_scan"),
+    "minlstm_seq": ("minlstm", "sequential"),
     "attention_dense": ("attention", "parallel"),
     "attention_blockwise": ("attention", "parallel"),
     "attention_cudnn": ("attention", "parallel"),
 }
+# the spellings of zoo 0.1's benchmarks, still read from stored results
+LEGACY_NAMES = {"simple_rnn": "rnn", "min_gru": "mingru", "min_gru_seq": "mingru_seq", "min_lstm": "minlstm",
+                "min_lstm_seq": "minlstm_seq"}
+
+
+def canonical(kind: str) -> str:
+    """The one spelling of a layer kind (``min_gru`` -> ``mingru``: stored results use the old ones)."""
+    return LEGACY_NAMES.get(kind, kind)
 
 
 def layer_base(kind: str) -> str:
-    """The base kind of a layer kind (``min_gru_seq`` -> ``min_gru``); a ValueError lists the valid ones."""
+    """The base kind of a layer kind (``mingru_seq`` -> ``mingru``); a ValueError lists the valid ones."""
+    kind = canonical(kind)
     if kind in LAYER_KINDS:
         return LAYER_KINDS[kind][0]
-    if kind in LAYER_SHAPES:
+    if kind == "attention" or kind in CELLS:
         return kind
     raise ValueError(f"layer kind must be one of {sorted(LAYER_KINDS)}, got {kind!r}")
 
 
+def make_cell(kind: str, features: int, **kwargs):
+    """The zoo cell of a recurrent layer kind (``mingru_seq``: minGRU run step by step, not by associative scan)."""
+    options = {"parallel": False} if canonical(kind).endswith("_seq") else {}
+    return CELLS[layer_base(kind)](features=features, **options, **kwargs)
+
+
 def layer_params(kind: str, width: int) -> int:
     """Parameters of one layer of ``width`` units reading ``width`` inputs."""
-    m, b = LAYER_SHAPES[layer_base(kind)]
-    return m * width * width + b * width
+    base = layer_base(kind)
+    if base == "attention":
+        return 4 * width * width + 4 * width  # q, k, v, output projections, with biases
+    return cell_param_count(base, width, width)
 
 
 def layer_flops_per_token(kind: str, width: int, seq_len: int, *, train: bool = False) -> int:
     """Analytic FLOPs per token: forward ``2 m w^2`` (+ ``2 w (T + 1)`` for causal attention); training 3x that."""
-    base = layer_base(kind)
-    m, _ = LAYER_SHAPES[base]
+    # a layer has m w^2 + b w parameters (m matrices, b bias vectors): its counts at widths 1 and 2 give m
+    m = (layer_params(kind, 2) - 2 * layer_params(kind, 1)) // 2
     forward = 2 * m * width * width
-    if base == "attention":
+    if layer_base(kind) == "attention":
         forward += causal_attention_flops(width, seq_len)
     return 3 * forward if train else forward
 
@@ -107,16 +115,9 @@ def causal_attention_flops(width: int, seq_len: int) -> int:
     return 2 * width * (seq_len + 1)
 
 
-def matched_width(kind: str, target_params: int, multiple: int = 8, max_width: int = 16384) -> int:
-    """The width (a multiple of ``multiple``) whose layer has the parameter count closest to the target."""
-    if target_params < 1:
-        raise ValueError(f"matched_width: target_params must be >= 1, got {target_params}")
-    widths = range(multiple, max_width + 1, multiple)
-    return min(widths, key=lambda w: (abs(layer_params(kind, w) - target_params), w))
-
-
 def sequential_depth(kind: str, seq_len: int) -> tuple[int, str]:
     """(dependent steps for a sequence of ``seq_len``, the formula): (T, "T"), (ceil log2 T, "log2 T") or (1, "1")."""
+    kind = canonical(kind)
     if kind not in LAYER_KINDS:
         raise ValueError(f"layer kind must be one of {sorted(LAYER_KINDS)}, got {kind!r}")
     how = LAYER_KINDS[kind][1]

@@ -11,16 +11,15 @@ self-attention over ``(batch, T, heads, head_dim)`` queries, keys and values
   JAX: ``jax.jit(jax.grad(loss, argnums=(0, 1, 2)))``. PyTorch:
   ``out.sum().backward()`` with q, k, v requiring gradients.
 * **peak memory**: the high-water resident memory of the process that ran
-  the measurement (``ru_maxrss``): Python, the runtime, the inputs, the
-  compilation and the calls together. Each (implementation, T, mode) runs in
+  the measurement (``VmHWM``, :func:`zoo.harness.worker.peak_rss_kib`):
+  Python, the runtime, the inputs, the compilation and the calls together. Each (implementation, T, mode) runs in
   a fresh worker process, so no figure carries over from a larger one; the
   JSON also keeps each worker's resident memory just before compilation
   (``baseline_rss_kib``). On a GPU, the device's own peak is reported too.
 
 Throughput is ``batch * T`` tokens divided by the median wall time of the
-timed calls; the method (ahead-of-time compilation excluded and reported
-separately, warm-up calls, synchronisation around every timed call, inputs
-rotated among pre-generated arrays) is that of :mod:`zoo.bench.timing`. When
+timed calls; timed as :mod:`zoo.harness.timing` does, in worker processes
+(:mod:`zoo.harness.worker`). When
 the first warm-up call says ``--repeats`` calls would take longer than
 ``--budget-s``, fewer are timed (never fewer than 3).
 
@@ -57,22 +56,17 @@ from typing import Any, Iterator, Literal, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tyro
 from tqdm import tqdm
 
 import zoo
-from zoo.bench import timing, worker
-from zoo.bench.timing import Timing
-from zoo.commands.common import parse_flags
+from zoo.harness import flags, results, worker
+from zoo.harness.main import Experiment
+from zoo.harness.main import main as harness_main
+from zoo.harness.timing import Timing, compile_jax, time_within_budget, torch_sync
 
 # --quick: tiny shapes, so a full run takes seconds of work (plus a second or so per worker process)
 QUICK = dict(batch=1, heads=2, head_dim=32, seq_lens=(64, 128), repeats=2, warmup=1)
-
-# Above this share of the CPU time used by other processes, the report says its timings are unreliable.
-MAX_OTHER_LOAD = 0.05
-
-# Seconds the worker that describes the environment may take, whatever --timeout-s says.
-ENV_TIMEOUT_S = 300.0
+WORKER = "zoo.bench.attention:measure"
 
 ImplName = Literal["blockwise", "xla", "jax_nn", "torch"]
 ALL_IMPLS: tuple[ImplName, ...] = ("blockwise", "xla", "jax_nn", "torch")
@@ -130,12 +124,9 @@ class Config:
 
     def resolved(self) -> Config:
         """This config with ``--quick`` applied, after checking the values."""
-        cfg = dataclasses.replace(self, **QUICK) if self.quick else self
-        for name in ("batch", "heads", "head_dim", "repeats", "num_inputs"):
-            if getattr(cfg, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
-        if cfg.warmup < 0:
-            raise ValueError(f"--warmup must be >= 0, got {cfg.warmup}")
+        cfg = flags.quick(self, QUICK)
+        flags.at_least(cfg, 1, "batch", "heads", "head_dim", "repeats", "num_inputs")
+        flags.at_least(cfg, 0, "warmup")
         if not cfg.seq_lens or min(cfg.seq_lens) < 1:
             raise ValueError(f"--seq-lens: give lengths >= 1, got {cfg.seq_lens}")
         if not cfg.implementations:
@@ -146,9 +137,6 @@ class Config:
             raise ValueError("--timeout-s and --budget-s must be > 0")
         return cfg
 
-    def tokens(self, seq_len: int) -> int:
-        return self.batch * seq_len
-
     def dense_bytes(self, seq_len: int) -> int:
         """Bytes of one (B, N, T, T) logits array: a lower bound on a dense implementation's needs."""
         return self.batch * self.heads * seq_len * seq_len * np.dtype(jnp.dtype(self.dtype)).itemsize
@@ -156,7 +144,6 @@ class Config:
 
 # ----------------------------------------------------------------------------
 # the worker: one (implementation, T, mode) in a fresh process
-
 
 def _attention_fn(impl: str, causal: bool):
     if impl == "jax_nn":
@@ -188,20 +175,19 @@ def _measure_jax(spec: dict[str, Any]) -> dict[str, Any]:
         fn = attention
     else:
         fn = jax.grad(lambda q, k, v: attention(q, k, v).astype(jnp.float32).sum(), argnums=(0, 1, 2))
-    baseline = worker.maxrss_kib()
-    compiled, compile_s = timing.compile_jax(fn, *inputs[0])
-    t, first_s = timing.time_within_budget(compiled, inputs, repeats=spec["repeats"], warmup=spec["warmup"],
-                                          budget_s=spec["budget_s"], compile_s=compile_s)
-    stats = device.memory_stats() if device.platform != "cpu" else None
-    peak = stats.get("peak_bytes_in_use") if stats else None
-    return dict(timing=t, first_call_s=first_s, baseline_rss_kib=baseline, device_peak_bytes=peak)
+    baseline = worker.peak_rss_kib()
+    compiled, compile_s = compile_jax(fn, *inputs[0])
+    t, first_s = time_within_budget(compiled, inputs, repeats=spec["repeats"], warmup=spec["warmup"],
+                                   budget_s=spec["budget_s"], compile_s=compile_s)
+    return dict(timing=t, first_call_s=first_s, baseline_rss_kib=baseline,
+                device_peak_bytes=worker.device_peak_bytes(device))
 
 
 def _measure_torch(spec: dict[str, Any]) -> dict[str, Any]:
     import torch  # optional dependency: imported only in torch workers
 
     torch.set_num_threads(spec["threads"])
-    device = "cuda" if spec["jax_platform"] == "gpu" and torch.cuda.is_available() else "cpu"
+    device = results.torch_device(spec["jax_platform"])
     dtype = getattr(torch, spec["dtype"])
     # (B, T, N, H) -> torch's (B, N, T, H), contiguous
     inputs = [
@@ -219,32 +205,29 @@ def _measure_torch(spec: dict[str, Any]) -> dict[str, Any]:
         sdpa(q, k, v, is_causal=causal).float().sum().backward()
         return q.grad, k.grad, v.grad
 
-    def sync(_):
-        if device != "cpu":
-            torch.cuda.synchronize()
-
-    baseline = worker.maxrss_kib()
+    baseline = worker.peak_rss_kib()
     fn = forward if spec["mode"] == "fwd" else forward_backward
-    t, first_s = timing.time_within_budget(fn, inputs, repeats=spec["repeats"], warmup=spec["warmup"],
-                                          budget_s=spec["budget_s"], sync=sync)
+    t, first_s = time_within_budget(fn, inputs, repeats=spec["repeats"], warmup=spec["warmup"],
+                                   budget_s=spec["budget_s"], sync=torch_sync(device))
     peak = torch.cuda.max_memory_allocated() if device != "cpu" else None
     return dict(timing=t, first_call_s=first_s, baseline_rss_kib=baseline, device_peak_bytes=peak,
                 torch_device=device)
 
 
 def _environment(spec: dict[str, Any]) -> dict[str, Any]:
-    """timing.environment(), plus torch's device and threads when torch rows will run."""
-    env = timing.environment()
+    """results.environment(), plus torch's device and threads when torch rows will run."""
+    env = results.environment()
     if spec.get("torch"):
         import torch
 
         torch.set_num_threads(env["threads"])
-        env["torch_device"] = "cuda" if env["jax_platform"] == "gpu" and torch.cuda.is_available() else "cpu"
+        env["torch_device"] = results.torch_device(env["jax_platform"])
         env["torch_threads"] = torch.get_num_threads()
     return env
 
 
-def _measure(spec: dict[str, Any]) -> dict[str, Any]:
+def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    """The worker: one measurement (``spec["mode"]`` "fwd" or "fwd_bwd"), or the environment ("env")."""
     if spec["mode"] == "env":
         return {"environment": _environment(spec)}
     measured = (_measure_torch if spec["impl"] == "torch" else _measure_jax)(spec)
@@ -252,90 +235,36 @@ def _measure(spec: dict[str, Any]) -> dict[str, Any]:
     return measured
 
 
-def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
-    """Run one measurement (``spec["mode"]`` "fwd" or "fwd_bwd"), or describe the environment ("env").
-
-    Sets the address-space limit before anything allocates; returns a JSON-ready
-    result with the status ("ok", "oom" or "error"), the pid and the peak memory.
-    """
-    return worker.run_measurement(spec, _measure)
-
-
 # ----------------------------------------------------------------------------
 # the parent: spawn the workers, collect, report
 
-
-@dataclasses.dataclass
-class Measurement:
-    """One worker's result: an implementation at one T, forward or forward+backward."""
-
-    impl: str
-    seq_len: int
-    mode: str  # "fwd" | "fwd_bwd"
-    status: str  # "ok" | "oom" | "error" | "timeout"
-    timing: Timing | None = None
-    error: str | None = None
-    estimated: bool = False  # OOM from the up-front estimate: no worker ran
-    pid: int | None = None
-    peak_rss_kib: int | None = None
-    baseline_rss_kib: int | None = None
-    device_peak_bytes: int | None = None
-    first_call_s: float | None = None
-    wall_s: float | None = None
-
-    def rate(self, tokens: int) -> float | None:
-        return self.timing.rate(tokens) if self.status == "ok" and self.timing else None
-
-    def to_json(self, tokens: int) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["impl_label"] = IMPL_LABELS[self.impl]
-        out["tokens_per_call"] = tokens
-        out["timing"] = self.timing.to_json(tokens) if self.timing else None
-        return out
+RESULT_FIELDS = ("pid", "peak_rss_kib", "baseline_rss_kib", "device_peak_bytes", "first_call_s")
 
 
-def memory_limit_bytes(cfg: Config, jax_platform: str) -> int | None:
-    """The workers' RLIMIT_AS: ``--mem-limit-gb`` (0: none), else 75% of RAM on CPU and none elsewhere."""
-    return worker.default_memory_limit(cfg.mem_limit_gb, jax_platform)
-
-
-def spawn_worker(spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    """Run :func:`run_worker` in ``python -m zoo.bench.attention --worker SPEC``; its result or the failure."""
-    return worker.spawn("zoo.bench.attention", spec, timeout_s)
-
-
-def _measurement(impl: str, seq_len: int, mode: str, result: dict[str, Any]) -> Measurement:
-    t = result.get("timing")
-    fields = ("pid", "peak_rss_kib", "baseline_rss_kib", "device_peak_bytes", "first_call_s", "wall_s")
-    return Measurement(
-        impl, seq_len, mode, result["status"],
-        timing=Timing(tuple(t["times_s"]), t["compile_s"]) if t else None,
-        error=result.get("error"),
-        **{k: result.get(k) for k in fields},
-    )
+def _measurement(impl: str, seq_len: int, mode: str, result: dict[str, Any], tokens: int,
+                 estimated: bool = False) -> dict[str, Any]:
+    """One worker's result, an implementation at one T, forward or forward+backward (or its estimated OOM)."""
+    return dict(impl=impl, seq_len=seq_len, mode=mode, status=result["status"], timing=result.get("timing"),
+                error=result.get("error"), estimated=estimated, **{k: result.get(k) for k in RESULT_FIELDS},
+                wall_s=result.get("process_wall_s"), impl_label=IMPL_LABELS[impl], tokens_per_call=tokens)
 
 
 def _gb(n: float) -> str:
     return f"{n / 2**30:.3g} GiB"
 
 
-def run(cfg: Config, command: str) -> tuple[dict[str, Any], str]:
-    """Run the benchmark; return (JSON-ready results with all raw timings, Markdown report)."""
+def run(cfg: Config, command: str) -> dict[str, Any]:
+    """Run the benchmark; return the JSON-ready results with all raw timings."""
     cfg = cfg.resolved()
-    other_load = timing.OtherLoad()
+    other_load = results.OtherLoad()
     notes: list[str] = []
     impls = list(dict.fromkeys(cfg.implementations))
-    if "torch" in impls and not timing.torch_available():
+    if "torch" in impls and not results.torch_available():
         impls.remove("torch")
         notes.append("torch is not installed: its columns are skipped.")
 
-    # the parent never starts a JAX backend (on a GPU it would hold the memory): a worker describes it
-    described = spawn_worker({"mode": "env", "torch": "torch" in impls}, max(cfg.timeout_s, ENV_TIMEOUT_S))
-    if described["status"] != "ok":
-        raise RuntimeError(f"the environment worker failed: {described.get('error')}")
-    env = described["environment"]
-    limit = memory_limit_bytes(cfg, env["jax_platform"])
-    env["mem_limit_bytes"] = limit
+    env = worker.environment(WORKER, {"mode": "env", "torch": "torch" in impls}, cfg.timeout_s)
+    env["mem_limit_bytes"] = limit = worker.default_memory_limit(cfg.mem_limit_gb, env["jax_platform"])
 
     base = dict(
         batch=cfg.batch, heads=cfg.heads, head_dim=cfg.head_dim, causal=cfg.causal, dtype=cfg.dtype,
@@ -343,84 +272,72 @@ def run(cfg: Config, command: str) -> tuple[dict[str, Any], str]:
         seed=cfg.seed, threads=env["threads"], jax_platform=env["jax_platform"], mem_limit_bytes=limit,
     )
     plan = [(t, impl, mode) for t in cfg.seq_lens for impl in impls for mode in MODES]
-    measurements: list[Measurement] = []
+    measurements: list[dict[str, Any]] = []
     bar = tqdm(plan, desc="bench attention", unit="worker", file=sys.stderr, disable=not cfg.progress)
     for seq_len, impl, mode in bar:
         bar.set_postfix_str(f"T={seq_len} {IMPL_LABELS[impl]} {MODE_LABELS[mode]}")
         need = cfg.dense_bytes(seq_len)
         if impl in DENSE_IMPLS and limit and need > limit:
-            m = Measurement(impl, seq_len, mode, "oom", estimated=True,
-                            error=f"OOM (estimated {_gb(need)} > limit)")
+            result, estimated = {"status": "oom", "error": f"OOM (estimated {_gb(need)} > limit)"}, True
         else:
             spec = dict(base, impl=impl, seq_len=seq_len, mode=mode)
-            m = _measurement(impl, seq_len, mode, spawn_worker(spec, cfg.timeout_s))
-        measurements.append(m)
+            result, estimated = worker.spawn(WORKER, spec, cfg.timeout_s), False
+        measurements.append(_measurement(impl, seq_len, mode, result, cfg.batch * seq_len, estimated))
     bar.close()
 
     env["other_processes_cpu_share"] = other = other_load.fraction()
-    notes += timing.other_load_notes(other, MAX_OTHER_LOAD)
-    if "torch_device" in env and (env["torch_device"] == "cpu") != (env["jax_platform"] == "cpu"):
-        notes.append(f"torch ran on {env['torch_device']}, JAX on {env['jax_platform']}: ratios mix devices.")
-    data = {
-        "benchmark": "attention",
-        "command": command,
-        "date": timing.utc_now(),
-        "environment": env,
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()},
-        "parent_pid": os.getpid(),
-        "notes": notes,
-        "measurements": [m.to_json(cfg.tokens(m.seq_len)) for m in measurements],
-    }
-    return data, render_markdown(data, measurements, cfg, impls)
+    notes += results.other_load_notes(other) + results.device_mix_notes(env)
+    return {"benchmark": "attention", "command": command, "date": results.utc_now(), "environment": env,
+            "config": results.config_json(cfg), "parent_pid": os.getpid(), "notes": notes,
+            "measurements": measurements}
 
 
 # ----------------------------------------------------------------------------
 # the report
 
 
-def _status_cell(m: Measurement | None) -> str | None:
+def _status_cell(m: dict[str, Any] | None) -> str | None:
     """The table cell of a measurement that has no numbers (None if it has them)."""
     if m is None:
         return "—"
-    if m.status == "ok":
+    if m["status"] == "ok":
         return None
-    if m.estimated:
-        return m.error
-    return {"oom": "OOM", "timeout": "timeout"}.get(m.status, "error")
+    if m["estimated"]:
+        return m["error"]
+    return {"oom": "OOM", "timeout": "timeout"}.get(m["status"], "error")
 
 
-def _peak_mb(m: Measurement, on_device: bool) -> float | None:
-    if on_device and m.device_peak_bytes is not None:
-        return m.device_peak_bytes / 2**20
-    return None if m.peak_rss_kib is None else m.peak_rss_kib / 1024
+def _rate(m: dict[str, Any] | None) -> float | None:
+    ok = m is not None and m["status"] == "ok" and m["timing"]
+    return Timing.from_json(m["timing"]).rate(m["tokens_per_call"]) if ok else None
 
 
-def _ratio(a: Measurement | None, b: Measurement | None, tokens: int) -> str:
+def _peak_mb(m: dict[str, Any], on_device: bool) -> float | None:
+    if on_device and m["device_peak_bytes"] is not None:
+        return m["device_peak_bytes"] / 2**20
+    return None if m["peak_rss_kib"] is None else m["peak_rss_kib"] / 1024
+
+
+def _ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
     """Throughput of ``a`` over that of ``b`` (>1: a is faster)."""
-    ra, rb = (m.rate(tokens) if m else None for m in (a, b))
-    return timing.format_ratio(ra / rb if ra and rb else None)
+    ra, rb = _rate(a), _rate(b)
+    return results.format_ratio(ra / rb if ra and rb else None)
 
 
-def render_markdown(
-    data: dict[str, Any], ms: Sequence[Measurement], cfg: Config, impls: Sequence[str]
-) -> str:
+def render(data: dict[str, Any], images: str | None = "") -> str:
     """The header, the summary table (a row per T), the detail table, then method and notes."""
-    env = data["environment"]
+    env, c, ms = data["environment"], data["config"], data["measurements"]
+    impls = [i for i in dict.fromkeys(c["implementations"]) if any(m["impl"] == i for m in ms)]
     on_device = env["jax_platform"] != "cpu"
-    get = {(m.impl, m.seq_len, m.mode): m for m in ms}.get
+    get = {(m["impl"], m["seq_len"], m["mode"]): m for m in ms}.get
     limit = env.get("mem_limit_bytes")
-    header = [
-        "**Causal self-attention: tokens/s and peak memory** (tokens/s: higher is better)"
-        if cfg.causal else "**Self-attention: tokens/s and peak memory** (tokens/s: higher is better)",
-        "",
-        timing.device_line(env),
-        timing.versions_line(env),
-        f"- shapes: batch {cfg.batch} × T × {cfg.heads} heads × {cfg.head_dim}, {cfg.dtype}, "
-        f"{'causal' if cfg.causal else 'not causal'}; T in {', '.join(map(str, cfg.seq_lens))}",
+    head = results.header(
+        f"**{'Causal self-attention' if c['causal'] else 'Self-attention'}: tokens/s and peak memory** "
+        "(tokens/s: higher is better)", env,
+        f"- shapes: batch {c['batch']} × T × {c['heads']} heads × {c['head_dim']}, {c['dtype']}, "
+        f"{'causal' if c['causal'] else 'not causal'}; T in {', '.join(map(str, c['seq_lens']))}",
         f"- memory limit per worker (RLIMIT_AS): {_gb(limit) if limit else 'none'}",
-        f"- date: {data['date']}",
-        f"- command: `{data['command']}`",
-    ]
+        date=data["date"], command=data["command"])
     peak = "device peak MB" if on_device else "peak MB"
     headers = ["T"]
     for impl in impls:
@@ -431,77 +348,57 @@ def render_markdown(
     headers += [f"blockwise vs {IMPL_LABELS[b]} {MODE_LABELS[mode]}" for _, b, mode in ratios]
 
     summary, details = [], []
-    for t in cfg.seq_lens:
-        tokens = cfg.tokens(t)
+    for t in c["seq_lens"]:
         row = [f"{t:,}"]
         for impl in impls:
             fwd, bwd = get((impl, t, "fwd")), get((impl, t, "fwd_bwd"))
-            row += [_status_cell(m) or timing.format_rate(m.rate(tokens)) for m in (fwd, bwd)]
-            row.append("—" if _status_cell(bwd) else timing.format_rate(_peak_mb(bwd, on_device)))
+            row += [_status_cell(m) or results.format_rate(_rate(m)) for m in (fwd, bwd)]
+            row.append("—" if _status_cell(bwd) else results.format_rate(_peak_mb(bwd, on_device)))
             details.append([f"{t:,}", IMPL_LABELS[impl], *_detail_cells(fwd, bwd, on_device)])
-        row += [_ratio(get((a, t, mode)), get((b, t, mode)), tokens) for a, b, mode in ratios]
+        row += [_ratio(get((a, t, mode)), get((b, t, mode))) for a, b, mode in ratios]
         summary.append(row)
 
     detail_headers = ["T", "implementation", "fwd ms (min–max)", "fwd+bwd ms (min–max)",
                       "compile s (fwd / fwd+bwd)", f"{peak} (fwd / fwd+bwd)"]
     cut = ""
-    if cfg.repeats > 3:
-        cut = f" (fewer, but at least 3, where they would take over {cfg.budget_s:g} s)"
+    if c["repeats"] > 3:
+        cut = f" (fewer, but at least 3, where they would take over {c['budget_s']:g} s)"
     method = (
-        f"Method: tokens/s = {cfg.batch}×T tokens / median of {cfg.repeats} timed calls{cut}, after "
-        f"ahead-of-time compilation (timed separately) and {max(cfg.warmup, 1)} warm-up call(s); "
-        f"synchronised calls; inputs rotate among {cfg.num_inputs} pre-generated (q, k, v). fwd returns "
+        f"Method: tokens/s = {c['batch']}×T tokens / median of {c['repeats']} timed calls{cut}, after "
+        f"ahead-of-time compilation (timed separately) and {max(c['warmup'], 1)} warm-up call(s); "
+        f"synchronised calls; inputs rotate among {c['num_inputs']} pre-generated (q, k, v). fwd returns "
         "the output; fwd+bwd is the gradient of `out.sum()` w.r.t. q, k and v (torch: "
         "`out.sum().backward()`, forward under `no_grad`). Each implementation, T and mode runs in its own "
-        "process; peak MB is that process's peak resident memory (`ru_maxrss`: runtime, inputs and "
-        "compilation included)"
+        f"process; peak MB is that process's peak resident memory (`{env.get('peak_rss', 'ru_maxrss')}`: runtime, "
+        "inputs and compilation included)"
         + (", device peak MB the accelerator's peak allocation" if on_device else "")
         + ". OOM: the worker ran out of memory under the limit, or (estimated) a dense implementation's "
         "logits alone would exceed it. Ratios: throughput of zoo blockwise over the other's (>1: faster)."
     )
-    parts = ["\n".join(header), timing.markdown_table(headers, summary),
-             timing.markdown_table(detail_headers, details, align="rl" + "r" * 4), method]
     failures = [
-        f"T={m.seq_len} {IMPL_LABELS[m.impl]} {MODE_LABELS[m.mode]}: {m.status}: "
-        + (m.error or "").rstrip(".")
-        for m in ms if m.status != "ok" and not m.estimated
+        f"T={m['seq_len']} {IMPL_LABELS[m['impl']]} {MODE_LABELS[m['mode']]}: {m['status']}: "
+        + (m["error"] or "").rstrip(".")
+        for m in ms if m["status"] != "ok" and not m["estimated"]
     ]
-    notes = list(data["notes"]) + ([f"Failures: {'; '.join(failures)}."] if failures else [])
-    if notes:
-        parts.append("Notes: " + " ".join(notes))
-    return "\n\n".join(parts) + "\n"
+    return results.sections(head, results.markdown_table(headers, summary),
+                            results.markdown_table(detail_headers, details, align="rl" + "r" * 4), method,
+                            notes=list(data["notes"]) + ([f"Failures: {'; '.join(failures)}."] if failures else []))
 
 
-def _detail_cells(fwd: Measurement | None, bwd: Measurement | None, on_device: bool) -> list[str]:
-    ms = [_status_cell(m) or timing.format_ms(m.timing) for m in (fwd, bwd)]
-    compiles = [m.timing.compile_s if m and m.timing else None for m in (fwd, bwd)]
+def _detail_cells(fwd: dict[str, Any] | None, bwd: dict[str, Any] | None, on_device: bool) -> list[str]:
+    timings = [Timing.from_json(m["timing"]) if m and m["timing"] else None for m in (fwd, bwd)]
+    ms = [_status_cell(m) or results.format_ms(t) for m, t in zip((fwd, bwd), timings)]
+    compiles = [t.compile_s if t else None for t in timings]
     compile_cell = "—" if None in compiles else f"{compiles[0]:.2f} / {compiles[1]:.2f}"
     peaks = [
-        timing.format_rate(_peak_mb(m, on_device)) if m and m.status == "ok" else "—" for m in (fwd, bwd)
+        results.format_rate(_peak_mb(m, on_device)) if m and m["status"] == "ok" else "—" for m in (fwd, bwd)
     ]
     return [*ms, compile_cell, f"{peaks[0]} / {peaks[1]}"]
 
 
-def stem(data: dict[str, Any]) -> str:
-    """File stem of the results: ``attention-<device>``."""
-    return f"attention-{timing.device_slug(data['environment'])}"
-
-
-def parse_config(argv: Sequence[str], prog: str = "zoo bench attention") -> Config:
-    """Parse flags into a :class:`Config` with tyro (every flag has --help text)."""
-    return parse_flags(Config, args=list(argv), prog=prog)
+EXPERIMENT = Experiment(Config, run, render, stem="attention-{device}")
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "zoo bench attention") -> int:
-    """``zoo bench attention``: run, print the Markdown report, write files with --out.
-
-    ``--worker SPEC`` (first) runs one measurement instead: the parent's hidden entry point.
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == [worker.WORKER_FLAG]:
-        return worker.worker_main(argv[1:], "zoo.bench.attention", run_worker)
-    return timing.bench_main(argv, prog, parse_config, run, stem)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    """``zoo bench attention``: run, print the Markdown report, write files with --out."""
+    return harness_main(EXPERIMENT, argv, prog)

@@ -30,8 +30,8 @@ on hidden states and attention weights, as BERT):
 Throughput is ``batch * seq_len`` tokens divided by the median wall time of
 ``repeats`` timed steps, each synchronised (``jax.block_until_ready`` on the
 new state and metrics; ``torch.cuda.synchronize`` on a GPU, PyTorch on a CPU
-being synchronous). Each implementation runs in its own worker process (so
-XLA's and PyTorch's thread pools never compete), set up once (model, data,
+being synchronous). Each implementation runs in its own worker process
+(:mod:`zoo.harness.worker`: XLA's and PyTorch's thread pools never compete), set up once (model, data,
 compilation, timed separately, then ``warmup`` untimed steps); the parent
 then has the workers take turns, ``rounds`` times, each turn one untimed
 step and its share of the timed ones, so a change in the machine's load
@@ -44,41 +44,32 @@ Run it as ``zoo bench bert [flags]`` (``--help`` lists them) or through
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 import os
-import selectors
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import tyro
 from tqdm import tqdm
 
-from zoo.bench import timing, worker
-from zoo.bench.timing import Timing
-from zoo.commands.common import parse_flags
+from zoo.harness import flags, results
+from zoo.harness.main import Experiment
+from zoo.harness.main import main as harness_main
+from zoo.harness.timing import Timing, time_calls, torch_sync
+from zoo.harness.worker import Worker
 
 # --quick: tiny shapes, so a full run takes seconds of work (plus a few seconds per worker process)
 QUICK = {"preset": "tiny", "batch": 4, "seq_len": 32, "vocab": 512, "repeats": 2, "warmup": 1, "rounds": 2}
-
-# Above this share of the CPU time used by other processes, the report says its timings are unreliable.
-MAX_OTHER_LOAD = 0.05
 # The issue's target: zoo's tokens/s at least this multiple of HF's, for these shapes on a CPU.
 TARGET_RATIO = 1.5
 TARGET_SHAPES = {"preset": "bert-mini", "batch": 32, "seq_len": 128, "vocab": 8192}
 
 HFAttention = Literal["default", "sdpa", "eager"]
-
-# the hidden first argument that makes ``python -m zoo.bench.bert`` a worker
-WORKER_FLAG = "--worker"
-# the worker's messages: one stdout line each, a prefix, then JSON
-READY, TIMES, DONE, ERROR = "ZOO_BENCH_READY ", "ZOO_BENCH_TIMES ", "ZOO_BENCH_DONE ", "ZOO_BENCH_ERROR "
+WORKER = "zoo.bench.bert:work"
 
 # WordPiece's special ids in zoo (zoo.data.tokenizers): [PAD] [UNK] [CLS] [SEP] [MASK]
 PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = range(5)
@@ -131,12 +122,9 @@ class Config:
 
     def resolved(self) -> Config:
         """This config with ``--quick`` applied, after checking the values."""
-        cfg = dataclasses.replace(self, **QUICK) if self.quick else self
-        for name in ("batch", "seq_len", "vocab", "repeats", "rounds", "num_inputs"):
-            if getattr(cfg, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
-        if cfg.warmup < 0:
-            raise ValueError(f"--warmup must be >= 0, got {cfg.warmup}")
+        cfg = flags.quick(self, QUICK)
+        flags.at_least(cfg, 1, "batch", "seq_len", "vocab", "repeats", "rounds", "num_inputs")
+        flags.at_least(cfg, 0, "warmup")
         if cfg.rounds > cfg.repeats:
             raise ValueError(f"--rounds ({cfg.rounds}) must be at most --repeats ({cfg.repeats})")
         if cfg.seq_len < 3:
@@ -164,8 +152,13 @@ class Config:
 
     def round_sizes(self) -> list[int]:
         """Timed steps in each round: ``repeats`` split as evenly as possible."""
-        q, r = divmod(self.repeats, self.rounds)
-        return [q + (i < r) for i in range(self.rounds)]
+        return round_sizes(self.repeats, self.rounds)
+
+
+def round_sizes(repeats: int, rounds: int) -> list[int]:
+    """``repeats`` timed steps split over ``rounds`` as evenly as possible."""
+    q, r = divmod(repeats, rounds)
+    return [q + (i < r) for i in range(rounds)]
 
 
 def _configs(preset: str, vocab: int, seq_len: int, dropout: float, grad_clip: float | None, batch: int):
@@ -235,7 +228,7 @@ class _ZooSession:
         self.calls = 0
         self.sync = jax.block_until_ready
         self.info = {
-            "environment": timing.environment(),
+            "environment": results.environment(),
             "compile_s": self.compile_s,
             "grad_clip": train_cfg.grad_clip,
             "weight_decay": train_cfg.weight_decay,
@@ -251,7 +244,11 @@ class _ZooSession:
 
 
 class _HFSession:
-    """Hugging Face's BertForMaskedLM training step, as Trainer runs it (without torch.compile)."""
+    """Hugging Face's BertForMaskedLM training step, as Trainer runs it (without torch.compile).
+
+    The one training step here that is not zoo.train's: it is the PyTorch reference being measured
+    (zoo's side, :class:`_ZooSession`, is the trainer's own compiled ``make_train_step``).
+    """
 
     def __init__(self, spec: dict[str, Any]):
         import torch
@@ -259,7 +256,7 @@ class _HFSession:
 
         torch.set_num_threads(spec["threads"])
         torch.manual_seed(spec["seed"])
-        device = "cuda" if spec["jax_platform"] == "gpu" and torch.cuda.is_available() else "cpu"
+        device = results.torch_device(spec["jax_platform"])
         model_cfg, train_cfg = _configs(spec["preset"], spec["vocab"], spec["seq_len"], spec["dropout"],
                                         spec["grad_clip"], spec["batch"])
         kwargs = {} if spec["attention"] == "default" else {"attn_implementation": spec["attention"]}
@@ -302,7 +299,7 @@ class _HFSession:
             })
         self.calls = 0
         self.torch = torch
-        self.device = device
+        self.sync = torch_sync(device)
         self.compile_s = None
         self.info = {
             "torch_device": device,
@@ -328,142 +325,32 @@ class _HFSession:
         self.optimizer.zero_grad(set_to_none=True)
         return loss.detach()
 
-    def sync(self, _):
-        if self.device != "cpu":
-            self.torch.cuda.synchronize()
 
 
-def _worker_main(argv: Sequence[str]) -> int:
-    """Set up (``READY``), then answer ``run N`` with ``TIMES`` and ``quit`` with ``DONE``, on stdin/stdout.
+# this worker's implementation, set up by its first request
+_SESSION: list[_ZooSession | _HFSession] = []
 
-    The protocol keeps the real stdout to itself: everything else that the
-    process writes to file descriptor 1 (library messages) goes to stderr.
+
+def work(request: dict[str, Any]) -> dict[str, Any]:
+    """The worker: the first request sets one implementation up, ``{"steps": N}`` then times N steps.
+
+    Setting up builds the model, the data and the compiled step, then runs
+    ``warmup`` untimed steps; its answer describes the implementation. Each
+    ``{"steps": N}`` answers ``times_s``: one untimed step, then N timed ones.
     """
-    if len(argv) != 1:
-        print(f"usage: python -m zoo.bench.bert {WORKER_FLAG} JSON_SPEC", file=sys.stderr)
-        return 2
-    channel = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
-    sys.stdout.flush()
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-
-    def send(prefix: str, payload: dict[str, Any]) -> None:
-        channel.write(prefix + json.dumps(payload, default=str) + "\n")
-        channel.flush()
-
-    spec = json.loads(argv[0])
-    try:
-        session = (_ZooSession if spec["impl"] == "zoo" else _HFSession)(spec)
-        for _ in range(spec["warmup"]):
+    if "steps" not in request:
+        session = (_ZooSession if request["impl"] == "zoo" else _HFSession)(request)
+        for _ in range(request["warmup"]):
             session.sync(session())
-        send(READY, {**session.info, "pid": os.getpid()})
-    except Exception as e:  # noqa: BLE001 - reported as the row's error
-        send(ERROR, {"error": f"{type(e).__name__}: {e}"})
-        return 1
-    for line in sys.stdin:
-        words = line.split()
-        if words[:1] == ["run"] and len(words) == 2:
-            try:
-                t = timing.time_calls(session, [()], repeats=int(words[1]), warmup=1, sync=session.sync)
-            except Exception as e:  # noqa: BLE001
-                send(ERROR, {"error": f"{type(e).__name__}: {e}"})
-                return 1
-            send(TIMES, {"times_s": list(t.times_s)})
-        elif words[:1] == ["quit"]:
-            send(DONE, {"peak_rss_kib": worker.maxrss_kib()})
-            return 0
-    return 0
+        _SESSION[:] = [session]
+        return session.info
+    session = _SESSION[0]
+    timed = time_calls(session, [()], repeats=request["steps"], warmup=1, sync=session.sync)
+    return {"times_s": list(timed.times_s)}
 
 
 # ----------------------------------------------------------------------------
 # the parent: start the workers, let them take turns, report
-
-
-class WorkerError(RuntimeError):
-    """A worker failed, died or timed out; the message says which and why."""
-
-
-class Worker:
-    """A running ``python -m zoo.bench.bert --worker SPEC`` and its line protocol."""
-
-    def __init__(self, spec: dict[str, Any], timeout_s: float):
-        self.timeout_s = timeout_s
-        # a file, not a pipe: a pipe could fill up and block the worker; closed with the object
-        self.stderr = tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115
-        env = dict(os.environ)
-        env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # GPU: allocate what is used, not 75%
-        cmd = [sys.executable, "-m", "zoo.bench.bert", WORKER_FLAG, json.dumps(spec)]
-        self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, env=env
-        )
-        self._buffer = b""
-
-    def _stderr_tail(self, limit: int = 300) -> str:
-        self.stderr.seek(0)
-        lines = [ln for ln in self.stderr.read().decode(errors="replace").splitlines() if ln.strip()]
-        text = lines[-1] if lines else "no output"
-        return text if len(text) <= limit else text[: limit - 1] + "…"
-
-    def receive(self, expected: str) -> dict[str, Any]:
-        """The next message; ``WorkerError`` on an ERROR message, a dead worker or the timeout."""
-        deadline = time.monotonic() + self.timeout_s
-        fd = self.proc.stdout.fileno()
-        with selectors.DefaultSelector() as sel:
-            sel.register(fd, selectors.EVENT_READ)
-            while True:
-                while b"\n" in self._buffer:
-                    line, self._buffer = self._buffer.split(b"\n", 1)
-                    text = line.decode(errors="replace")
-                    if text.startswith(ERROR):
-                        self.reap()
-                        raise WorkerError(json.loads(text[len(ERROR):])["error"])
-                    if text.startswith(expected):
-                        return json.loads(text[len(expected):])
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    self.kill()
-                    raise WorkerError(f"no answer within {self.timeout_s:g} s (--timeout-s)")
-                if not sel.select(remaining):
-                    continue
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    code = self.proc.wait()
-                    raise WorkerError(f"the worker exited (status {code}): {self._stderr_tail()}")
-                self._buffer += chunk
-
-    def send(self, command: str) -> None:
-        try:
-            self.proc.stdin.write((command + "\n").encode())
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError) as e:
-            raise WorkerError(f"the worker is gone: {self._stderr_tail()}") from e
-
-    def run(self, steps: int) -> list[float]:
-        self.send(f"run {steps}")
-        return self.receive(TIMES)["times_s"]
-
-    def close(self) -> dict[str, Any]:
-        """Ask the worker to finish; its final message (peak memory), or {} if it could not say."""
-        if self.proc.poll() is not None:
-            return {}
-        try:
-            self.send("quit")
-            done = self.receive(DONE)
-        except WorkerError:
-            done = {}
-        self.reap(60.0)
-        return done
-
-    def reap(self, timeout_s: float = 30.0) -> None:
-        """Wait for a worker that is exiting by itself (after an error); kill it if it does not."""
-        try:
-            self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @dataclasses.dataclass
@@ -481,9 +368,6 @@ class Row:
     @property
     def ok(self) -> bool:
         return self.error is None and self.timing is not None
-
-    def rate(self, tokens: int) -> float | None:
-        return self.timing.rate(tokens) if self.ok else None
 
     def to_json(self, tokens: int) -> dict[str, Any]:
         return {
@@ -510,7 +394,7 @@ def hf_plan(cfg: Config) -> tuple[list[str], list[str]]:
     torch or transformers installed (neither is imported here)."""
     if not cfg.torch:
         return [], ["Hugging Face rows skipped (--no-torch): no ratio."]
-    missing = [m for m in ("torch", "transformers") if timing.package_version(m) is None]
+    missing = [m for m in ("torch", "transformers") if results.package_version(m) is None]
     if missing:
         verb = "is" if len(missing) == 1 else "are"
         return [], [(f"{' and '.join(missing)} {verb} not installed: the Hugging Face rows are skipped, "
@@ -547,79 +431,70 @@ def hf_row_name(attention: str, requested: str) -> str:
     return f"HF BertForMaskedLM (PyTorch, {attention} attention{default})"
 
 
-def _measure(
-    cfg: Config, base: dict[str, Any], hf_impls: Sequence[str], workers: dict[int, Worker], bar: tqdm
-) -> tuple[dict[str, Any], list[Row]]:
-    """Start the workers (zoo first), let them take turns, close them: (environment, rows with timings).
+def _measure(cfg: Config, base: dict[str, Any], hf_impls: Sequence[str], bar: tqdm) -> tuple[dict, list[Row]]:
+    """Start the workers (zoo first), let them take turns, close them: (environment, rows with timings)."""
 
-    ``workers`` holds the live ones, so that the caller can kill them if this is interrupted.
-    """
-    # zoo first: its worker describes the environment (the parent never starts a JAX backend)
-    bar.set_postfix_str("zoo setup + compile")
-    zoo_row = Row(zoo_row_name(cfg), "zoo")
-    workers[0] = Worker(dict(base, impl="zoo"), cfg.timeout_s)
-    try:
-        zoo_row.info = workers[0].receive(READY)
-    except WorkerError as e:
-        workers.pop(0)
-        raise RuntimeError(f"zoo's worker failed: {e}") from e
-    env = zoo_row.info.pop("environment")
-    rows = [zoo_row]
-    bar.update()
+    def info(answer):  # what an implementation's setup says about it
+        return {k: v for k, v in answer.items() if k not in ("status", "wall_s", "process_wall_s")}
 
-    for attention in hf_impls:
-        bar.set_postfix_str(f"HF {attention} setup")
-        row = Row(hf_row_name(attention, attention), "hf", attention=attention)
-        spec = dict(base, impl="hf", attention=attention, jax_platform=env["jax_platform"])
-        worker = Worker(spec, cfg.timeout_s)
-        try:
-            row.info = worker.receive(READY)
-            row.attention = row.info["attn_implementation"]
-            row.name = hf_row_name(row.attention, attention)
-            workers[len(rows)] = worker
-        except WorkerError as e:
-            row.error = str(e)
-        rows.append(row)
-        bar.update()
-
-    times: dict[int, list[float]] = {i: [] for i in range(len(rows))}
-    for steps in cfg.round_sizes():
-        for i in list(workers):
-            bar.set_postfix_str(f"{'zoo' if i == 0 else rows[i].attention}: {steps} step(s)")
-            try:
-                times[i] += workers[i].run(steps)
-            except WorkerError as e:
-                rows[i].error = str(e)
-                workers.pop(i).kill()
+    with contextlib.ExitStack() as stack:  # every worker ends with the block; an exception kills them
+        workers: dict[int, Worker] = {}  # row index -> its live worker
+        for i, impl in enumerate(["zoo", *hf_impls]):
+            bar.set_postfix_str("zoo setup + compile" if i == 0 else f"HF {impl} setup")
+            workers[i] = stack.enter_context(Worker(WORKER))
+            if i == 0:  # zoo's worker describes the environment (the parent never starts a JAX backend)
+                rows = [Row(zoo_row_name(cfg), "zoo")]
+                answer = workers[0].request(dict(base, impl="zoo"), cfg.timeout_s)
+                if answer["status"] != "ok":
+                    raise RuntimeError(f"zoo's worker failed: {answer['error']}")
+                rows[0].info = info(answer)
+                env = rows[0].info.pop("environment")
+            else:
+                row = Row(hf_row_name(impl, impl), "hf", attention=impl)
+                spec = dict(base, impl="hf", attention=impl, jax_platform=env["jax_platform"])
+                answer = workers[i].request(spec, cfg.timeout_s)
+                if answer["status"] == "ok":
+                    row.info = info(answer)
+                    row.attention = row.info["attn_implementation"]
+                    row.name = hf_row_name(row.attention, impl)
+                else:
+                    row.error = answer["error"]
+                    workers.pop(i).kill()
+                rows.append(row)
             bar.update()
-    for i in list(workers):
-        rows[i].info.update(workers.pop(i).close())
+
+        times: dict[int, list[float]] = {i: [] for i in range(len(rows))}
+        for steps in cfg.round_sizes():
+            for i in list(workers):
+                bar.set_postfix_str(f"{'zoo' if i == 0 else rows[i].attention}: {steps} step(s)")
+                answer = workers[i].request({"steps": steps}, cfg.timeout_s)
+                if answer["status"] == "ok":
+                    times[i] += answer["times_s"]
+                    rows[i].info["peak_rss_kib"] = answer["peak_rss_kib"]
+                else:
+                    rows[i].error = answer["error"]
+                    workers.pop(i).kill()
+                bar.update()
     for i, row in enumerate(rows):
         if row.error is None and times[i]:
             row.timing = Timing(tuple(times[i]), row.info.get("compile_s"))
     return env, rows
 
 
-def run(cfg: Config, command: str) -> tuple[dict[str, Any], str]:
-    """Run the benchmark; return (JSON-ready results with all raw timings, Markdown report)."""
+def run(cfg: Config, command: str) -> dict[str, Any]:
+    """Run the benchmark; return the JSON-ready results with all raw timings."""
     cfg = cfg.resolved()
-    other_load = timing.OtherLoad()
+    other_load = results.OtherLoad()
     hf_impls, notes = hf_plan(cfg)
 
     base = {
         "preset": cfg.preset, "batch": cfg.batch, "seq_len": cfg.seq_len, "vocab": cfg.vocab,
         "dropout": cfg.dropout, "grad_clip": cfg.grad_clip, "warmup": cfg.warmup,
-        "num_inputs": cfg.num_inputs, "seed": cfg.seed, "threads": timing.num_threads(),
+        "num_inputs": cfg.num_inputs, "seed": cfg.seed, "threads": results.num_threads(),
     }
     total = 1 + len(hf_impls) + cfg.rounds * (1 + len(hf_impls))
-    bar = tqdm(total=total, desc="bench bert", unit="task", file=sys.stderr, disable=not cfg.progress)
-    workers: dict[int, Worker] = {}  # row index -> its live worker
-    try:
-        env, rows = _measure(cfg, base, hf_impls, workers, bar)
-    finally:
-        bar.close()
-        for worker in workers.values():  # only after an exception (Ctrl-C included)
-            worker.kill()
+    with tqdm(total=total, desc="bench bert", unit="task", file=sys.stderr, disable=not cfg.progress) as bar:
+        env, rows = _measure(cfg, base, hf_impls, bar)
 
     baseline = add_ratios(rows)
     hf_info = next((r.info for r in rows if r.family == "hf" and "torch_device" in r.info), None)
@@ -627,17 +502,15 @@ def run(cfg: Config, command: str) -> tuple[dict[str, Any], str]:
         env["torch_device"], env["torch_threads"] = hf_info["torch_device"], hf_info["torch_threads"]
         env["versions"]["transformers"] = hf_info["transformers"]
     env["other_processes_cpu_share"] = other = other_load.fraction()
-    notes += timing.other_load_notes(other, MAX_OTHER_LOAD)
-    if "torch_device" in env and (env["torch_device"] == "cpu") != (env["jax_platform"] == "cpu"):
-        notes.append(f"torch ran on {env['torch_device']}, JAX on {env['jax_platform']}: ratios mix devices.")
+    notes += results.other_load_notes(other) + results.device_mix_notes(env)
     target = env["jax_platform"] == "cpu" and all(getattr(cfg, k) == v for k, v in TARGET_SHAPES.items())
     notes += summary_notes(rows, baseline, target)
-    data = {
+    return {
         "benchmark": "bert",
         "command": command,
-        "date": timing.utc_now(),
+        "date": results.utc_now(),
         "environment": env,
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()},
+        "config": results.config_json(cfg),
         "tokens_per_call": cfg.tokens,
         "parent_pid": os.getpid(),
         "target_ratio": TARGET_RATIO,
@@ -645,48 +518,37 @@ def run(cfg: Config, command: str) -> tuple[dict[str, Any], str]:
         "notes": notes,
         "rows": [r.to_json(cfg.tokens) for r in rows],
     }
-    return data, render_markdown(data, rows, cfg)
 
 
 # ----------------------------------------------------------------------------
 # the report
 
 
-def _compile_cell(r: Row) -> str:
-    return "—" if not r.ok or r.timing.compile_s is None else f"{r.timing.compile_s:.1f}"
-
-
-def render_markdown(data: dict[str, Any], rows: Sequence[Row], cfg: Config) -> str:
+def render(data: dict[str, Any], images: str | None = "") -> str:
     """The header (device, versions, threads, shapes, date, command), the table, then method and notes."""
-    env = data["environment"]
-    zoo_info = rows[0].info
-    hf_version = env["versions"].get("transformers")
-    versions = timing.versions_line(env) + (f", transformers {hf_version}" if hf_version else "")
-    header = [
+    c, tokens, zoo_info = data["config"], data["tokens_per_call"], data["rows"][0]
+    head = results.header(
         "**BERT masked-LM training: tokens/s** (forward + backward + AdamW update; higher is better)",
-        "",
-        timing.device_line(env),
-        versions,
-        (f"- shapes: {cfg.preset} ({_shape_text(cfg)}), vocabulary {cfg.vocab}, batch {cfg.batch} × "
-        f"seq {cfg.seq_len}, {zoo_info.get('masked_positions', '?')} masked positions per row, float32, "
-        f"dropout {cfg.dropout:g}, AdamW (weight decay {zoo_info.get('weight_decay', '?')}), "
-        f"grad clip {zoo_info.get('grad_clip', '?')}"),
-        f"- date: {data['date']}",
-        f"- command: `{data['command']}`",
-    ]
+        data["environment"],
+        (f"- shapes: {c['preset']} ({_shape_text(c['preset'])}), vocabulary {c['vocab']}, batch {c['batch']} × "
+         f"seq {c['seq_len']}, {zoo_info.get('masked_positions', '?')} masked positions per row, float32, "
+         f"dropout {c['dropout']:g}, AdamW (weight decay {zoo_info.get('weight_decay', '?')}), "
+         f"grad clip {zoo_info.get('grad_clip', '?')}"),
+        date=data["date"], command=data["command"])
     headers = ["implementation", "tokens/s", "ms/step (min–max)", "vs HF", "compile s"]
-    body = [
-        [r.name, timing.format_rate(r.rate(cfg.tokens)), timing.format_ms(r.timing) if r.ok else "error",
-         timing.format_ratio(r.vs_hf), _compile_cell(r)]
-        for r in rows
-    ]
-    sizes = cfg.round_sizes()
+    body = []
+    for r in data["rows"]:
+        t = Timing.from_json(r["timing"]) if r["status"] == "ok" else None
+        compiled = "—" if t is None or t.compile_s is None else f"{t.compile_s:.1f}"
+        body.append([r["name"], results.format_rate(t and t.rate(tokens)), results.format_ms(t) if t else "error",
+                     results.format_ratio(r["vs_hf"]), compiled])
+    sizes = round_sizes(c["repeats"], c["rounds"])
     method = (
-        f"Method: tokens/s = {cfg.batch}×{cfg.seq_len} tokens / median of {cfg.repeats} timed optimizer "
+        f"Method: tokens/s = {c['batch']}×{c['seq_len']} tokens / median of {c['repeats']} timed optimizer "
         f"steps, each synchronised. Each implementation runs in its own process, set up once (compilation "
-        f"timed separately, then {cfg.warmup} warm-up step(s)); the processes take turns, {cfg.rounds} "
+        f"timed separately, then {c['warmup']} warm-up step(s)); the processes take turns, {c['rounds']} "
         f"round(s) of {'/'.join(map(str, sizes))} timed step(s) each after one untimed step; batches rotate "
-        f"among {cfg.num_inputs} pre-generated ones (zoo's masked-LM format, 15% of the tokens masked). "
+        f"among {c['num_inputs']} pre-generated ones (zoo's masked-LM format, 15% of the tokens masked). "
         "zoo: the compiled `make_train_step` of zoo's trainer (state donated): the MLM head and its "
         "vocabulary-wide decoder run only at the masked positions. HF: `BertForMaskedLM` in training mode "
         "with `labels` (-100 except at the masked positions), so it computes logits at every position, "
@@ -695,39 +557,19 @@ def render_markdown(data: dict[str, Any], rows: Sequence[Row], cfg: Config) -> s
         "step. Eager PyTorch: `torch.compile` is not used (HF does not by default). "
         "vs HF: tokens/s over that of the first HF row."
     )
-    parts = ["\n".join(header), timing.markdown_table(headers, body), method]
-    if data["notes"]:
-        parts.append("Notes: " + " ".join(data["notes"]))
-    return "\n\n".join(parts) + "\n"
+    return results.sections(head, results.markdown_table(headers, body), method, notes=data["notes"])
 
 
-def _shape_text(cfg: Config) -> str:
+def _shape_text(preset: str) -> str:
     from zoo import presets
 
-    m = presets.get("bert", cfg.preset).model
+    m = presets.get("bert", preset).model
     return f"{m.num_layers} layers × {m.features}, {m.num_heads} heads, MLP {m.mlp_dim or 4 * m.features}"
 
 
-def stem(data: dict[str, Any]) -> str:
-    """File stem of the results: ``bert-<device>``."""
-    return f"bert-{timing.device_slug(data['environment'])}"
-
-
-def parse_config(argv: Sequence[str], prog: str = "zoo bench bert") -> Config:
-    """Parse flags into a :class:`Config` with tyro (every flag has --help text)."""
-    return parse_flags(Config, args=list(argv), prog=prog)
+EXPERIMENT = Experiment(Config, run, render, stem="bert-{device}")
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "zoo bench bert") -> int:
-    """``zoo bench bert``: run, print the Markdown report, write files with --out.
-
-    ``--worker SPEC`` (first) runs one implementation's worker instead: the parent's hidden entry point.
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == [WORKER_FLAG]:
-        return _worker_main(argv[1:])
-    return timing.bench_main(argv, prog, parse_config, run, stem)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    """``zoo bench bert``: run, print the Markdown report, write files with --out."""
+    return harness_main(EXPERIMENT, argv, prog)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -38,8 +37,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from zoo.bench import timing
-from zoo.commands.common import parse_flags
+from zoo.harness import results
+from zoo.harness.main import Experiment
+from zoo.harness.main import main as harness_main
 
 # The rounds are interleaved and the result is a ratio, so a shared machine slows both sides alike; the
 # share other processes took is printed under the table rather than refusing to publish it.
@@ -72,10 +72,6 @@ class Config:
         if bad:
             raise ValueError(f"--families {' '.join(bad)}: expected word2vec and/or fasttext")
         return self
-
-
-def parse_config(argv: Sequence[str], prog: str = "zoo bench embeddings") -> Config:
-    return parse_flags(Config, args=list(argv), prog=prog, description=__doc__.split("\n\n")[0])
 
 
 # -- data ---------------------------------------------------------------------------------
@@ -112,9 +108,8 @@ def held_out_inflections(counts: Counter, n: int = HELD_OUT, min_count: int = 5)
 
 
 def prepare(cfg: Config) -> dict[str, Any]:
-    from zoo.commands.embed import prepare_words  # noqa: PLC0415
     from zoo.data import load_corpus  # noqa: PLC0415
-    from zoo.data.words import split_sentences  # noqa: PLC0415
+    from zoo.data.words import prepare_words, split_sentences  # noqa: PLC0415
 
     texts = [quick_text()] if cfg.quick else load_corpus(cfg.data, val_fraction=0).train
     sentences = split_sentences(texts)
@@ -210,12 +205,12 @@ def _evalsets() -> tuple[dict[str, Any], list[str]]:
     return out, missing
 
 
-def run(cfg: Config, command: str) -> tuple[dict[str, Any], str]:
+def run(cfg: Config, command: str) -> dict[str, Any]:
     cfg = cfg.resolved()
     seeds = list(range(1, (2 if cfg.quick else cfg.seeds) + 1))
-    threads = cfg.threads or timing.num_threads()
-    have_gensim = cfg.gensim and timing.package_version("gensim") is not None
-    load = timing.OtherLoad()
+    threads = cfg.threads or results.num_threads()
+    have_gensim = cfg.gensim and results.package_version("gensim") is not None
+    load = results.OtherLoad()
     data = prepare(cfg)
     evalsets, missing = _evalsets()
     rows: list[dict[str, Any]] = []
@@ -223,23 +218,23 @@ def run(cfg: Config, command: str) -> tuple[dict[str, Any], str]:
         for family in cfg.families:
             s = settings(cfg, family, data["min_count"])
             for impl in (["gensim"] if have_gensim else []) + ["zoo"]:
-                print(f"round seed {seed}: {impl} {family} ...", file=sys.stderr, flush=True)
+                results.say(f"round seed {seed}: {impl} {family} ...")
                 vectors, seconds = (run_gensim(family, s, data, seed, threads) if impl == "gensim"
                                     else run_zoo(family, s, data, seed))
                 rows.append({"impl": impl, "family": family, "seed": seed, "train_s": seconds,
                              "words_per_s": data["raw_words"] * s["epochs"] / seconds,
                              "vocabulary": len(vectors), "eval": evaluate(vectors, data, evalsets)})
-    env = timing.environment()
+    env = results.environment()
     env["other_processes_cpu_share"] = load.fraction()
     env["threads"] = threads
-    env["versions"]["gensim"] = timing.package_version("gensim")
-    out = {"config": dataclasses.asdict(cfg), "environment": env, "date": timing.utc_now(), "command": command,
+    env["versions"]["gensim"] = results.package_version("gensim")
+    out = {"config": dataclasses.asdict(cfg), "environment": env, "date": results.utc_now(), "command": command,
            "corpus": {"spec": "quick (built-in)" if cfg.quick else cfg.data, "words": data["raw_words"],
                       "sentences": len(data["sentences"]), "vocabulary": len(data["tokenizer"].words),
                       "held_out": data["held_out"]},
            "settings": {f: settings(cfg, f, data["min_count"]) for f in cfg.families}, "rows": rows,
            "missing_evaluation_files": missing, "gensim": have_gensim}
-    return out, render_markdown(out)
+    return out
 
 
 # -- the report ---------------------------------------------------------------------------
@@ -288,14 +283,14 @@ def _verdict(zoo_stat, gensim_stat, name: str) -> str:
     return f"{shown} ({'within' if abs(diff) <= tolerance else 'outside'})"
 
 
-def render_markdown(data: dict[str, Any]) -> str:
+def render(data: dict[str, Any], images: str | None = "") -> str:
     env, cfg, corpus = data["environment"], data["config"], data["corpus"]
     seeds = sorted({r["seed"] for r in data["rows"]})
     lines = [
         "**word2vec and fastText: zoo (JAX) vs gensim**, same sentences, settings and threads; mean (min–max) over "
         f"seeds {', '.join(map(str, seeds))}",
         "",
-        timing.device_line(env),
+        results.device_line(env),
         f"- versions: jax {env['versions']['jax']}, gensim {env['versions'].get('gensim') or 'absent'}",
         f"- threads: {env['threads']} (gensim workers; XLA's CPU pool on the same cores)",
         f"- corpus: {corpus['spec']}: {corpus['words']:,} words, {corpus['sentences']:,} sentences, vocabulary "
@@ -319,7 +314,7 @@ def render_markdown(data: dict[str, Any]) -> str:
         table = [[n, _cell(stats["gensim"][n], n), _cell(stats["zoo"][n], n),
                   _verdict(stats["zoo"][n], stats["gensim"][n], n)] for n in names]
         lines += [f"*{family}* ({'skip-gram' if cfg['sg'] else 'CBOW'})", "",
-                  timing.markdown_table(["measure", "gensim", "zoo", "zoo − gensim (target: within gensim's spread, "
+                  results.markdown_table(["measure", "gensim", "zoo", "zoo − gensim (target: within gensim's spread, "
                                          "2 pt analogies, 0.03 Spearman) / speed ratio"], table, "lrrr"), ""]
     coverage = _coverage(data["rows"])
     if coverage:
@@ -366,8 +361,11 @@ def _sections(rows: list[dict[str, Any]]) -> list[str]:
         cov = rows[0]["eval"]["analogies"]["sections"][name]
         table.append([name, f"{cov['coverage']}/{cov['questions']}", *cells])
     return ["Analogy accuracy by section (3CosAdd, mean over seeds):", "",
-            timing.markdown_table(["section", "covered", *[f"{i} {f}" for f, i in keys]], table), ""]
+            results.markdown_table(["section", "covered", *[f"{i} {f}" for f, i in keys]], table), ""]
+
+
+EXPERIMENT = Experiment(Config, run, render, stem="embeddings-{device}", description=__doc__.split("\n\n")[0])
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "zoo bench embeddings") -> int:
-    return timing.bench_main(argv, prog, parse_config, run, lambda d: f"embeddings-{timing.device_slug(d['environment'])}")
+    return harness_main(EXPERIMENT, argv, prog)

@@ -34,12 +34,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-import tyro
 
-from zoo.bench import timing
-from zoo.commands.common import parse_flags
+from zoo.harness import results
+from zoo.harness.main import Experiment
+from zoo.harness.main import main as harness_main
 
-MAX_OTHER_LOAD = 0.05
 TARGET_RATIO = 0.5  # issue 4: at most half of nanoGPT's wall time
 TARGET_VAL_LOSS = 1.89
 
@@ -55,9 +54,10 @@ class Config:
     quick: bool = False  # smoke test: the nano preset on the built-in corpus, a few steps
     timeout_s: float = 3600.0
 
-
-def parse_config(argv: Sequence[str], prog: str = "zoo bench pretrain") -> Config:
-    return parse_flags(Config, args=list(argv), prog=prog, description=__doc__.split("\n\n")[0])
+    def resolved(self) -> Config:
+        if not self.quick and self.data == "stdlib":
+            raise ValueError("zoo bench pretrain: pass --data (nanoGPT's shakespeare text) or --quick")
+        return self
 
 
 def parse_nanogpt_log(text: str) -> dict[str, Any]:
@@ -99,62 +99,46 @@ def run_zoo(cfg: Config) -> dict[str, Any]:
     }
 
 
-def render_markdown(data: dict[str, Any]) -> str:
+def render(data: dict[str, Any], images: str | None = "") -> str:
     env, zoo_run, nano = data["environment"], data["zoo"], data.get("nanogpt")
-    lines = [
+    lines = results.header(
         "**Pretraining wall time: zoo vs nanoGPT** (nanoGPT's CPU recipe: 4 x 4 x 128, block 64, batch 12, "
-        "2000 steps, char-level)",
-        "",
-        timing.device_line(env),
-        timing.versions_line(env),
-        f"- data: {data['config']['data']}",
-        f"- date: {data['date']}",
-        f"- command: `{data['command']}`",
-        "",
-    ]
+        "2000 steps, char-level)", env, f"- data: {data['config']['data']}", date=data["date"],
+        command=data["command"]) + [""]
     rows = [["zoo", f"`zoo pretrain gpt --preset {zoo_run['preset']}`", f"{zoo_run['wall_s']:.1f}",
              f"{zoo_run['val_loss']:.4f}"]]
     if nano:
         rows.append(["nanoGPT", "README's CPU command (log given with --nanogpt-log)", f"{nano['wall_s']:.1f}",
                      f"{nano['val_loss']:.4f}"])
-    lines.append(timing.markdown_table(["run", "command", "wall s (process start to end)", "final val loss"], rows,
-                                       "llrr"))
+    lines.append(results.markdown_table(["run", "command", "wall s (process start to end)", "final val loss"],
+                                        rows, "llrr"))
     if nano:
         ratio = zoo_run["wall_s"] / nano["wall_s"]
         met = ratio <= TARGET_RATIO and zoo_run["val_loss"] <= TARGET_VAL_LOSS
         lines += ["", f"zoo's wall time is {ratio:.2f}x nanoGPT's (target: <= {TARGET_RATIO}x with val loss "
                       f"<= {TARGET_VAL_LOSS}; {'met' if met else 'not met'})."]
-    notes = timing.other_load_notes(env.get("other_processes_cpu_share"), MAX_OTHER_LOAD)
+    notes = results.other_load_notes(env.get("other_processes_cpu_share"))
     if notes:
         lines += ["", *notes]
     return "\n".join(lines) + "\n"
 
 
-def run(cfg: Config, command: str) -> tuple[dict[str, Any], str]:
-    if not cfg.quick and cfg.data == "stdlib":
-        raise ValueError("zoo bench pretrain: pass --data (nanoGPT's shakespeare text) or --quick")
+def run(cfg: Config, command: str) -> dict[str, Any]:
+    cfg = cfg.resolved()
     nano = parse_nanogpt_log(cfg.nanogpt_log.read_text()) if cfg.nanogpt_log else None
-    load = timing.OtherLoad()
+    load = results.OtherLoad()
     zoo_run = run_zoo(cfg)
-    env = timing.environment()
+    env = results.environment()
     env["other_processes_cpu_share"] = load.fraction()
     data = {"config": dataclasses.asdict(cfg) | {"nanogpt_log": str(cfg.nanogpt_log)}, "environment": env,
-            "date": timing.utc_now(), "command": command, "zoo": zoo_run, "nanogpt": nano}
+            "date": results.utc_now(), "command": command, "zoo": zoo_run, "nanogpt": nano}
     if nano:
         data["ratio_wall"] = zoo_run["wall_s"] / nano["wall_s"]
-    return data, render_markdown(data)
+    return data
+
+
+EXPERIMENT = Experiment(Config, run, render, stem="pretrain-{device}", description=__doc__.split("\n\n")[0])
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "zoo bench pretrain") -> int:
-    cfg = parse_config(sys.argv[1:] if argv is None else argv, prog)
-    try:
-        data, markdown = run(cfg, command=" ".join([prog, *(sys.argv[1:] if argv is None else argv)]))
-    except (ValueError, RuntimeError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    print(markdown, end="")
-    if cfg.out:
-        for path in timing.write_results(cfg.out, f"pretrain-{timing.device_slug(data['environment'])}", data,
-                                         markdown):
-            print(f"wrote {path}", file=sys.stderr)
-    return 0
+    return harness_main(EXPERIMENT, argv, prog)

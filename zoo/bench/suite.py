@@ -28,12 +28,11 @@ runs, on ``jax.devices()[0]`` (CPU, GPU or TPU, unchanged):
   roofline).
 
 Method: each configuration runs in its own worker process
-(:mod:`zoo.bench.worker`; ``--quick`` runs them all in one to finish in
-seconds) under a memory limit, so an out-of-memory is a row, not a crash.
-Compilation is ahead of time and timed apart; warm-up calls are excluded;
-``jax.block_until_ready`` brackets every timed call; inputs rotate among
-pre-generated arrays; the median of the timed calls is reported with the
-spread (:mod:`zoo.bench.timing`). The compute dtype is float32 on CPU and
+(:mod:`zoo.harness.worker`; ``--quick`` runs them all in one to finish in
+seconds) under a memory limit, so an out-of-memory is a row, not a crash,
+and is timed as :mod:`zoo.harness.timing` does (compilation ahead of time
+and timed apart, warm-up, synchronised calls, rotated inputs, the median
+with the spread). The compute dtype is float32 on CPU and
 bfloat16 on GPU/TPU (``--dtype`` overrides), parameters float32.
 
 Output: a Markdown report on stdout; with ``--out DIR``,
@@ -44,40 +43,27 @@ axes with the crossovers marked; ``-decode.png``; ``-roofline.png``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
-import time
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Sequence, get_args
 
-import tyro
 from tqdm import tqdm
 
-from zoo.bench import analysis, timing, worker
-from zoo.commands.common import parse_flags
+from zoo import registry
+from zoo.bench import analysis, suite_report
+from zoo.harness import flags, results, worker
+from zoo.harness.main import Experiment
+from zoo.harness.main import main as harness_main
+from zoo.harness.timing import compile_jax, time_within_budget
 
-MODULE = "zoo.bench.suite"
-# Above this share of the CPU time used by other processes, the report says its timings are unreliable.
-MAX_OTHER_LOAD = 0.05
-ENV_TIMEOUT_S = 300.0
-
+WORKER = "zoo.bench.suite:measure"
 LayerKind = Literal[
-    "simple_rnn", "lstm", "gru", "min_gru", "min_gru_seq", "min_lstm", "min_lstm_seq",
+    "rnn", "lstm", "gru", "mingru", "mingru_seq", "minlstm", "minlstm_seq",
     "attention_dense", "attention_blockwise", "attention_cudnn",
 ]
-ALL_LAYERS: tuple[LayerKind, ...] = tuple(analysis.LAYER_KINDS)  # type: ignore[assignment]
-LAYER_LABELS = {
-    "simple_rnn": "SimpleRNN (scan)",
-    "lstm": "LSTM (scan)",
-    "gru": "GRU (scan)",
-    "min_gru": "minGRU (parallel scan)",
-    "min_gru_seq": "minGRU (scan)",
-    "min_lstm": "minLSTM (parallel scan)",
-    "min_lstm_seq": "minLSTM (scan)",
-    "attention_dense": "attention (dense)",
-    "attention_blockwise": "attention (blockwise)",
-    "attention_cudnn": "attention (cuDNN)",
-}
+ALL_LAYERS: tuple[LayerKind, ...] = get_args(LayerKind)
 ATTENTION_IMPL = {"attention_dense": "xla", "attention_blockwise": "blockwise", "attention_cudnn": "cudnn"}
 LM_FAMILIES = ("gpt", "lstm")
 MODES = ("train", "infer")
@@ -85,7 +71,7 @@ MODES = ("train", "infer")
 # --quick: tiny shapes, every configuration in one worker process: seconds in all
 QUICK = dict(
     width=32, head_dim=16, seq_lens=(16, 64), tokens_per_call=128, batch_seq_len=16, batch_sizes=(4,),
-    layers=("lstm", "min_gru", "attention_dense", "attention_blockwise"), lm_preset="nano", repeats=2,
+    layers=("lstm", "mingru", "attention_dense", "attention_blockwise"), lm_preset="nano", repeats=2,
     warmup=1, budget_s=5.0, isolate=False,
 )
 
@@ -145,14 +131,11 @@ class Config:
 
     def resolved(self) -> Config:
         """This config with ``--quick`` applied, after checking the values."""
-        cfg = dataclasses.replace(self, **QUICK) if self.quick else self
-        for name in ("width", "head_dim", "tokens_per_call", "batch_seq_len", "repeats", "num_inputs"):
-            if getattr(cfg, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
+        cfg = flags.quick(self, QUICK)
+        flags.at_least(cfg, 1, "width", "head_dim", "tokens_per_call", "batch_seq_len", "repeats", "num_inputs")
+        flags.at_least(cfg, 0, "warmup")
         if cfg.width % cfg.head_dim:
             raise ValueError(f"--width {cfg.width} must be a multiple of --head-dim {cfg.head_dim}")
-        if cfg.warmup < 0:
-            raise ValueError(f"--warmup must be >= 0, got {cfg.warmup}")
         if not cfg.seq_lens or min(cfg.seq_lens) < 2:
             raise ValueError(f"--seq-lens: give lengths >= 2, got {cfg.seq_lens}")
         if list(cfg.seq_lens) != sorted(set(cfg.seq_lens)):
@@ -175,7 +158,7 @@ class Config:
 
 
 # ----------------------------------------------------------------------------
-# the worker: a list of jobs in one process
+# the worker: the measurement of one configuration
 
 
 def _compute_dtype(spec: dict[str, Any]):
@@ -207,16 +190,7 @@ def _layer_apply(spec: dict[str, Any]):
         mha = zoo.MultiHeadAttention(num_heads=w // spec["head_dim"], implementation=ATTENTION_IMPL[kind],
                                      dtype=dtype)
         return (lambda key, x: mha.init(key, x, is_causal=True)), (lambda p, x: mha.apply(p, x, is_causal=True))
-    cells = {
-        "simple_rnn": lambda: zoo.SimpleRNNCell(features=w, dtype=dtype),
-        "lstm": lambda: zoo.LSTMCell(features=w, dtype=dtype),
-        "gru": lambda: zoo.GRUCell(features=w, reset_after=True, dtype=dtype),
-        "min_gru": lambda: zoo.MinGRUCell(features=w, dtype=dtype),
-        "min_gru_seq": lambda: zoo.MinGRUCell(features=w, parallel=False, dtype=dtype),
-        "min_lstm": lambda: zoo.MinLSTMCell(features=w, dtype=dtype),
-        "min_lstm_seq": lambda: zoo.MinLSTMCell(features=w, parallel=False, dtype=dtype),
-    }
-    rnn = zoo.RNN(cells[kind]())
+    rnn = zoo.RNN(analysis.make_cell(kind, w, dtype=dtype))
     return rnn.init, rnn.apply
 
 
@@ -283,22 +257,15 @@ def _measure_throughput(spec: dict[str, Any]) -> dict[str, Any]:
 
         fn = jax.grad(loss) if spec["mode"] == "train" else (lambda p, ids: model.apply(p, ids[:, :-1]))
         args = [(params, ids) for ids in inputs]
-    baseline = worker.maxrss_kib()
-    compiled, compile_s = timing.compile_jax(fn, *args[0])
+    baseline = worker.peak_rss_kib()
+    compiled, compile_s = compile_jax(fn, *args[0])
     xla_flops, xla_bytes = _xla_cost(compiled)
-    tm, first_s = timing.time_within_budget(
+    tm, first_s = time_within_budget(
         compiled, args, repeats=spec["repeats"], warmup=spec["warmup"], budget_s=spec["budget_s"],
         compile_s=compile_s,
     )
     return dict(timing=tm.to_json(b * t), first_call_s=first_s, baseline_rss_kib=baseline,
-                xla_flops=xla_flops, xla_bytes=xla_bytes, device_peak_bytes=_device_peak(device))
-
-
-def _device_peak(device) -> int | None:
-    if device.platform == "cpu":
-        return None
-    stats = device.memory_stats() or {}
-    return stats.get("peak_bytes_in_use")
+                xla_flops=xla_flops, xla_bytes=xla_bytes, device_peak_bytes=worker.device_peak_bytes(device))
 
 
 def _filled_cache(cache, length: int, rng):
@@ -332,7 +299,7 @@ def _measure_decode(spec: dict[str, Any]) -> dict[str, Any]:
     tokens = [(jnp.asarray(rng.integers(0, config.vocab_size, (1, 1), dtype=np.int32)),)
               for _ in range(spec["num_inputs"])]
     params = _init_once(("lm", config), model.init, jax.random.key(spec["seed"]), tokens[0][0])
-    baseline = worker.maxrss_kib()
+    baseline = worker.peak_rss_kib()
     points = []
     if spec["family"] == "gpt":
         def step(p, cache, ids):
@@ -341,14 +308,14 @@ def _measure_decode(spec: dict[str, Any]) -> dict[str, Any]:
             return logits, mutated["cache"]
 
         empty = init_cache(model, 1, cache_len)
-        compiled, compile_s = timing.compile_jax(step, params, empty, tokens[0][0])
+        compiled, compile_s = compile_jax(step, params, empty, tokens[0][0])
         states = {length: _filled_cache(empty, length, rng) for length in spec["contexts"]}
     else:
         def step(p, carry, ids):
             return model.apply(p, ids, initial_carry=carry, return_carry=True)
 
         carry0 = model.initial_carry(1)
-        compiled, compile_s = timing.compile_jax(step, params, carry0, tokens[0][0])
+        compiled, compile_s = compile_jax(step, params, carry0, tokens[0][0])
         prefill = jax.jit(lambda p, ids: model.apply(p, ids, initial_carry=model.initial_carry(1),
                                                      return_carry=True)[0])
         states = {}
@@ -357,11 +324,11 @@ def _measure_decode(spec: dict[str, Any]) -> dict[str, Any]:
             states[length] = jax.block_until_ready(prefill(params, ids))
     for length in spec["contexts"]:
         args = [(params, states[length], ids) for (ids,) in tokens]
-        tm, _ = timing.time_within_budget(compiled, args, repeats=spec["repeats"], warmup=spec["warmup"],
-                                          budget_s=spec["budget_s"], compile_s=compile_s)
+        tm, _ = time_within_budget(compiled, args, repeats=spec["repeats"], warmup=spec["warmup"],
+                                   budget_s=spec["budget_s"], compile_s=compile_s)
         points.append({"context": length, "timing": tm.to_json(1)})
     return dict(points=points, compile_s=compile_s, baseline_rss_kib=baseline,
-                device_peak_bytes=_device_peak(device))
+                device_peak_bytes=worker.device_peak_bytes(device))
 
 
 def _measure_environment(spec: dict[str, Any]) -> dict[str, Any]:
@@ -371,7 +338,7 @@ def _measure_environment(spec: dict[str, Any]) -> dict[str, Any]:
 
     from zoo.train.metrics import measure_matmul_flops, measure_memory_bandwidth
 
-    env = timing.environment()
+    env = results.environment()
     platform = env["jax_platform"]
     dtype = spec["dtype"] if spec["dtype"] != "auto" else ("float32" if platform == "cpu" else "bfloat16")
     env["dtype"] = dtype
@@ -387,16 +354,9 @@ MEASURES = {"env": _measure_environment, "layer": _measure_throughput, "lm": _me
             "decode": _measure_decode}
 
 
-def run_jobs(spec: dict[str, Any]) -> dict[str, Any]:
-    """The worker: each of ``spec["jobs"]`` measured in turn, each a result that never raises."""
-    results = []
-    for job in spec["jobs"]:
-        job = {**spec.get("common", {}), **job}
-        start = time.perf_counter()
-        result = worker.run_measurement(job, MEASURES[job["group"]])
-        result["wall_s"] = time.perf_counter() - start
-        results.append(result)
-    return {"results": results}
+def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    """The worker: one job (``spec["group"]``: the environment, a layer, a language model or decoding)."""
+    return MEASURES[spec["group"]](spec)
 
 
 # ----------------------------------------------------------------------------
@@ -406,10 +366,8 @@ def run_jobs(spec: dict[str, Any]) -> dict[str, Any]:
 def layer_widths(cfg: Config) -> dict[str, int]:
     """Each layer's width: attention at --width, the others matched to its parameter count."""
     target = analysis.layer_params("attention", cfg.width)
-    return {
-        kind: cfg.width if kind in ATTENTION_IMPL else analysis.matched_width(kind, target)
-        for kind in cfg.layers
-    }
+    widths = {kind: registry.matched_width(lambda w, k=kind: analysis.layer_params(k, w), target) for kind in cfg.layers}
+    return {kind: cfg.width if kind in ATTENTION_IMPL else w for kind, w in widths.items()}
 
 
 def plan(cfg: Config, platform: str) -> tuple[list[dict[str, Any]], list[str]]:
@@ -452,87 +410,54 @@ def dense_logit_bytes(cfg: Config, job: dict[str, Any]) -> int:
     return job["batch"] * (cfg.width // cfg.head_dim) * job["seq_len"] ** 2 * 4
 
 
-def run(cfg: Config, command: str) -> tuple[dict[str, Any], str]:
-    """Run the suite; return (JSON-ready results with all raw timings, Markdown report)."""
-    from zoo.bench import suite_report
-
+def run(cfg: Config, command: str) -> dict[str, Any]:
+    """Run the suite; return the JSON-ready results with all raw timings and the figures derived from them."""
     cfg = cfg.resolved()
-    other_load = timing.OtherLoad()
+    other_load = results.OtherLoad()
     common = dict(dtype=cfg.dtype, head_dim=cfg.head_dim, repeats=cfg.repeats, warmup=cfg.warmup,
                   budget_s=cfg.budget_s, num_inputs=cfg.num_inputs, seed=cfg.seed)
-    # the parent never starts a JAX backend (on a GPU it would hold the memory): a worker describes it
-    described = worker.spawn(MODULE, {"jobs": [{"group": "env"}], "common": common},
-                             max(cfg.timeout_s, ENV_TIMEOUT_S))
-    env_result = (described.get("results") or [described])[0]
-    if env_result.get("status") != "ok":
-        raise RuntimeError(f"the environment worker failed: {env_result.get('error') or described.get('error')}")
-    env = env_result["environment"]
+    env = worker.environment(WORKER, {**common, "group": "env"}, cfg.timeout_s)
     common["dtype"] = env["dtype"]
-    limit = worker.default_memory_limit(cfg.mem_limit_gb, env["jax_platform"])
-    env["mem_limit_bytes"] = limit
-    common["mem_limit_bytes"] = limit
+    env["mem_limit_bytes"] = common["mem_limit_bytes"] = limit = worker.default_memory_limit(
+        cfg.mem_limit_gb, env["jax_platform"])
     jobs, notes = plan(cfg, env["jax_platform"])
 
-    results: list[dict[str, Any]] = []
-    bar = tqdm(total=len(jobs), desc="zoo bench", unit="config", file=sys.stderr, disable=not cfg.progress)
-    batches = [[j] for j in jobs] if cfg.isolate else [jobs]
-    for batch in batches:
-        todo = []
-        for job in batch:
+    bar = tqdm(jobs, desc="zoo bench", unit="config", file=sys.stderr, disable=not cfg.progress)
+    # one process per job, or with --no-isolate (--quick) one for them all
+    with bar, (contextlib.nullcontext() if cfg.isolate else worker.Worker(WORKER)) as shared:
+        for job in bar:
+            bar.set_postfix_str(_job_label(job))
             need = dense_logit_bytes(cfg, job) * (3 if job["mode"] == "train" else 1) \
                 if job.get("kind") == "attention_dense" else 0
             if limit and need > limit:
                 job["result"] = {"status": "oom", "estimated": True,
                                  "error": f"OOM (estimated {need / 2**30:.3g} GiB > limit)"}
-                bar.update(1)
+            elif shared is None:
+                job["result"] = worker.spawn(WORKER, {**common, **job}, cfg.timeout_s)
             else:
-                todo.append(job)
-        if todo:
-            bar.set_postfix_str(_job_label(todo[0]) if len(todo) == 1 else f"{len(todo)} configs in one worker")
-            got = worker.spawn(MODULE, {"jobs": todo, "common": common}, cfg.timeout_s * len(todo))
-            answers = got.get("results") or [dict(got) for _ in todo]  # a dead worker: its failure for each
-            for job, answer in zip(todo, answers):
-                answer.setdefault("process_wall_s", got.get("wall_s"))
-                job["result"] = answer
-            bar.update(len(todo))
-        results.extend(batch)
-    bar.close()
+                job["result"] = shared.request({**common, **job}, cfg.timeout_s)
 
     env["other_processes_cpu_share"] = other = other_load.fraction()
-    notes += timing.other_load_notes(other, MAX_OTHER_LOAD)
+    notes += results.other_load_notes(other)
     if not cfg.isolate:
         notes.append("All configurations ran in one process (--quick or --no-isolate): each peak memory "
                      "figure is that process's high-water mark so far, not the configuration's own.")
-    data = {
-        "benchmark": "suite",
-        "command": command,
-        "date": timing.utc_now(),
-        "environment": env,
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()},
-        "layer_widths": layer_widths(cfg),
-        "notes": notes,
-        "measurements": [suite_report.derive(job, env, cfg) for job in results],
-    }
-    return data, suite_report.render_markdown(data)
+    measurements = [suite_report.derive(job, env) for job in jobs]
+    return {"benchmark": "suite", "command": command, "date": results.utc_now(), "environment": env,
+            "config": results.config_json(cfg), "layer_widths": layer_widths(cfg), "notes": notes,
+            "measurements": measurements, "crossovers": suite_report.find_crossovers(measurements, cfg.seq_lens)}
 
 
-def rerender(data: dict[str, Any], command: str) -> tuple[dict[str, Any], str]:
-    """Recompute every derived figure (FLOPs, shares, crossovers, tables) from a run's raw results.
+def rerender(data: dict[str, Any], command: str) -> dict[str, Any]:
+    """The results with every derived figure (FLOPs, shares, crossovers) recomputed from the raw ones.
 
     For a change in the analysis or the report, not in what is measured: the
     timings, memory and XLA counts are the stored ones; the report names the
     original command and date and this re-rendering.
     """
-    from zoo.bench import suite_report
-
-    cfg = Config(**{k: v for k, v in data["config"].items() if k != "out"}).resolved()
-    cfg = dataclasses.replace(cfg, seq_lens=tuple(cfg.seq_lens), batch_sizes=tuple(cfg.batch_sizes),
-                              layers=tuple(cfg.layers))
-    env = data["environment"]
-    data = dict(data)
-    data["measurements"] = [suite_report.derive({**m, "result": m}, env, cfg) for m in data["measurements"]]
-    data["rerendered"] = {"command": command, "date": timing.utc_now()}
-    return data, suite_report.render_markdown(data)
+    ms = [suite_report.derive({**m, "result": m}, data["environment"]) for m in data["measurements"]]
+    return {**data, "measurements": ms, "crossovers": suite_report.find_crossovers(ms, data["config"]["seq_lens"]),
+            "rerendered": {"command": command, "date": results.utc_now()}}
 
 
 def _job_label(job: dict[str, Any]) -> str:
@@ -543,40 +468,10 @@ def _job_label(job: dict[str, Any]) -> str:
     return f"decode {job['series']} cache {job['cache_len']}"
 
 
-def stem(data: dict[str, Any]) -> str:
-    """suite-<device>, e.g. suite-cpu-amd-epyc-2t."""
-    return f"suite-{timing.device_slug(data['environment'])}"
-
-
-def write_extras(data: dict[str, Any], out_dir: str | Path, name: str) -> list[Path]:
-    """The CSV and the plots beside the JSON and Markdown."""
-    from zoo.bench import suite_report
-
-    return suite_report.write_extras(data, Path(out_dir), name)
-
-
-def readme_markdown(data: dict[str, Any], prefix: str) -> str:
-    """The report with the plots linked as ``<prefix><stem>-<plot>.png`` (after :func:`write_extras`)."""
-    from zoo.bench import suite_report
-
-    return suite_report.render_markdown(data, image_prefix=prefix)
-
-
-def parse_config(argv: Sequence[str], prog: str = "zoo bench") -> Config:
-    return parse_flags(Config, args=list(argv), prog=prog)
+render, stem = suite_report.render, suite_report.stem
+EXPERIMENT = Experiment(Config, run, render, stem=stem, plots=suite_report.plots, csv=suite_report.csv_text)
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "zoo bench") -> int:
-    """``zoo bench [flags]``: run the suite, print the report, write files with --out.
-
-    ``--worker SPEC`` (first) runs a list of measurements instead: the parent's hidden entry point.
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == [worker.WORKER_FLAG]:
-        return worker.worker_main(argv[1:], MODULE, run_jobs)
-    return timing.bench_main(argv, prog, parse_config, run, stem, extras=write_extras)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-
+    """``zoo bench [flags]``: run the suite, print the report, write files with --out."""
+    return harness_main(EXPERIMENT, argv, prog)

@@ -2,21 +2,24 @@
 
 :func:`derive` turns one worker result into a measurement with its derived
 figures (tokens/s, FLOPs per token, achieved FLOP/s and share of the matmul
-peak, arithmetic intensity, sequential depth); :func:`render_markdown`
-writes the tables; :func:`crossover_lines` states where the measured curves
-cross; :func:`write_extras` writes the CSV and the plots (matplotlib, no
-display needed).
+peak, arithmetic intensity, sequential depth); :func:`render` writes the
+tables, from the stored results alone; :func:`crossover_lines` states where
+the measured curves cross; :func:`csv_text` and :func:`plots` are the CSV
+and the plots (matplotlib, no display needed). Results stored by zoo 0.1
+spell the layers ``simple_rnn``, ``min_gru``, ...: they are labelled as
+``rnn``, ``mingru``, ... are (:func:`zoo.bench.analysis.canonical`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from pathlib import Path
 from typing import Any, Sequence
 
-from zoo.bench import analysis, timing
-from zoo.bench.timing import Timing
+from zoo.bench import analysis
+from zoo.harness import results
+from zoo.harness.results import markdown_table
+from zoo.harness.timing import Timing
 from zoo.plots import subplots
 
 RESULT_FIELDS = ("status", "error", "estimated", "pid", "peak_rss_kib", "baseline_rss_kib", "device_peak_bytes",
@@ -24,6 +27,18 @@ RESULT_FIELDS = ("status", "error", "estimated", "pid", "peak_rss_kib", "baselin
 CSV_FIELDS = ("group", "sweep", "name", "mode", "batch", "seq_len", "width", "params", "depth", "status",
               "tokens_per_s", "median_ms", "min_ms", "max_ms", "compile_s", "peak_mb", "flops_per_token",
               "xla_flops_per_token", "achieved_flops", "peak_fraction", "intensity", "context", "cache_len")
+LAYER_LABELS = {
+    "rnn": "SimpleRNN (scan)",
+    "lstm": "LSTM (scan)",
+    "gru": "GRU (scan)",
+    "mingru": "minGRU (parallel scan)",
+    "mingru_seq": "minGRU (scan)",
+    "minlstm": "minLSTM (parallel scan)",
+    "minlstm_seq": "minLSTM (scan)",
+    "attention_dense": "attention (dense)",
+    "attention_blockwise": "attention (blockwise)",
+    "attention_cudnn": "attention (cuDNN)",
+}
 LM_LABELS = {"gpt": "GPT", "lstm": "LSTM LM"}
 DECODE_LABELS = {"gpt_sized": "GPT, cache sized to the context", "gpt_fixed": "GPT, one cache of the largest T",
                  "lstm": "LSTM LM (fixed-size state)"}
@@ -78,7 +93,7 @@ def _name(job: dict[str, Any]) -> str:
     return job["series"]
 
 
-def derive(job: dict[str, Any], env: dict[str, Any], cfg: Any) -> dict[str, Any]:
+def derive(job: dict[str, Any], env: dict[str, Any]) -> dict[str, Any]:
     """One measurement: the job, its worker's result, and the figures derived from them."""
     result = job.get("result", {})
     m = {k: v for k, v in job.items() if k != "result"}
@@ -104,7 +119,7 @@ def derive(job: dict[str, Any], env: dict[str, Any], cfg: Any) -> dict[str, Any]
     m["timing"] = result.get("timing")
     if m["status"] != "ok" or not m["timing"]:
         return m
-    tm = Timing(tuple(m["timing"]["times_s"]), m["timing"]["compile_s"])
+    tm = Timing.from_json(m["timing"])
     m["tokens_per_s"] = tm.rate(tokens)
     m["compile_s"] = tm.compile_s
     m["achieved_flops"] = m["flops_per_token"] * m["tokens_per_s"]
@@ -141,9 +156,7 @@ def _names(measurements, group: str) -> list[str]:
 
 
 def _label(group: str, name: str) -> str:
-    from zoo.bench.suite import LAYER_LABELS
-
-    return LAYER_LABELS.get(name, name) if group == "layer" else LM_LABELS.get(name, name)
+    return LAYER_LABELS.get(analysis.canonical(name), name) if group == "layer" else LM_LABELS.get(name, name)
 
 
 def crossover_pairs(measurements) -> list[tuple[str, str, str]]:
@@ -217,7 +230,7 @@ def crossover_table(found: Sequence[dict[str, Any]]) -> str:
         rows.append(cells)
     headers = ["layer", *[f"{'training' if mode == 'train' else 'inference'} vs {_label('layer', b)}"
                           for _, b, mode in cols]]
-    return timing.markdown_table(headers, rows, "l" * (len(cols) + 1)) if rows else ""
+    return markdown_table(headers, rows, "l" * (len(cols) + 1)) if rows else ""
 
 
 # ----------------------------------------------------------------------------
@@ -231,7 +244,7 @@ def _rate_cell(m: dict[str, Any] | None) -> str:
         if m["status"] == "oom":
             return "OOM"
         return m["status"]
-    return timing.format_rate(m.get("tokens_per_s"))
+    return results.format_rate(m.get("tokens_per_s"))
 
 
 def _ms(seconds: float) -> str:
@@ -243,16 +256,21 @@ def _g(x: float | None, scale: float = 1e9, digits: int = 3) -> str:
     return "—" if x is None else f"{x / scale:.{digits}g}"
 
 
-def render_markdown(data: dict[str, Any], image_prefix: str | None = None) -> str:
-    """The report: header, the T-sweep tables, crossovers, LMs, batch sweep, decode, roofline, details."""
+def stem(data: dict[str, Any]) -> str:
+    """suite-<device>, e.g. suite-cpu-amd-epyc-2t: the stem of the results and of the plots' files."""
+    return f"suite-{results.device_slug(data['environment'])}"
+
+
+def render(data: dict[str, Any], images: str | None = "") -> str:
+    """The report: header, the T-sweep tables, crossovers, LMs, batch sweep, decode, roofline, details.
+
+    ``images``: the prefix of the plots (``<stem>-throughput.png``, ...) linked; None links none.
+    """
     env, cfg, ms = data["environment"], data["config"], data["measurements"]
     xs = list(cfg["seq_lens"])
     widths = data["layer_widths"]
-    lines = [
-        "**Sequential scan vs parallel attention** (tokens/s: higher is better)",
-        "",
-        timing.device_line(env),
-        timing.versions_line(env),
+    lines = results.header(
+        "**Sequential scan vs parallel attention** (tokens/s: higher is better)", env,
         f"- dtype: {env['dtype']} compute, float32 parameters"
         + (" (bfloat16: the norm on this accelerator)" if env["dtype"] == "bfloat16" else ""),
         f"- measured in this run: matmul peak {_g(env.get('matmul_peak_flops'))} GFLOP/s "
@@ -262,15 +280,13 @@ def render_markdown(data: dict[str, Any], image_prefix: str | None = None) -> st
         f"{analysis.layer_params('attention', cfg['width']):,} parameters; recurrent widths matched to it; "
         f"T sweep at {cfg['tokens_per_call']:,} tokens per call (batch = {cfg['tokens_per_call']:,} / T)",
         f"- language models: gpt/{cfg['lm_preset']} and lstm/{cfg['lm_preset']}",
-        f"- date: {data['date']}",
-        f"- command: `{data['command']}`",
-    ]
+        date=data["date"], command=data["command"])
     if data.get("rerendered"):
         r = data["rerendered"]
         lines.append(f"- derived figures recomputed from the stored raw results by `{r['command']}` ({r['date']})")
     lines.append("")
-    if image_prefix is not None:
-        lines += [f"![tokens/s against T]({image_prefix}{data['stem']}-throughput.png)", ""]
+    images = None if images is None else f"{images}{stem(data)}"
+    lines += results.image("tokens/s against T", images, "-throughput.png")
     for mode, title in (("train", "training (fwd+bwd)"), ("infer", "inference (fwd)")):
         headers = ["layer", "width", "params", "depth", *[f"T={x:,}" for x in xs]]
         rows = []
@@ -282,10 +298,9 @@ def render_markdown(data: dict[str, Any], image_prefix: str | None = None) -> st
             rows.append([_label("layer", name), str(widths.get(name, any_m.get("width"))),
                          f"{any_m['params']:,}", any_m["depth_formula"], *[_rate_cell(pts.get(x)) for x in xs]])
         if rows:
-            lines += [f"Layers, {title} tokens/s:", "", timing.markdown_table(headers, rows, "lrrl" + "r" * len(xs)),
+            lines += [f"Layers, {title} tokens/s:", "", markdown_table(headers, rows, "lrrl" + "r" * len(xs)),
                       ""]
     found = find_crossovers(ms, xs)
-    data["crossovers"] = found
     table = crossover_table(found)
     if table:
         lines += ["Crossovers, layers (where the tokens/s curves cross; interpolated on log-log axes between "
@@ -300,7 +315,7 @@ def render_markdown(data: dict[str, Any], image_prefix: str | None = None) -> st
     if lm_rows:
         lines += [
             "Language models, tokens/s (params at the preset's own context; GPT's position table grows with T):",
-            "", timing.markdown_table(["model", "params", *[f"T={x:,}" for x in xs]], lm_rows), "",
+            "", markdown_table(["model", "params", *[f"T={x:,}" for x in xs]], lm_rows), "",
         ]
         lines += [f"- {line}" for line in crossover_lines([f for f in found if f["group"] == "lm"])] + [""]
     bs = list(cfg["batch_sizes"])
@@ -313,16 +328,16 @@ def render_markdown(data: dict[str, Any], image_prefix: str | None = None) -> st
                                                      for b in bs]])
     if b_rows:
         lines += [f"Layers over batch size at T={cfg['batch_seq_len']:,}, tokens/s (fwd+bwd / fwd):", "",
-                  timing.markdown_table(["layer", *[f"B={b}" for b in bs]], b_rows), ""]
-    lines += _decode_section(ms, image_prefix, data)
-    lines += _roofline_section(env, ms, image_prefix, data)
+                  markdown_table(["layer", *[f"B={b}" for b in bs]], b_rows), ""]
+    lines += _decode_section(ms, images)
+    lines += _roofline_section(env, ms, images)
     if data["notes"]:
         lines += ["Notes:", ""] + [f"- {n}" for n in data["notes"]] + [""]
     lines += _details(ms, env)
     return "\n".join(lines) + "\n"
 
 
-def _decode_section(ms, image_prefix, data) -> list[str]:
+def _decode_section(ms, images) -> list[str]:
     dec = [m for m in ms if m["group"] == "decode"]
     if not dec:
         return []
@@ -342,13 +357,12 @@ def _decode_section(ms, image_prefix, data) -> list[str]:
                 cells.append("—")
             else:
                 m, p = hit
-                tm = Timing(tuple(p["timing"]["times_s"]))
+                tm = Timing.from_json(p["timing"])
                 cells.append(f"{_ms(tm.median_s)} (cache {m['cache_len']:,})" if s != "lstm" else _ms(tm.median_s))
         rows.append(cells)
     lines = ["Decoding one token (batch 1), ms per token, against the tokens already in context:", ""]
-    if image_prefix is not None:
-        lines += [f"![decode latency]({image_prefix}{data['stem']}-decode.png)", ""]
-    lines += [timing.markdown_table(["context", *[DECODE_LABELS[s] for s in names]], rows), ""]
+    lines += results.image("decode latency", images, "-decode.png")
+    lines += [markdown_table(["context", *[DECODE_LABELS[s] for s in names]], rows), ""]
     for m in failed:
         lines.append(f"- decode {m['series']} (cache {m['cache_len']:,}): {m['status']}: {m.get('error')}")
     if failed:
@@ -356,7 +370,7 @@ def _decode_section(ms, image_prefix, data) -> list[str]:
     return lines
 
 
-def _roofline_section(env, ms, image_prefix, data) -> list[str]:
+def _roofline_section(env, ms, images) -> list[str]:
     peak, bw = env.get("matmul_peak_flops"), env.get("memory_bandwidth_bytes_per_s")
     if not peak or not bw:
         return []
@@ -370,8 +384,7 @@ def _roofline_section(env, ms, image_prefix, data) -> list[str]:
         lines[-1] += (f" Best share of the matmul peak: {best['peak_fraction']:.0%} "
                       f"({_label(best['group'], best['name'])}, {best['mode']}, T={best['seq_len']:,}).")
     lines.append("")
-    if image_prefix is not None:
-        lines += [f"![roofline]({image_prefix}{data['stem']}-roofline.png)", ""]
+    lines += results.image("roofline", images, "-roofline.png")
     return lines
 
 
@@ -387,9 +400,9 @@ def _details(ms, env) -> list[str]:
         if m["status"] != "ok":
             rows.append(base + [_rate_cell(m), m.get("error") or "", *["—"] * 8])
             continue
-        tm = Timing(tuple(m["timing"]["times_s"]), m["timing"]["compile_s"])
+        tm = Timing.from_json(m["timing"])
         rows.append(base + [
-            timing.format_rate(m["tokens_per_s"]), timing.format_ms(tm), f"{tm.compile_s:.2f}",
+            results.format_rate(m["tokens_per_s"]), results.format_ms(tm), f"{tm.compile_s:.2f}",
             "—" if m["peak_mb"] is None else f"{m['peak_mb']:,.0f}",
             f"{m['depth']:,} ({m['depth_formula']})", _g(m["flops_per_token"], 1e9, 3),
             _g(m.get("xla_flops_per_token"), 1e9, 3), _g(m["achieved_flops"], 1e9, 3),
@@ -398,7 +411,7 @@ def _details(ms, env) -> list[str]:
         ])
     return [
         "<details><summary>Every measurement</summary>", "",
-        timing.markdown_table(headers, rows, "llrr" + "r" * (len(headers) - 4)), "",
+        markdown_table(headers, rows, "llrr" + "r" * (len(headers) - 4)), "",
         "Depth: dependent steps along the sequence (T for a scan, log2 T for an associative scan, 1 for "
         "attention). GFLOP/token: analytic (matrix products only; training = 3 × forward). XLA GFLOP/token: "
         "XLA's cost analysis of the compiled call, which counts a loop body once, so it is far below the "
@@ -424,33 +437,20 @@ def csv_text(data: dict[str, Any]) -> str:
             for p in m.get("points") or [{"context": None, "timing": None}]:
                 t = p["timing"]
                 w.writerow({**row, "mode": "decode", "context": p["context"], "status": m["status"],
-                            "median_ms": t and 1e3 * Timing(tuple(t["times_s"])).median_s,
+                            "median_ms": t and 1e3 * Timing.from_json(t).median_s,
                             "min_ms": t and 1e3 * min(t["times_s"]), "max_ms": t and 1e3 * max(t["times_s"]),
                             "compile_s": m.get("compile_s")})
             continue
         if m.get("timing"):
-            tm = Timing(tuple(m["timing"]["times_s"]))
+            tm = Timing.from_json(m["timing"])
             row.update(median_ms=1e3 * tm.median_s, min_ms=1e3 * tm.min_s, max_ms=1e3 * tm.max_s)
         w.writerow(row)
     return buf.getvalue()
 
 
-def write_extras(data: dict[str, Any], out: Path, name: str) -> list[Path]:
-    """``<name>.csv``, the three plots, and ``<name>.md`` again with the plots linked."""
-    data["stem"] = name
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{name}.csv"]
-    paths[0].write_text(csv_text(data))
-    for kind, draw in (("throughput", _plot_throughput), ("decode", _plot_decode), ("roofline", _plot_roofline)):
-        fig = draw(data)
-        if fig is None:
-            continue
-        path = out / f"{name}-{kind}.png"
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-        paths.append(path)
-    md = out / f"{name}.md"
-    md.write_text(render_markdown(data, image_prefix=""))
-    return paths
+def plots(data: dict[str, Any]) -> dict[str, Any]:
+    """The figures, by file suffix: tokens/s against T, decode latency, the roofline (None where no data)."""
+    return {"-throughput": _plot_throughput(data), "-decode": _plot_decode(data), "-roofline": _plot_roofline(data)}
 
 
 def _plot_throughput(data):
@@ -477,12 +477,10 @@ def _plot_throughput(data):
                 ax.plot([c["x"]], [c["y"]], "kx", ms=9, mew=2)
                 ax.annotate(f"{c['x']:,.0f}", (c["x"], c["y"]), textcoords="offset points", xytext=(4, 6),
                             fontsize=7)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("sequence length T")
-        ax.set_ylabel("tokens/s")
         what = "layers" if group == "layer" else "language models"
-        ax.set_title(f"{what}, {'training (fwd+bwd)' if mode == 'train' else 'inference (fwd)'}")
+        ax.set_xscale("log", base=2)
+        ax.set(yscale="log", xlabel="sequence length T", ylabel="tokens/s",
+               title=f"{what}, {'training (fwd+bwd)' if mode == 'train' else 'inference (fwd)'}")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     env = data["environment"]
@@ -497,15 +495,13 @@ def _plot_decode(data):
         return None
     fig, ax = subplots(figsize=(6.5, 4.2))
     for s, label in DECODE_LABELS.items():
-        pts = sorted((p["context"], 1e3 * Timing(tuple(p["timing"]["times_s"])).median_s)
+        pts = sorted((p["context"], 1e3 * Timing.from_json(p["timing"]).median_s)
                      for m in dec if m["series"] == s for p in m["points"])
         if pts:
             ax.plot(*zip(*pts), marker="o", ms=3, label=label)
     ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("tokens already in context")
-    ax.set_ylabel("ms per generated token (batch 1)")
-    ax.set_title("decode latency against context length")
+    ax.set(yscale="log", xlabel="tokens already in context", ylabel="ms per generated token (batch 1)",
+           title="decode latency against context length")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     return fig
@@ -528,11 +524,8 @@ def _plot_roofline(data):
         sel = [m for m in pts if m["name"] == name]
         ax.scatter([m["intensity"] for m in sel], [m["achieved_flops"] for m in sel], s=12,
                    label=_label(sel[0]["group"], name))
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("arithmetic intensity, FLOP/byte (XLA cost analysis)")
-    ax.set_ylabel("achieved FLOP/s (analytic FLOPs)")
-    ax.set_title("roofline")
+    ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity, FLOP/byte (XLA cost analysis)",
+           ylabel="achieved FLOP/s (analytic FLOPs)", title="roofline")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=6, ncol=2)
     return fig

@@ -27,11 +27,11 @@ from pathlib import Path
 import tyro
 
 from zoo.commands.common import check_out_path, check_same_run, claim_run_dir, corpus_tokens, fit_warmup
-from zoo.commands.common import fail, load_text_corpus, parse_preset_args, process_elapsed_s
+from zoo.commands.common import fail, load_text_corpus, process_elapsed_s
 from zoo.commands.common import is_primary_process, say, start_distributed
+from zoo.harness.flags import parse_flags, parse_preset_args
 from zoo.models.bert import BERTConfig
 from zoo.train.config import TrainConfig
-from zoo.commands.common import parse_flags
 
 __all__ = ["pretrain_main", "fill_mask_main", "finetune_main", "FINETUNE_TRAIN"]
 

@@ -1,12 +1,11 @@
 """What the ``zoo`` subcommands share: the run directory (claimed, compared, written), data with notices,
-the warm-up fitted to the run, error exits, the cache directory, the process clock."""
+the warm-up fitted to the run, error exits, the process clock. Flags and presets are parsed by
+:mod:`zoo.harness.flags`."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
-import io
 import os
 import shutil
 import sys
@@ -15,10 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from zoo.harness.flags import cache_dir, notice
+
 __all__ = [
-    "RunDir", "cache_dir", "check_out_path", "check_same_run", "claim_run_dir", "corpus_tokens", "fail",
-    "fit_warmup", "is_primary_process", "load_text_corpus", "notice", "parse_flags", "parse_preset_args",
-    "process_elapsed_s", "say", "start_distributed",
+    "RunDir", "check_out_path", "check_same_run", "claim_run_dir", "corpus_tokens", "fail", "fit_warmup",
+    "is_primary_process", "load_text_corpus", "notice", "process_elapsed_s", "say", "start_distributed",
 ]
 
 
@@ -70,26 +70,9 @@ def fail(prog: str, message: str) -> int:
     return 2
 
 
-def cache_dir(explicit: Path | None) -> Path:
-    if explicit is not None:
-        return explicit.expanduser()
-    root = os.environ.get("ZOO_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "zoo"
-    return Path(root).expanduser() / "tokens"
-
-
-
-
 # -- the run directory: claimed, compared, written ------------------------------------------
 
 _RUN_ENTRIES = ("run.json", "tokenizer", "checkpoints", "metrics.jsonl", "loss.png")  # what --overwrite removes
-
-
-def notice(prog: str, message: str) -> None:
-    """A one-line note on stderr (something the user should know; not an error); several processes: from
-    process 0 only."""
-    if not is_primary_process():
-        return
-    print(f"{prog}: note: {message}", file=sys.stderr, flush=True)
 
 
 def latest_saved_step(run_dir: Path) -> int | None:
@@ -231,47 +214,6 @@ def fit_warmup(train, preset_train, argv: Sequence[str], prog: str):
                           "decay starts after the warm-up")
     make_schedule(train)
     return train
-
-
-def parse_flags(cls, **kwargs: Any):
-    """``tyro.cli(cls, **kwargs)`` where a config field's bad value is one line from ``zoo.cli`` (not tyro's box)."""
-    import tyro  # noqa: PLC0415
-
-    from zoo.errors import parsing_flags  # noqa: PLC0415
-
-    from zoo.errors import flag_parse_error  # noqa: PLC0415
-
-    captured = io.StringIO()
-    try:
-        with parsing_flags(), contextlib.redirect_stderr(captured):
-            return tyro.cli(cls, **kwargs)
-    except SystemExit as e:
-        if e.code in (0, None):  # --help (printed to stdout)
-            raise
-        raise flag_parse_error(captured.getvalue()) from None
-
-
-def parse_preset_args(argv: Sequence[str], prog: str, family: str, cls: type, description: str, **defaults: Any):
-    """``FAMILY --preset NAME [flags]`` -> (preset, args): the preset fills ``cls``'s defaults, tyro the rest.
-
-    ``defaults`` maps fields of ``cls`` to functions of the preset (e.g. ``model=lambda p: p.model``).
-    """
-    from zoo import presets  # noqa: PLC0415
-
-    first = argparse.ArgumentParser(prog=prog, add_help=False)
-    first.add_argument("family", choices=[family])
-    first.add_argument("--preset", default=presets.names(family)[0])
-    known, rest = first.parse_known_args(list(argv))
-    preset = presets.get(family, known.preset)
-    default = cls(preset=known.preset, **{k: f(preset) for k, f in defaults.items()})
-    listing = "; ".join(f"{name} ({presets.get(family, name).description})" for name in presets.names(family))
-    args = parse_flags(cls, default=default, args=list(rest), prog=f"{prog} {family}",
-                    description=f"{description} --preset NAME chooses the model and training configs "
-                                f"together; the presets of {family}: {listing}. Every flag below defaults to "
-                                f"the value of the preset chosen, now {known.preset}.")
-    if args.model.vocab_size != preset.model.vocab_size:
-        raise ValueError("--model.vocab-size cannot be set: the vocabulary size comes from the tokenizer")
-    return preset, args
 
 
 def load_text_corpus(spec: str, text_column: str, *, allow_binary: bool, prog: str, val_fraction: float = 0.1):

@@ -23,7 +23,9 @@ from typing import Sequence
 import tyro
 
 from zoo.commands.common import check_out_path, check_same_run, claim_run_dir, load_text_corpus, notice
-from zoo.commands.common import parse_flags, parse_preset_args, process_elapsed_s
+from zoo.commands.common import process_elapsed_s
+from zoo.data.words import prepare_words
+from zoo.harness.flags import parse_flags, parse_preset_args
 from zoo.models.fasttext import FastTextConfig
 from zoo.models.word2vec import Word2VecConfig
 from zoo.train.embeddings import EmbeddingTrainConfig
@@ -53,21 +55,6 @@ class Word2VecPretrain(_Common):
 class FastTextPretrain(_Common):
     model: FastTextConfig = FastTextConfig()
     train: EmbeddingTrainConfig = EmbeddingTrainConfig()
-
-
-def prepare_words(texts: list[str], tokenizer=None, *, min_count: int = 5, max_size: int | None = None):
-    """(tokenizer, sentences of ids, raw words): the word tokenizer trained on ``texts`` (unless given), and
-    ``texts`` cut into sentences of word ids."""
-    from zoo.data.words import WordTokenizer, split_sentences  # noqa: PLC0415
-
-    sentences = split_sentences(texts)
-    if tokenizer is None:
-        from collections import Counter  # noqa: PLC0415
-
-        counter = Counter(w for s in sentences for w in s)
-        tokenizer = WordTokenizer.from_counts(counter, min_count=min_count, max_size=max_size)
-    ids = [tokenizer.encode_words(s) for s in sentences]
-    return tokenizer, ids, sum(len(s) for s in sentences)
 
 
 def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:

@@ -50,7 +50,8 @@ from typing import Any
 
 import tyro
 
-from zoo.commands.common import cache_dir, fail, parse_flags
+from zoo.commands.common import fail
+from zoo.harness.flags import cache_dir, parse_flags
 
 __all__ = ["eval_main", "evaluate_classifier", "pairs_that_fit", "translation_exact_match"]
 

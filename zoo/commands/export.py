@@ -16,7 +16,7 @@ from pathlib import Path
 
 import tyro
 
-from zoo.commands.common import parse_flags
+from zoo.harness.flags import parse_flags
 
 __all__ = ["export_main"]
 

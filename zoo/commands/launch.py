@@ -40,7 +40,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from zoo.commands.common import parse_flags
+from zoo.harness.flags import parse_flags
 
 __all__ = ["LaunchArgs", "free_port", "launch", "launch_main"]
 

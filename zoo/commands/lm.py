@@ -25,13 +25,13 @@ from typing import Literal, Sequence
 import tyro
 
 from zoo import presets
-from zoo.commands.common import cache_dir, check_out_path, check_same_run, claim_run_dir, corpus_tokens, fit_warmup
-from zoo.commands.common import load_text_corpus, notice, parse_preset_args, process_elapsed_s, say
+from zoo.commands.common import check_out_path, check_same_run, claim_run_dir, corpus_tokens, fit_warmup
+from zoo.commands.common import load_text_corpus, notice, process_elapsed_s, say
 from zoo.commands.common import is_primary_process, start_distributed
+from zoo.harness.flags import cache_dir, parse_flags, parse_preset_args
 from zoo.models.gpt import GPTConfig
 from zoo.models.rnn_lm import RNNLMConfig
 from zoo.train.config import TrainConfig
-from zoo.commands.common import parse_flags
 
 __all__ = ["pretrain_main", "sample_main"]
 

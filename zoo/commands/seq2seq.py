@@ -26,11 +26,11 @@ from typing import Literal
 
 import tyro
 
-from zoo.commands.common import check_out_path, check_same_run, claim_run_dir, fail, fit_warmup, parse_preset_args
+from zoo.commands.common import check_out_path, check_same_run, claim_run_dir, fail, fit_warmup
 from zoo.commands.common import process_elapsed_s
+from zoo.harness.flags import parse_flags, parse_preset_args
 from zoo.models.seq2seq import Seq2SeqConfig
 from zoo.train.config import TrainConfig
-from zoo.commands.common import parse_flags
 
 __all__ = ["pretrain_main", "translate_main", "translate"]
 

@@ -69,6 +69,13 @@ class Corpus:
 
     ``info`` holds ``name``, ``spec``, ``train_documents``, ``val_documents``,
     ``train_characters``, ``val_characters`` and per-source details.
+
+    Examples:
+      >>> corpus = zoo.data.Corpus(train=["one document", "another"], val=["held out"], info={"name": "mine"})
+      >>> len(corpus.train), len(corpus.val)
+      (2, 1)
+      >>> len(corpus.fingerprint())                # a hash of the content
+      64
     """
 
     train: list[str]
@@ -98,6 +105,15 @@ def load_corpus(
     file, and raises ``ValueError`` unless ``allow_binary``. Fewer such
     characters are only counted, in ``info["undecodable_characters"]``.
     ``info["fingerprint"]`` is :meth:`Corpus.fingerprint`.
+
+    Examples:
+      >>> from pathlib import Path
+      >>> _ = Path("notes.txt").write_text("To be, or not to be, that is the question.\\n" * 10)
+      >>> corpus = zoo.data.load_corpus("notes.txt", val_fraction=0.1)
+      >>> len(corpus.train[0]), len(corpus.val[0])    # one file: split by characters
+      (387, 43)
+      >>> corpus.info["train_documents"]
+      1
     """
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"corpus spec {spec!r} is empty; {SPEC_HELP}")
@@ -168,6 +184,10 @@ def val_indices(n: int, val_fraction: float) -> list[int]:
     ``round(n * val_fraction)`` of them (at least 1 when ``n >= 2`` and the
     fraction is positive, and always leaving one for training): with 0.1 that
     is every 10th document, indices 9, 19, 29, ...
+
+    Examples:
+      >>> zoo.data.val_indices(10, 0.2)
+      [4, 9]
     """
     if n < 2 or val_fraction <= 0:
         return []
@@ -176,7 +196,13 @@ def val_indices(n: int, val_fraction: float) -> list[int]:
 
 
 def split_documents(docs: list, val_fraction: float) -> tuple[list, list]:
-    """(train, val) by whole documents, with :func:`val_indices`."""
+    """(train, val) by whole documents, with :func:`val_indices`.
+
+    Examples:
+      >>> train, val = zoo.data.split_documents([f"doc{i}" for i in range(10)], val_fraction=0.2)
+      >>> train, val
+      (['doc0', 'doc1', 'doc2', 'doc3', 'doc5', 'doc6', 'doc7', 'doc8'], ['doc4', 'doc9'])
+    """
     val_set = set(val_indices(len(docs), val_fraction))
     train = [d for i, d in enumerate(docs) if i not in val_set]
     val = [d for i, d in enumerate(docs) if i in val_set]
@@ -206,6 +232,13 @@ def stdlib_files(root: str | os.PathLike | None = None) -> list[Path]:
 
     Sorted by their path relative to ``root`` (POSIX form), so the order is
     the same on every run and machine layout.
+
+    Examples:
+      >>> files = zoo.data.stdlib_files()
+      >>> len(files) > 100, all(f.suffix == ".py" for f in files)
+      (True, True)
+      >>> any("site-packages" in f.parts for f in files)
+      False
     """
     root = stdlib_root() if root is None else Path(root)
     found = []
@@ -219,7 +252,13 @@ def stdlib_files(root: str | os.PathLike | None = None) -> list[Path]:
 
 
 def stdlib_split(val_fraction: float = 0.1, root=None) -> tuple[list[Path], list[Path]]:
-    """(train files, validation files) of the ``"stdlib"`` corpus."""
+    """(train files, validation files) of the ``"stdlib"`` corpus.
+
+    Examples:
+      >>> train, val = zoo.data.stdlib_split(val_fraction=0.1)
+      >>> len(val) < len(train), set(train).isdisjoint(val)
+      (True, True)
+    """
     return split_documents(stdlib_files(root), val_fraction)
 
 

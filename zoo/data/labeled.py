@@ -82,6 +82,14 @@ VAL_SPLITS = ("validation", "valid", "val", "test")
 
 
 class Example(NamedTuple):
+    """One labeled example: ``text``, ``text_pair`` (None for a single sentence) and ``label``.
+
+    Examples:
+      >>> example = zoo.data.Example("the film was great", None, "positive")
+      >>> example.text, example.text_pair, example.label
+      ('the film was great', None, 'positive')
+    """
+
     text: str
     text_pair: str | None
     label: Any
@@ -89,7 +97,15 @@ class Example(NamedTuple):
 
 @dataclass
 class LabeledData:
-    """``train`` and ``validation`` examples, ``labels`` (sorted), and ``info`` to record with the run."""
+    """``train`` and ``validation`` examples, ``labels`` (sorted), and ``info`` to record with the run.
+
+    Examples:
+      >>> data = zoo.data.load_labeled("synthetic:sentiment")
+      >>> len(data.train), len(data.validation), data.labels
+      (2000, 500, ['negative', 'positive'])
+      >>> data.train[0].label in data.labels
+      True
+    """
 
     train: list[Example]
     validation: list[Example]
@@ -120,6 +136,16 @@ def load_labeled(
     ``split`` names the validation split of an ``hf:`` dataset; ``val_fraction``
     and ``seed`` choose the held-out examples when there is none (and seed the
     synthetic tasks).
+
+    Examples:
+      >>> from pathlib import Path
+      >>> _ = Path("reviews.csv").write_text("text,label\\n" + "great film,pos\\ndull meal,neg\\n" * 10)
+      >>> data = zoo.data.load_labeled("reviews.csv")
+      >>> len(data.train), len(data.validation), data.labels
+      (18, 2, ['neg', 'pos'])
+      >>> data = zoo.data.load_labeled("synthetic:pair", seed=0)
+      >>> data.train[0].text_pair is not None, data.labels
+      (True, ['agree', 'disagree'])
     """
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"labeled data spec {spec!r} is empty; {SPEC_HELP}")
@@ -332,6 +358,12 @@ def longest_first(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
     The rule of Hugging Face's ``truncation="longest_first"``: drop the last
     token of the longer segment, one token at a time (of the second on a tie),
     until the pair fits. Computed in closed form.
+
+    Examples:
+      >>> zoo.data.longest_first(10, 4, budget=8)      # the longer segment loses tokens first
+      (4, 4)
+      >>> zoo.data.longest_first(5, 5, budget=7)       # a tie: the second segment first
+      (4, 3)
     """
     excess = len_a + len_b - budget
     if excess <= 0:
@@ -349,6 +381,17 @@ def encode_examples(examples: Sequence[Example], tokenizer, max_len: int, label_
     A single text longer than ``max_len - 2`` loses its end; a pair longer
     than ``max_len - 3`` is cut by :func:`longest_first`. ``tokenizer`` needs
     ``cls_id``, ``sep_id`` and ``pad_id`` (a WordPiece tokenizer).
+
+    Examples:
+      >>> texts = ["the film was great", "the meal was dull"] * 20
+      >>> tok = zoo.data.make_tokenizer("wordpiece", texts, vocab_size=100)
+      >>> examples = [zoo.data.Example("the film was great", None, "pos"),
+      ...             zoo.data.Example("the meal", "was dull", "neg")]
+      >>> arrays = zoo.data.encode_examples(examples, tok, max_len=8, label_to_id={"neg": 0, "pos": 1})
+      >>> {name: a.shape for name, a in arrays.items()}
+      {'ids': (2, 8), 'segment_ids': (2, 8), 'seq_lengths': (2,), 'labels': (2,)}
+      >>> arrays["segment_ids"][1].tolist(), arrays["seq_lengths"].tolist(), arrays["labels"].tolist()
+      ([0, 0, 0, 0, 1, 1, 1, 0], [6, 7], [1, 0])
     """
     missing = [a for a in ("cls_id", "sep_id", "pad_id") if not hasattr(tokenizer, a)]
     if missing:
@@ -390,6 +433,15 @@ def classification_batch(encoded: dict[str, np.ndarray], batch_size: int, *, see
     ``perm_e[k % N]`` with ``perm_e = default_rng([seed, e]).permutation(N)``
     for epoch ``e = k // N``: every example once per epoch, and a pure
     function of ``(seed, step)``.
+
+    Examples:
+      >>> encoded = {"ids": np.arange(12).reshape(6, 2), "labels": np.arange(6)}
+      >>> batch = zoo.data.classification_batch(encoded, 4, seed=0, step=0)
+      >>> batch["ids"].shape, batch["labels"].shape
+      ((4, 2), (4,))
+      >>> sorted(np.concatenate([zoo.data.classification_batch(encoded, 3, seed=0, step=s)["labels"]
+      ...                        for s in (0, 1)]).tolist())   # every example once per epoch
+      [0, 1, 2, 3, 4, 5]
     """
     n = len(encoded["labels"])
     if n == 0:
@@ -411,6 +463,12 @@ def eval_batches(encoded: dict[str, np.ndarray], batch_size: int) -> Iterator[di
 
     The last batch is padded with copies of row 0 of weight 0; average a
     metric as ``sum(metric * weights) / sum(weights)``.
+
+    Examples:
+      >>> encoded = {"ids": np.arange(10).reshape(5, 2), "labels": np.arange(5)}
+      >>> batches = list(zoo.data.eval_batches(encoded, 2))
+      >>> len(batches), batches[-1]["ids"].shape, batches[-1]["weights"].tolist()
+      (3, (2, 2), [1.0, 0.0])
     """
     n = len(encoded["labels"])
     for start in range(0, n, batch_size):

@@ -49,6 +49,10 @@ def max_predictions(seq_len: int, mask_prob: float = MASK_PROB) -> int:
     row are chosen, so nothing is ever cut (BERT's ``max_predictions_per_seq``
     is 20 for T = 128, i.e. this value). ``zoo.models.bert`` sizes its example
     batch with this same function.
+
+    Examples:
+      >>> zoo.data.max_predictions(128), zoo.data.max_predictions(10), zoo.data.max_predictions(2)
+      (20, 2, 1)
     """
     if not 0.0 < mask_prob <= 1.0:
         raise ValueError(f"max_predictions: mask_prob={mask_prob!r}, expected a fraction in (0, 1]")
@@ -59,7 +63,13 @@ _max_predictions = max_predictions  # mask_tokens's keyword argument shadows the
 
 
 def mlm_special_ids(tokenizer) -> dict:
-    """The keyword arguments of :func:`mlm_batch` that come from a WordPiece tokenizer."""
+    """The keyword arguments of :func:`mlm_batch` that come from a WordPiece tokenizer.
+
+    Examples:
+      >>> tok = zoo.data.make_tokenizer("wordpiece", ["the cat sat on the mat"] * 20, vocab_size=60)
+      >>> zoo.data.mlm_special_ids(tok)
+      {'cls_id': 2, 'sep_id': 3, 'mask_id': 4, 'special_ids': (0, 1, 2, 3, 4), 'vocab_size': 26}
+    """
     return {
         "cls_id": tokenizer.cls_id,
         "sep_id": tokenizer.sep_id,
@@ -94,6 +104,15 @@ def mask_tokens(
 
     ``seq_lengths`` (B,): the real tokens of each row (default: all T);
     ``max_predictions``: P, default ``max_predictions(T, mask_prob)``.
+
+    Examples:
+      >>> rng = np.random.default_rng(0)
+      >>> ids = np.full((2, 20), 7)                          # (B, T)
+      >>> out = zoo.data.mask_tokens(ids, rng=rng, vocab_size=30, mask_id=4, special_ids=[0, 1, 2, 3, 4])
+      >>> {name: a.shape for name, a in out.items()}
+      {'ids': (2, 20), 'mlm_positions': (2, 3), 'mlm_labels': (2, 3), 'mlm_weights': (2, 3)}
+      >>> int(out["mlm_weights"].sum(axis=1).max()) <= zoo.data.max_predictions(20)
+      True
     """
     ids = np.asarray(ids)
     if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
@@ -170,6 +189,16 @@ def mlm_batch(
     (P = ``max_predictions(T, mask_prob)``). ``split`` only names the
     stream in error messages. ``mlm_special_ids(tokenizer)`` gives the id
     arguments.
+
+    Examples:
+      >>> texts = ["the cat sat on the mat", "the dog sat on the log"] * 20
+      >>> tok = zoo.data.make_tokenizer("wordpiece", texts, vocab_size=100)
+      >>> stream = np.concatenate([tok.encode(t) for t in texts])
+      >>> batch = zoo.data.mlm_batch(stream, 2, 8, seed=0, step=0, **zoo.data.mlm_special_ids(tok))
+      >>> batch["ids"].shape, batch["mlm_positions"].shape     # (B, T), (B, P)
+      ((2, 8), (2, 2))
+      >>> bool((batch["ids"][:, 0] == tok.cls_id).all())
+      True
     """
     tokens = np.asarray(tokens)
     if tokens.ndim != 1:

@@ -70,7 +70,16 @@ _FORMAT_VERSION = 1
 
 
 class Tokenizer(abc.ABC):
-    """The interface shared by all tokenizers (see the module docstring)."""
+    """The interface shared by all tokenizers (see the module docstring).
+
+    Examples:
+      >>> tok = zoo.data.make_tokenizer("byte")
+      >>> isinstance(tok, zoo.data.Tokenizer), tok.kind
+      (True, 'byte')
+      >>> path = tok.save("my_tokenizer")          # tokenizer.json in that directory
+      >>> zoo.data.load_tokenizer("my_tokenizer").encode("hi")
+      array([104, 105], dtype=int32)
+    """
 
     kind: str
 
@@ -137,7 +146,15 @@ class Tokenizer(abc.ABC):
 
 
 class ByteTokenizer(Tokenizer):
-    """UTF-8 bytes 0..255 and ``<|endoftext|>`` = 256 (``vocab_size`` 257)."""
+    """UTF-8 bytes 0..255 and ``<|endoftext|>`` = 256 (``vocab_size`` 257).
+
+    Examples:
+      >>> tok = zoo.data.ByteTokenizer()
+      >>> tok.encode("hé!")                        # UTF-8 bytes
+      array([104, 195, 169,  33], dtype=int32)
+      >>> tok.decode([104, 195, 169, 33]), tok.vocab_size, tok.eot_id
+      ('hé!', 257, 256)
+    """
 
     kind = "byte"
 
@@ -171,7 +188,17 @@ class ByteTokenizer(Tokenizer):
 
 
 class CharTokenizer(Tokenizer):
-    """One id per known character (sorted), then ``<unk>`` and ``<|endoftext|>``."""
+    """One id per known character (sorted), then ``<unk>`` and ``<|endoftext|>``.
+
+    Examples:
+      >>> tok = zoo.data.CharTokenizer.train(["hello world"])
+      >>> tok.vocab_size                           # 8 characters, <unk>, <|endoftext|>
+      10
+      >>> tok.encode("hold!")                      # "!" is unknown
+      array([3, 5, 4, 1, 8], dtype=int32)
+      >>> tok.decode(tok.encode("hello"))
+      'hello'
+    """
 
     kind = "char"
 
@@ -230,7 +257,17 @@ class CharTokenizer(Tokenizer):
 
 
 class BPETokenizer(Tokenizer):
-    """Byte-level BPE, a thin wrapper around a Hugging Face ``tokenizers.Tokenizer``."""
+    """Byte-level BPE, a thin wrapper around a Hugging Face ``tokenizers.Tokenizer``.
+
+    Examples:
+      >>> texts = ["the cat sat on the mat", "the dog sat on the log"] * 20
+      >>> tok = zoo.data.BPETokenizer.train(texts, vocab_size=300)
+      >>> ids = tok.encode("the cat sat")
+      >>> ids.dtype, tok.decode(ids)
+      (dtype('int32'), 'the cat sat')
+      >>> tok.vocab_size, tok.eot_id
+      (274, 0)
+    """
 
     kind = "bpe"
 
@@ -310,6 +347,15 @@ class WordPieceTokenizer(Tokenizer):
     ``encode`` adds no special tokens (the data code writes ``[CLS] a [SEP] b
     [SEP]`` itself), but recognises them in the text: ``encode("the cat [MASK]")``
     ends with ``mask_id``.
+
+    Examples:
+      >>> texts = ["the cat sat on the mat", "the dog sat on the log"] * 20
+      >>> tok = zoo.data.WordPieceTokenizer.train(texts, vocab_size=100)
+      >>> ids = tok.encode("the cat [MASK]")       # no [CLS]/[SEP] added; [MASK] recognised
+      >>> int(ids[-1]) == tok.mask_id, tok.decode(ids[:2])
+      (True, 'the cat')
+      >>> tok.pad_id, tok.cls_id, tok.sep_id
+      (0, 2, 3)
     """
 
     kind = "wordpiece"
@@ -426,6 +472,16 @@ def make_tokenizer(
     ``train_texts`` (the training split only, so validation stays unseen) is
     needed for "char", "bpe" and "wordpiece"; ``vocab_size`` applies to "bpe"
     (default 4096) and "wordpiece" (default 8192) only.
+
+    Examples:
+      >>> zoo.data.make_tokenizer("byte").vocab_size
+      257
+      >>> tok = zoo.data.make_tokenizer("char", ["abc abc"])
+      >>> tok.kind, tok.vocab_size
+      ('char', 6)
+      >>> tok = zoo.data.make_tokenizer("bpe", ["the cat sat on the mat"] * 20, vocab_size=280)
+      >>> tok.kind, tok.vocab_size <= 280
+      ('bpe', True)
     """
     if kind not in KINDS:
         raise ValueError(f"tokenizer kind {kind!r} is unknown; expected one of {', '.join(KINDS)}")
@@ -457,6 +513,13 @@ def load_tokenizer(directory: str | os.PathLike) -> Tokenizer:
     """Restore the tokenizer saved by ``save(directory)`` (any kind).
 
     ``directory`` may also be the path of the ``tokenizer.json`` file itself.
+
+    Examples:
+      >>> zoo.data.ByteTokenizer().save("tokenizer").name
+      'tokenizer.json'
+      >>> tok = zoo.data.load_tokenizer("tokenizer")
+      >>> tok.kind, tok.vocab_size
+      ('byte', 257)
     """
     path = Path(directory)
     if path.is_dir():

@@ -128,6 +128,15 @@ def toy_pairs(
 
     Raises ``ValueError`` for an unknown task or split, and when the split
     has too few sources to draw from (e.g. ``val`` of a tiny ``max_number``).
+
+    Examples:
+      >>> for source, target in zoo.data.toy_pairs("number_words", 2, seed=0):
+      ...     print(source, "->", target)
+      ...
+      673265 -> six hundred seventy three thousand two hundred sixty five
+      3428 -> three thousand four hundred twenty eight
+      >>> sorted(zoo.data.TRANSLATION_TASKS)
+      ['dates', 'number_words']
     """
     if task not in TASKS:
         raise ValueError(f"toy_pairs: unknown task {task!r}; expected one of {sorted(TASKS)}")
@@ -234,6 +243,12 @@ def load_parallel_corpus(
     Raises ``ValueError`` naming the column and listing the available ones
     when a column is missing, when a value is not a string (or is missing),
     and when there are no pairs.
+
+    Examples:
+      >>> from pathlib import Path
+      >>> _ = Path("pairs.csv").write_text("de,en\\nHallo,Hello\\nDanke,Thank you\\n")
+      >>> zoo.data.load_parallel_corpus("pairs.csv", "de", "en")
+      [('Hallo', 'Hello'), ('Danke', 'Thank you')]
     """
     spec = os.fspath(path_or_hf_spec)
     ds = _load_dataset(spec, split)
@@ -253,7 +268,12 @@ def load_parallel_corpus(
 
 
 def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
-    """The fraction of predictions equal to their reference (leading and trailing whitespace ignored)."""
+    """The fraction of predictions equal to their reference (leading and trailing whitespace ignored).
+
+    Examples:
+      >>> zoo.data.exact_match(["twenty one", "three "], ["twenty one", "four"])
+      0.5
+    """
     if len(predictions) != len(references):
         raise ValueError(
             f"exact_match: {len(predictions)} predictions but {len(references)} references; expected as many"

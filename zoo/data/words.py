@@ -37,7 +37,7 @@ import numpy as np
 
 from .tokenizers import EOT, UNK, Tokenizer
 
-__all__ = ["FIRST_WORD", "MAX_SENTENCE_WORDS", "WordTokenizer", "split_sentences", "split_words"]
+__all__ = ["FIRST_WORD", "MAX_SENTENCE_WORDS", "WordTokenizer", "prepare_words", "split_sentences", "split_words"]
 
 FIRST_WORD = 2  # ids 0 and 1 are <unk> and <|endoftext|>
 MAX_SENTENCE_WORDS = 10_000  # gensim's MAX_WORDS_IN_BATCH: longer sentences are cut
@@ -159,3 +159,14 @@ class WordTokenizer(Tokenizer):
 
     def __repr__(self) -> str:
         return f"WordTokenizer(vocab_size={self.vocab_size}, min_count={self.min_count}, max_size={self.max_size})"
+
+
+def prepare_words(texts: list[str], tokenizer: WordTokenizer | None = None, *, min_count: int = 5,
+                  max_size: int | None = None) -> tuple[WordTokenizer, list[np.ndarray], int]:
+    """(tokenizer, sentences of ids, raw words): the word tokenizer trained on ``texts`` (unless given), and
+    ``texts`` cut into sentences of word ids (what ``zoo pretrain word2vec`` and ``zoo bench embeddings`` train on)."""
+    sentences = split_sentences(texts)
+    if tokenizer is None:
+        tokenizer = WordTokenizer.from_counts(Counter(w for s in sentences for w in s), min_count=min_count,
+                                              max_size=max_size)
+    return tokenizer, [tokenizer.encode_words(s) for s in sentences], sum(len(s) for s in sentences)

@@ -6,4 +6,8 @@
   gradients against the lag;
 * :mod:`~zoo.experiments.tasks`: ``zoo tasks``, long-range dependency tasks
   (the generators are :mod:`zoo.data.long_range`).
+
+Each is an :class:`~zoo.harness.main.Experiment` of the harness (flags, run,
+``render(results)``, files in ``--out``); training goes through
+:mod:`zoo.train` (the trainer, or :func:`zoo.train.fit`).
 """

@@ -44,7 +44,7 @@ paid for with O(T^2) work and no carried state.
 ``apply(params, x) -> y`` on continuous inputs ``x`` (B, T, D) and a loss of
 the last step's output ``y[:, -1]``, and returns ``||dL_T/dx_{T-k}||`` for
 ``k = 0..T-1``, averaged over the batch (one backward pass; pure, jit-able).
-:func:`run_gradflow` applies it to
+:func:`run` applies it to
 
 * zoo's SimpleRNN, LSTM and GRU (``zoo.RNN`` over the cells) and a small
   pre-LN causal Transformer (``zoo.Decoder``), each a character-level LM
@@ -81,9 +81,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
@@ -95,8 +93,11 @@ import numpy as np
 import optax
 
 from zoo.checks import shape_str
+from zoo.harness import results
+from zoo.harness.main import Experiment
+from zoo.harness.main import main as harness_main
 from zoo.layers import CELLS, RNN, Decoder, Embed, LearnedPositionEmbedding, TransformerConfig
-from zoo.commands.common import parse_flags
+from zoo.train import TrainConfig, fit
 
 Array = jax.Array
 
@@ -114,9 +115,9 @@ __all__ = [
     "train_char_lm",
     "spectral_sweep",
     "decay_stats",
-    "run_gradflow",
-    "render_markdown",
-    "plot_gradflow",
+    "run",
+    "render",
+    "plots",
     "main",
 ]
 
@@ -292,21 +293,12 @@ def train_char_lm(
     """
     from zoo import data
 
-    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(learning_rate))
-
-    @jax.jit
-    def step(params, opt_state, x, y):
-        loss, grads = jax.value_and_grad(lambda p: _mean_loss(model, p, x, y))(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    opt_state = tx.init(params)
-    losses = []
-    for i in range(steps):
-        x, y = data.get_batch(tokens, batch_size, model.max_len, seed=seed, step=i)  # (B, T) each
-        params, opt_state, loss = step(params, opt_state, x, y)
-        losses.append(loss)
-    return params, [float(v) for v in jax.device_get(losses)]
+    # zoo's AdamW with no weight decay and a constant learning rate (warm-up 0, cosine from lr to lr) is Adam
+    adam = TrainConfig(batch_size=batch_size, max_steps=steps, learning_rate=learning_rate,
+                       min_learning_rate=learning_rate, warmup_steps=0, beta2=0.999, weight_decay=0.0, grad_clip=1.0)
+    params, losses, _ = fit(lambda p, batch: _mean_loss(model, p, *batch), params,
+                            lambda i: data.get_batch(tokens, batch_size, model.max_len, seed=seed, step=i), adam)
+    return params, [float(v) for v in losses]
 
 
 # ----------------------------------------------------------------------------
@@ -403,7 +395,9 @@ class GradflowConfig:
     seed: int = 0
     """Seed of initialisation, batches and the sweep's matrices."""
 
-    def check(self) -> None:
+    def resolved(self) -> GradflowConfig:
+        """The sizes actually run (``--quick`` caps them), after checking the values."""
+
         def bad(flag, value, expected):
             raise ValueError(f"--{flag}={value!r}: expected {expected}")
 
@@ -424,9 +418,6 @@ class GradflowConfig:
             bad("radii", self.radii, "one or more positive spectral radii")
         if self.seed < 0:
             bad("seed", self.seed, "an int >= 0")
-
-    def resolved(self) -> GradflowConfig:
-        """The sizes actually run: ``--quick`` caps them."""
         if not self.quick:
             return self
         return dataclasses.replace(
@@ -454,12 +445,12 @@ def _char_streams(spec: str, length: int) -> tuple[Any, np.ndarray, np.ndarray]:
     return tok, train, val
 
 
-def run_gradflow(cfg: GradflowConfig, say: Callable[[str], None] = print) -> dict[str, Any]:
+def run(cfg: GradflowConfig, command: str | None = None) -> dict[str, Any]:
     """Measure every curve of ``cfg`` (the untrained and trained LMs, the sweep); return them as a dict."""
     from zoo import data
 
-    cfg.check()
     run = cfg.resolved()
+    say = results.say
     start = time.perf_counter()
     t = run.length
     tok, train, val = _char_streams(run.data, t)
@@ -497,7 +488,7 @@ def run_gradflow(cfg: GradflowConfig, say: Callable[[str], None] = print) -> dic
         "sweep": {a: {r: decay_stats(v) for r, v in c.items()} for a, c in sweep.items()},
     }
     return {
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()},
+        "config": results.config_json(cfg),
         "resolved": {"length": t, "train_steps": run.train_steps, "features": run.features,
                      "batch_size": run.batch_size, "measure_batch": run.measure_batch},
         "quantity": "mean over the batch of ||d loss_T / d x_{T-k}||, x the input embeddings",
@@ -512,6 +503,7 @@ def run_gradflow(cfg: GradflowConfig, say: Callable[[str], None] = print) -> dic
         "jax": jax.__version__,
         "device": str(jax.devices()[0]),
         "wall_s": time.perf_counter() - start,
+        "command": command,
     }
 
 
@@ -519,7 +511,7 @@ def _fmt(x: float | None, spec: str) -> str:
     return "—" if x is None else format(x, spec)
 
 
-def render_markdown(result: dict[str, Any], image: str | None = None) -> str:
+def render(result: dict[str, Any], images: str | None = "") -> str:
     """The short summary: decades fallen over the sequence and the per-step factor of every curve."""
     r, s = result["resolved"], result["summary"]
     t = r["length"]
@@ -532,8 +524,7 @@ def render_markdown(result: dict[str, Any], image: str | None = None) -> str:
     if result.get("command"):
         lines += [f"- device: {result['device']}, jax {result['jax']}; {result['wall_s']:.0f} s; {result['date']}",
                   f"- command: `{result['command']}`", ""]
-    if image:
-        lines += [f"![gradient norms against lag]({image})", ""]
+    lines += results.image("gradient norms against lag", images, "gradflow.png")
     lines += [
         f"decades = log10(norm at k = {t - 1} / norm at k = 0); per step = factor of a geometric fit over k >= 1",
         "",
@@ -562,7 +553,7 @@ def render_markdown(result: dict[str, Any], image: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_gradflow(result: dict[str, Any], path: Path) -> Path:
+def plots(result: dict[str, Any]) -> dict[str, Any]:
     """Three panels of norms against k on a log axis: untrained LMs, trained LMs, the spectral sweep."""
     from zoo.plots import subplots
 
@@ -589,40 +580,12 @@ def plot_gradflow(result: dict[str, Any], path: Path) -> Path:
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=7, ncol=2 if ax is axes[2] else 1)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
+    return {"": fig}
 
 
-def _finite(x: Any) -> Any:
-    """JSON has no inf or NaN: write them as null."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    return x
+EXPERIMENT = Experiment(GradflowConfig, run, render, stem="gradflow", plots=plots, description=__doc__)
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "zoo gradflow") -> int:
-    """``zoo gradflow [flags]``: measure, print the Markdown summary, write OUT/gradflow.{json,png}."""
-    import tyro
-
-    import shlex
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    cfg = parse_flags(GradflowConfig, args=argv, prog=prog, description=__doc__)
-    try:
-        cfg.check()
-        result = run_gradflow(cfg, say=lambda m: print(m, file=sys.stderr))
-    except (ValueError, FileNotFoundError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    result["command"] = " ".join([prog, *map(shlex.quote, argv)])
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    (cfg.out / "gradflow.json").write_text(json.dumps(_finite(result), indent=1) + "\n")
-    plot_gradflow(result, cfg.out / "gradflow.png")
-    (cfg.out / "gradflow.md").write_text(render_markdown(result, image="gradflow.png"))
-    print(render_markdown(result), end="")
-    print(f"wrote {cfg.out / 'gradflow.json'} and gradflow.png ({result['wall_s']:.0f} s)", file=sys.stderr)
-    return 0
+    """``zoo gradflow [flags]``: measure, print the Markdown summary, write OUT/gradflow.{json,md,png}."""
+    return harness_main(EXPERIMENT, argv, prog)

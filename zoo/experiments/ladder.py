@@ -36,7 +36,6 @@ them. Results: ``OUT/ladder.json``, ``ladder.md`` and ``ladder.png``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 import time
@@ -44,10 +43,14 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import numpy as np
-from zoo.commands.common import parse_flags
 
-__all__ = ["LadderConfig", "NEURAL", "RUNGS", "model_configs", "score_windows", "words", "run_ladder",
-           "render_markdown", "plot_ladder"]
+from zoo.harness import flags, results
+from zoo.harness.flags import cache_dir
+from zoo.harness.main import Experiment
+from zoo.harness.main import main as harness_main
+
+__all__ = ["LadderConfig", "NEURAL", "RUNGS", "model_configs", "score_windows", "words", "run", "render", "plots",
+           "main"]
 
 NEURAL = ("rnn", "lstm", "gru", "mingru", "gpt")
 RUNGS = ("ngram", *NEURAL)
@@ -84,20 +87,14 @@ class LadderConfig:
     progress: bool = True
     """Progress bars while training."""
 
-    def check(self) -> None:
+    def resolved(self) -> LadderConfig:
         from zoo import presets
 
         presets.get("gpt", self.preset)  # an unknown name lists the valid ones
         if not self.models:
             raise ValueError("--models: name at least one rung")
-        if self.ngram_order < 1:
-            raise ValueError(f"--ngram-order must be >= 1, got {self.ngram_order}")
-        if self.recurrent_layers < 1:
-            raise ValueError(f"--recurrent-layers must be >= 1, got {self.recurrent_layers}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"--max-steps must be >= 1, got {self.max_steps}")
-        if self.word_max_order < 1:
-            raise ValueError(f"--word-max-order must be >= 1, got {self.word_max_order}")
+        flags.at_least(self, 1, "ngram_order", "recurrent_layers", "max_steps", "word_max_order")
+        return self
 
 
 def model_configs(preset: str, vocab_size: int, recurrent_layers: int = 2) -> dict[str, Any]:
@@ -219,18 +216,13 @@ def _neural_rung(cfg: LadderConfig, family: str, model_config: Any, tokenizer: A
                 steps=int(result["step"]), steps_run=result.get("steps_run"), trainer_val_loss=result.get("val_loss"))
 
 
-def run_ladder(cfg: LadderConfig, say=print, command: str | None = None) -> dict[str, Any]:
-    """Run every rung of ``cfg``; return the results (also written to ``cfg.out``).
-
-    ``command``: the command line to record with the results (``zoo ladder ...``).
-    """
+def run(cfg: LadderConfig, command: str | None = None) -> dict[str, Any]:
+    """Run every rung of ``cfg``; return the results. ``command``: the command line to record with them."""
     from zoo import data
-    from zoo.bench import timing
-    from zoo.commands.common import cache_dir
     from zoo.models.ngram import unseen_rates
 
-    cfg.check()
-    other_load = timing.OtherLoad()
+    cfg = cfg.resolved()
+    other_load = results.OtherLoad()
     corpus = data.load_corpus(cfg.data, text_column=cfg.text_column)
     tokenizer = data.make_tokenizer(cfg.tokenizer, corpus.train)
     tokens = data.tokenize_corpus(corpus, tokenizer, cache_dir=cache_dir(cfg.cache_dir))
@@ -238,25 +230,26 @@ def run_ladder(cfg: LadderConfig, say=print, command: str | None = None) -> dict
     block = configs["gpt"].block_size
     scored = scored_prefix(np.asarray(tokens.val), block)
     unit = "bits per character" if cfg.tokenizer == "char" else "bits per byte"
-    say(f"ladder on {cfg.data}: {len(tokens.train):,} train and {len(tokens.val):,} val tokens ({cfg.tokenizer}, "
-        f"vocabulary {tokenizer.vocab_size}); scoring {len(scored) - 1:,} validation tokens in {unit}")
+    results.say(f"ladder on {cfg.data}: {len(tokens.train):,} train and {len(tokens.val):,} val tokens "
+                f"({cfg.tokenizer}, vocabulary {tokenizer.vocab_size}); scoring {len(scored) - 1:,} validation "
+                f"tokens in {unit}")
     rows = []
     for rung in cfg.models:
-        say(f"-- {rung}")
+        results.say(f"-- {rung}")
         if rung == "ngram":
             row = _ngram_rung(cfg, np.asarray(tokens.train), scored, tokenizer.vocab_size)
         else:
             row = _neural_rung(cfg, rung, configs[rung], tokenizer, tokens, scored)
-        say(f"   {row['label']}: {row['bits']:.3f} {unit}, {row['params']:,} {row['params_kind']}")
+        results.say(f"   {row['label']}: {row['bits']:.3f} {unit}, {row['params']:,} {row['params_kind']}")
         rows.append(row)
     train_words, val_words = words("\n".join(corpus.train)), words("\n".join(corpus.val))
     stats = unseen_rates(train_words, val_words, cfg.word_max_order)
-    env = timing.environment()
+    env = results.environment()
     env["other_processes_cpu_share"] = other_load.fraction()
-    result = {
+    return {
         "command": command,
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()},
-        "date": timing.utc_now(),
+        "config": results.config_json(cfg),
+        "date": results.utc_now(),
         "environment": env,
         "unit": unit,
         "corpus": {"train_tokens": int(len(tokens.train)), "val_tokens": int(len(tokens.val)),
@@ -265,39 +258,26 @@ def run_ladder(cfg: LadderConfig, say=print, command: str | None = None) -> dict
         "words": {"train_words": len(train_words), "val_words": len(val_words), "vocab_size": stats.vocab_size,
                   "oov_rate": stats.oov_rate, "unseen": {str(n): r for n, r in stats.unseen.items()}},
     }
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    (cfg.out / "ladder.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    (cfg.out / "ladder.md").write_text(render_markdown(result, command=command, image="ladder.png"))
-    plot_ladder(result, cfg.out / "ladder.png")
-    return result
 
 
-def render_markdown(result: dict[str, Any], command: str | None = None, image: str | None = None) -> str:
-    from zoo.bench import timing
-
+def render(result: dict[str, Any], images: str | None = "") -> str:
+    """The ladder's table and the word-level statistics, from the results alone."""
     env, c, unit = result["environment"], result["corpus"], result["unit"]
-    lines = [
-        f"**The ladder: validation {unit}** (lower is better) on `{result['config']['data']}`",
-        "",
-        timing.device_line(env),
+    lines = results.header(
+        f"**The ladder: validation {unit}** (lower is better) on `{result['config']['data']}`", env,
         f"- corpus: {c['train_tokens']:,} train and {c['val_tokens']:,} validation tokens, vocabulary "
         f"{c['vocab_size']}; every rung scores the same {c['scored_tokens']:,} validation tokens "
         f"(windows of {c['block_size']})",
         f"- neural rungs: the recipe of gpt/{result['config']['preset']}, same batch, block and steps",
-        f"- date: {result['date']}",
-    ]
-    if command:
-        lines.append(f"- command: `{command}`")
-    lines.append("")
-    if image:
-        lines += [f"![the ladder]({image})", ""]
+        date=result["date"], command=result.get("command"), versions=False)
+    lines += [""] + results.image("the ladder", images, "ladder.png")
     rows = [[r["label"], f"{r['bits']:.3f}", f"{r['params']:,}" + (" counts" if r["rung"] == "ngram" else ""),
-             f"{r['train_tokens']:,}", timing.format_rate(r.get("tokens_per_s")),
+             f"{r['train_tokens']:,}", results.format_rate(r.get("tokens_per_s")),
              "—" if r.get("wall_s") is None else f"{r['wall_s']:.1f}"] for r in result["rows"]]
-    lines += [timing.markdown_table(["model", unit, "parameters", "training tokens", "tokens/s", "wall s"], rows),
+    lines += [results.markdown_table(["model", unit, "parameters", "training tokens", "tokens/s", "wall s"], rows),
               ""]
     other = env.get("other_processes_cpu_share")
-    if other is not None and other > 0.05:
+    if other is not None and other > results.MAX_OTHER_LOAD:
         lines += [f"Other processes used {other:.0%} of the CPU time during the run: tokens/s and wall times are "
                   "unreliable (the bits per character are not affected).", ""]
     w = result["words"]
@@ -307,13 +287,14 @@ def render_markdown(result: dict[str, Any], command: str | None = None, image: s
         f"punctuation marks, {w['vocab_size']:,} distinct in training): validation words never seen in training "
         f"(OOV) {w['oov_rate']:.1%}; validation n-grams never seen in training:",
         "",
-        timing.markdown_table(["n", *orders], [["unseen", *[f"{w['unseen'][n]:.1%}" for n in orders]]]),
+        results.markdown_table(["n", *orders], [["unseen", *[f"{w['unseen'][n]:.1%}" for n in orders]]]),
         "",
     ]
     return "\n".join(lines) + "\n"
 
 
-def plot_ladder(result: dict[str, Any], path: Path) -> Path:
+def plots(result: dict[str, Any]) -> dict[str, Any]:
+    """``ladder.png``: the bits of every rung, and the share of unseen word n-grams against n."""
     from zoo.plots import subplots
 
     rows = result["rows"]
@@ -333,25 +314,13 @@ def plot_ladder(result: dict[str, Any], path: Path) -> Path:
     ax2.set_title("word n-grams: sparsity")
     ax2.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
+    return {"": fig}
+
+
+EXPERIMENT = Experiment(LadderConfig, run, render, stem="ladder", plots=plots, description=__doc__,
+                        print_images=True)
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "zoo ladder") -> int:
     """``zoo ladder [flags]``: run the ladder, print the table, write OUT/ladder.{json,md,png}."""
-    import shlex
-    import sys
-
-    import tyro
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    cfg = parse_flags(LadderConfig, args=argv, prog=prog, description=__doc__)
-    try:
-        cfg.check()
-        result = run_ladder(cfg, command=" ".join([prog, *map(shlex.quote, argv)]))
-    except (ValueError, FileNotFoundError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    print(render_markdown(result, command=result["command"], image="ladder.png"), end="")
-    print(f"wrote {cfg.out / 'ladder.json'}, ladder.md and ladder.png", file=sys.stderr)
-    return 0
+    return harness_main(EXPERIMENT, argv, prog)

@@ -22,9 +22,9 @@ Everything comes from zoo's layers (``zoo.RNNStack`` with zoo's cells;
 ``zoo.layers.Decoder``, the blocks of ``zoo.GPT``); nothing here is a new cell
 or a new attention. The GPT uses rotary position embeddings, so it has no
 position table and its window is set to the task's total length L. The
-GPT's width ``--width`` is the reference; each recurrent model gets the
-width (a multiple of 4) whose parameter count, input and head layers
-included, is closest to the GPT's (:func:`matched_width`), and the sweep
+GPT's width ``--features`` (``--width`` in zoo 0.1) is the reference; each
+recurrent model gets the width (a multiple of 4) whose parameter count, input
+and head layers included, is closest to the GPT's (:func:`zoo.registry.matched_width`), and the sweep
 reports each model's parameters and width. The token embedding starts at
 N(0, 0.02^2) for the GPT (GPT-2's) and at N(0, 1) for the recurrent models,
 whose input kernels expect unit-variance inputs.
@@ -72,10 +72,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import shlex
 import math
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -88,11 +85,15 @@ import numpy as np
 import optax
 import tyro
 
-from zoo.data import long_range as data_tasks
 from zoo import registry
-from zoo.layers import CELLS, Decoder, Embed, RNNStack, TransformerConfig, cell_param_count
+from zoo.checks import renamed_arguments
+from zoo.data import long_range as data_tasks
 from zoo.errors import config_error
-from zoo.commands.common import parse_flags
+from zoo.harness import results
+from zoo.harness.main import Experiment
+from zoo.harness.main import main as harness_main
+from zoo.layers import CELLS, Decoder, Embed, RNNStack, TransformerConfig, cell_param_count
+from zoo.train import TrainConfig, fit
 
 Array = jax.Array
 
@@ -103,14 +104,13 @@ __all__ = [
     "SequenceModel",
     "initial_params",
     "param_count",
-    "matched_width",
     "model_config",
     "RunConfig",
     "SweepConfig",
     "run_task",
     "run_sweep",
-    "render_markdown",
-    "plot_sweep",
+    "render",
+    "plots",
     "format_result",
     "run_main",
     "sweep_main",
@@ -140,7 +140,7 @@ class SequenceModelConfig:
     """A per-position sequence model: input layer, backbone, head."""
 
     model: ModelName = "lstm"
-    width: int = 64  # D: embedding, hidden and residual width
+    features: int = 64  # D: embedding, hidden and residual width (was width)
     num_layers: int = 2
     num_heads: int = 4  # gpt only
     vocab_size: int = 0  # token inputs in [0, vocab_size); 0: real-valued inputs of input_features
@@ -154,21 +154,21 @@ class SequenceModelConfig:
 
         if self.model not in MODELS:
             bad("model", f"one of {list(MODELS)}")
-        for f in ("width", "num_layers", "num_heads", "num_outputs", "max_len"):
+        for f in ("features", "num_layers", "num_heads", "num_outputs", "max_len"):
             if not isinstance(getattr(self, f), (int, np.integer)) or getattr(self, f) < 1:
                 bad(f, "a positive int")
         if self.vocab_size < 0 or (self.vocab_size == 0 and self.input_features < 1):
             bad("vocab_size", "a positive int, or 0 with input_features >= 1")
         if self.model == "gpt":
-            if self.width % self.num_heads:
-                bad("width", f"a multiple of num_heads={self.num_heads}")
-            if (self.width // self.num_heads) % 2:
-                bad("width", f"an even head size (width // num_heads), for RoPE; num_heads={self.num_heads}")
+            if self.features % self.num_heads:
+                bad("features", f"a multiple of num_heads={self.num_heads}")
+            if (self.features // self.num_heads) % 2:
+                bad("features", f"an even head size (features // num_heads), for RoPE; num_heads={self.num_heads}")
 
     def transformer(self) -> TransformerConfig:
         """The GPT backbone: pre-LN causal blocks as in zoo.GPT, with RoPE and without biases or dropout."""
         return TransformerConfig(
-            num_layers=self.num_layers, num_heads=self.num_heads, mlp_dim=4 * self.width, activation="gelu_tanh",
+            num_layers=self.num_layers, num_heads=self.num_heads, mlp_dim=4 * self.features, activation="gelu_tanh",
             layer_norm="pre", use_bias=False, dropout_rate=0.0, attention_dropout_rate=0.0, rope_base=10000.0,
             scan_layers=False, residual_init_std=0.02 / math.sqrt(2 * self.num_layers),
         )
@@ -186,20 +186,20 @@ class SequenceModel(nn.Module):
             if inputs.ndim != 2:
                 raise ValueError(f"SequenceModel: token inputs must have shape (B, L), got {inputs.shape}")
             init = nn.initializers.normal(0.02 if cfg.model == "gpt" else 1.0)
-            x = Embed(cfg.vocab_size, cfg.width, embedding_init=init, name="embed")(inputs)  # (B, L, D)
+            x = Embed(cfg.vocab_size, cfg.features, embedding_init=init, name="embed")(inputs)  # (B, L, D)
         else:
             if inputs.ndim != 3 or inputs.shape[-1] != cfg.input_features:
                 raise ValueError(
                     f"SequenceModel: real-valued inputs must have shape (B, L, {cfg.input_features}), "
                     f"got {inputs.shape}"
                 )
-            x = nn.Dense(cfg.width, name="input")(inputs.astype(jnp.float32))  # (B, L, D)
+            x = nn.Dense(cfg.features, name="input")(inputs.astype(jnp.float32))  # (B, L, D)
         if cfg.model == "gpt":
             if x.shape[1] > cfg.max_len:
                 raise ValueError(f"SequenceModel: length {x.shape[1]} is longer than the window max_len={cfg.max_len}")
             x = Decoder(cfg.transformer(), name="decoder")(x)  # (B, L, D), after the final LayerNorm
         else:
-            cell = CELLS[cfg.model](features=cfg.width, **CELL_OPTIONS.get(cfg.model, {}))
+            cell = CELLS[cfg.model](features=cfg.features, **CELL_OPTIONS.get(cfg.model, {}))
             x = RNNStack(cell, num_layers=cfg.num_layers, name="rnn")(x)  # (B, L, D)
         return nn.Dense(cfg.num_outputs, name="head")(x).astype(jnp.float32)  # (B, L, C)
 
@@ -225,7 +225,7 @@ def _initial_params(config: SequenceModelConfig, seed: int) -> Any:
 
 def param_count(config: SequenceModelConfig) -> int:
     """Number of parameters, counted from the config (the tests check it against ``init``)."""
-    d = config.width
+    d = config.features
     if config.vocab_size:
         total = config.vocab_size * d  # embedding table
     else:
@@ -237,24 +237,21 @@ def param_count(config: SequenceModelConfig) -> int:
     return total + config.num_layers * cell_param_count(config.model, d, d)  # every layer reads D features
 
 
-def matched_width(config: SequenceModelConfig, target_params: int, multiple: int = 4) -> int:
-    """The width (a multiple of ``multiple``) whose model of ``config``'s kind has the count closest to the target."""
-    return registry.matched_width(lambda w: param_count(dataclasses.replace(config, width=w)), target_params,
-                                  multiple=multiple, max_width=4096)
-
-
-def model_config(model: str, spec: data_tasks.TaskSpec, width: int, num_layers: int = 2,
+@renamed_arguments(width="features")
+def model_config(model: str, spec: data_tasks.TaskSpec, features: int, num_layers: int = 2,
                  num_heads: int = 4) -> SequenceModelConfig:
-    """The config of ``model`` for a task: the GPT at ``width``, a recurrent model at the matched width."""
+    """The config of ``model`` for a task: the GPT at ``features``, a recurrent model at the matched width."""
     io = dict(vocab_size=spec.vocab_size, input_features=max(spec.input_features, 1),
               num_outputs=spec.num_outputs)
-    gpt = SequenceModelConfig("gpt", width, num_layers, num_heads, max_len=spec.seq_len, **io)
+    gpt = SequenceModelConfig("gpt", features, num_layers, num_heads, max_len=spec.seq_len, **io)
     if model == "gpt":
         return gpt
     if model not in CELLS:
         raise ValueError(f"model_config: model={model!r}, expected one of {list(MODELS)}")
-    rnn = SequenceModelConfig(model, width, num_layers, **io)
-    return dataclasses.replace(rnn, width=matched_width(rnn, param_count(gpt)))
+    rnn = SequenceModelConfig(model, features, num_layers, **io)
+    width = registry.matched_width(lambda w: param_count(dataclasses.replace(rnn, features=w)), param_count(gpt),
+                                   multiple=4, max_width=4096)
+    return dataclasses.replace(rnn, features=width)
 
 
 # ----------------------------------------------------------------------------
@@ -275,8 +272,8 @@ class RunConfig:
     """Optimizer steps, each on a fresh batch."""
     batch_size: int = 32
     """Examples per step (and per evaluation batch)."""
-    width: int = 32
-    """The GPT's width; a recurrent model gets the width that matches the GPT's parameter count."""
+    features: int = 32
+    """The GPT's width (was --width); a recurrent model gets the width that matches the GPT's parameter count."""
     layers: int = 2
     """Layers of the backbone (recurrent layers or Transformer blocks)."""
     heads: int = 4
@@ -288,7 +285,7 @@ class RunConfig:
     eval_size: int = 512
     """Held-out examples to evaluate on (rounded up to whole batches)."""
 
-    def check(self) -> None:
+    def resolved(self) -> RunConfig:
         def bad(flag, value, expected):
             raise ValueError(f"--{flag}={value!r}, expected {expected}")
 
@@ -296,7 +293,7 @@ class RunConfig:
             bad("task", self.task, f"one of {list(TASKS)}")
         if self.model not in MODELS:
             bad("model", self.model, f"one of {list(MODELS)}")
-        for flag in ("steps", "batch_size", "width", "layers", "heads", "eval_size"):
+        for flag in ("steps", "batch_size", "features", "layers", "heads", "eval_size"):
             if getattr(self, flag) < 1:
                 bad(flag.replace("_", "-"), getattr(self, flag), "a positive int")
         if not self.lr > 0:
@@ -304,6 +301,7 @@ class RunConfig:
         if self.seed < 0:
             bad("seed", self.seed, "a non-negative int")
         data_tasks.task_spec(self.task, self.length)  # a bad length names the generator's argument
+        return self
 
 
 def _loss_terms(outputs: Array, targets: Array, mask: Array, kind: str) -> tuple[Array, Array]:
@@ -316,17 +314,6 @@ def _loss_terms(outputs: Array, targets: Array, mask: Array, kind: str) -> tuple
     return err, w
 
 
-def _optimizer(cfg: RunConfig) -> optax.GradientTransformation:
-    from zoo.train.config import TrainConfig
-    from zoo.train.optim import make_optimizer
-
-    return make_optimizer(TrainConfig(
-        batch_size=cfg.batch_size, max_steps=cfg.steps, learning_rate=cfg.lr, min_learning_rate=cfg.lr / 10,
-        warmup_steps=int(cfg.steps * WARMUP_FRACTION), weight_decay=WEIGHT_DECAY, grad_clip=GRAD_CLIP,
-        beta2=0.99, seed=cfg.seed,
-    ))
-
-
 def run_task(cfg: RunConfig, say=None) -> dict[str, Any]:
     """Train ``cfg.model`` on ``cfg.task`` at ``cfg.length`` with ``cfg``'s budget; evaluate on held-out batches.
 
@@ -336,31 +323,20 @@ def run_task(cfg: RunConfig, say=None) -> dict[str, Any]:
     (mean over the last tenth of the steps), a subsampled ``loss_curve`` and
     ``seconds`` (wall time of the whole run, compilation included).
     """
-    cfg.check()
+    cfg = cfg.resolved()
     start = time.perf_counter()
     spec = data_tasks.task_spec(cfg.task, cfg.length)
-    mcfg = model_config(cfg.model, spec, cfg.width, cfg.layers, cfg.heads)
+    mcfg = model_config(cfg.model, spec, cfg.features, cfg.layers, cfg.heads)
     model = SequenceModel(mcfg)
 
     def batch(stream: int, i: int):
         b = data_tasks.make_batch(cfg.task, cfg.batch_size, cfg.length, (cfg.seed, stream, i))
         return jnp.asarray(b.inputs), jnp.asarray(b.targets), jnp.asarray(b.mask)
 
-    first = batch(0, 0)
-    params = initial_params(mcfg, cfg.seed)
-    n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
-    tx = _optimizer(cfg)
-    opt_state = tx.init(params)
-
-    def loss_fn(p, inputs, targets, mask):
+    def loss_fn(p, batch):
+        inputs, targets, mask = batch
         err, w = _loss_terms(model.apply({"params": p}, inputs), targets, mask, spec.kind)
         return (err * w).sum() / w.sum()
-
-    @jax.jit
-    def train_step(p, state, inputs, targets, mask):
-        loss, grads = jax.value_and_grad(loss_fn)(p, inputs, targets, mask)
-        updates, state = tx.update(grads, state, p)
-        return optax.apply_updates(p, updates), state, loss
 
     @jax.jit
     def eval_step(p, inputs, targets, mask):
@@ -373,16 +349,13 @@ def run_task(cfg: RunConfig, say=None) -> dict[str, Any]:
         whole = (hit.sum(axis=1) == w.sum(axis=1)).astype(jnp.float32)  # (B,)
         return (err * w).sum(), hit.sum(), whole.sum(), w.sum()
 
-    losses = []
-    compile_s = None
-    for step in range(cfg.steps):
-        inputs, targets, mask = first if step == 0 else batch(0, step)
-        params, opt_state, loss = train_step(params, opt_state, inputs, targets, mask)
-        losses.append(loss)
-        if step == 0:
-            loss.block_until_ready()
-            compile_s = time.perf_counter() - start
-    losses = np.asarray(jax.device_get(losses), np.float64)
+    params = initial_params(mcfg, cfg.seed)
+    n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
+    budget = TrainConfig(batch_size=cfg.batch_size, max_steps=cfg.steps, learning_rate=cfg.lr,
+                         min_learning_rate=cfg.lr / 10, warmup_steps=int(cfg.steps * WARMUP_FRACTION),
+                         weight_decay=WEIGHT_DECAY, grad_clip=GRAD_CLIP, beta2=0.99, seed=cfg.seed)
+    before = time.perf_counter() - start
+    params, losses, first_step_s = fit(loss_fn, params, lambda i: batch(0, i), budget)
     train_s = time.perf_counter() - start
 
     n_eval = -(-cfg.eval_size // cfg.batch_size)
@@ -393,7 +366,7 @@ def run_task(cfg: RunConfig, say=None) -> dict[str, Any]:
     examples = n_eval * cfg.batch_size
     result: dict[str, Any] = dict(
         task=cfg.task, model=cfg.model, label=LABELS[cfg.model], length=cfg.length, seq_len=spec.seq_len,
-        params=n_params, width=mcfg.width, layers=mcfg.num_layers,
+        params=n_params, features=mcfg.features, layers=mcfg.num_layers,
         heads=mcfg.num_heads if cfg.model == "gpt" else None,
         metric=spec.metric, baseline=spec.baseline, baseline_note=spec.baseline_note,
         eval_loss=err_sum / scored, eval_examples=examples,
@@ -406,10 +379,14 @@ def run_task(cfg: RunConfig, say=None) -> dict[str, Any]:
         result.update(value=err_sum / scored, mse=err_sum / scored)
     else:
         result.update(value=hits / scored, accuracy=hits / scored, example_accuracy=wholes / examples)
-    result.update(seconds=time.perf_counter() - start, first_step_seconds=compile_s, train_seconds=train_s)
+    result.update(seconds=time.perf_counter() - start, first_step_seconds=before + first_step_s, train_seconds=train_s)
     if say is not None:
         say(format_result(result))
     return result
+
+
+def _features(r: dict[str, Any]) -> int:
+    return r["features"] if "features" in r else r["width"]  # results of zoo 0.1 say width
 
 
 def format_metric(metric: str, value: float) -> str:
@@ -418,7 +395,7 @@ def format_metric(metric: str, value: float) -> str:
 
 def format_result(r: dict[str, Any]) -> str:
     """The one-line summary of a run."""
-    shape = f"{r['layers']} x {r['width']}" + (f" x {r['heads']} heads" if r.get("heads") else "")
+    shape = f"{r['layers']} x {_features(r)}" + (f" x {r['heads']} heads" if r.get("heads") else "")
     metric = f"{r['metric']} {format_metric(r['metric'], r['value'])}"
     if r["metric"] == "accuracy":
         metric += f" (whole examples {format_metric('accuracy', r['example_accuracy'])})"
@@ -432,7 +409,7 @@ def format_result(r: dict[str, Any]) -> str:
 # the sweep
 
 DEFAULT_LENGTHS = (16, 64, 128)
-QUICK = dict(models=("lstm", "gpt"), lengths=(16,), steps=15, batch_size=8, width=16, heads=2, eval_size=16)
+QUICK = dict(models=("lstm", "gpt"), lengths=(16,), steps=15, batch_size=8, features=16, heads=2, eval_size=16)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -449,8 +426,8 @@ class SweepConfig:
     """Optimizer steps of every run (default 400; with --quick 15)."""
     batch_size: int | None = None
     """Examples per step (default 32; with --quick 8)."""
-    width: int | None = None
-    """The GPT's width; recurrent widths are matched to its parameter count (default 32; with --quick 16)."""
+    features: int | None = None
+    """The GPT's width (was --width); recurrent widths match its parameter count (default 32; with --quick 16)."""
     layers: int = 2
     """Layers of every backbone."""
     heads: int | None = None
@@ -467,63 +444,54 @@ class SweepConfig:
     """A smoke run (~35 s): LSTM and GPT only, tiny, one short length, 15 steps (explicit flags win)."""
 
     def resolved(self) -> SweepConfig:
-        """The config with every None replaced by its default (the --quick one with --quick)."""
-        base = RunConfig("adding")
-        defaults = dict(models=MODELS, lengths=DEFAULT_LENGTHS, steps=base.steps, batch_size=base.batch_size, width=base.width,
-                        heads=base.heads, eval_size=base.eval_size)
-        if self.quick:
-            defaults.update(QUICK)
-        return dataclasses.replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
-
-    def runs(self) -> list[RunConfig]:
-        c = self.resolved()
-        return [RunConfig(task, model=model, length=length, steps=c.steps, batch_size=c.batch_size, width=c.width,
-                          layers=c.layers, heads=c.heads, lr=c.lr, seed=c.seed, eval_size=c.eval_size)
-                for task in c.tasks for model in c.models for length in c.lengths]
-
-    def check(self) -> None:
+        """The config with every None replaced by its default (the --quick one with --quick), checked."""
         if not self.tasks:
             raise ValueError("--tasks: name at least one task")
-        c = self.resolved()
+        base = RunConfig("adding")
+        defaults = dict(models=MODELS, lengths=DEFAULT_LENGTHS, steps=base.steps, batch_size=base.batch_size,
+                        features=base.features, heads=base.heads, eval_size=base.eval_size)
+        if self.quick:
+            defaults.update(QUICK)
+        c = dataclasses.replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
         if not c.models:
             raise ValueError("--models: name at least one model")
         if not c.lengths or any(t < 1 for t in c.lengths):
             raise ValueError(f"--lengths={c.lengths!r}, expected one or more positive ints")
-        for run in self.runs():
-            run.check()
+        for run in c.runs():
+            run.resolved()
+        return c
+
+    def runs(self) -> list[RunConfig]:
+        """The runs of the sweep (of the resolved config)."""
+        return [RunConfig(task, model=model, length=length, steps=self.steps, batch_size=self.batch_size,
+                          features=self.features, layers=self.layers, heads=self.heads, lr=self.lr, seed=self.seed,
+                          eval_size=self.eval_size)
+                for task in self.tasks for model in self.models for length in self.lengths]
 
 
-def run_sweep(cfg: SweepConfig, say=print, command: str | None = None) -> dict[str, Any]:
-    """Run every (task, model, length) of ``cfg``; write and return the results.
+def run_sweep(cfg: SweepConfig, command: str | None = None) -> dict[str, Any]:
+    """Run every (task, model, length) of ``cfg``; return the results.
 
     ``command``: the command line to record with the results (``zoo tasks sweep ...``).
     """
-    from zoo.bench import timing
-
-    cfg.check()
     c = cfg.resolved()
     runs = c.runs()
     start = time.perf_counter()
     rows = []
     for i, run in enumerate(runs):
-        say(f"[{i + 1}/{len(runs)}] {run.task} T={run.length} {run.model}")
-        rows.append(run_task(run, say=lambda line: say("   " + line)))
-    result = {
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(c).items()},
+        results.say(f"[{i + 1}/{len(runs)}] {run.task} T={run.length} {run.model}")
+        rows.append(run_task(run, say=lambda line: results.say("   " + line)))
+    return {
+        "config": results.config_json(c),
         "budget": {"steps": c.steps, "batch_size": c.batch_size, "lr": c.lr, "min_lr": c.lr / 10,
                    "warmup_steps": int(c.steps * WARMUP_FRACTION), "weight_decay": WEIGHT_DECAY,
                    "grad_clip": GRAD_CLIP, "eval_examples": rows[0]["eval_examples"], "seed": c.seed},
-        "date": timing.utc_now(),
-        "environment": timing.environment(),
+        "date": results.utc_now(),
+        "environment": results.environment(),
         "seconds": time.perf_counter() - start,
         "rows": rows,
+        "command": command,
     }
-    c.out.mkdir(parents=True, exist_ok=True)
-    result["command"] = command
-    (c.out / "tasks.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    (c.out / "tasks.md").write_text(render_markdown(result, command=command, image="tasks.png"))
-    plot_sweep(result, c.out / "tasks.png")
-    return result
 
 
 def _grid(result: dict[str, Any]):
@@ -534,28 +502,20 @@ def _grid(result: dict[str, Any]):
         (r["task"], r["model"], r["length"]): r for r in rows}
 
 
-def render_markdown(result: dict[str, Any], command: str | None = None, image: str | None = None) -> str:
+def render(result: dict[str, Any], images: str | None = "") -> str:
     """The sweep as Markdown: a header, then rows task + model, columns the lengths T."""
-    from zoo.bench import timing
-
     tasks, models, lengths, cell = _grid(result)
     b = result["budget"]
-    lines = [
-        "**Long-range tasks: held-out accuracy (MSE for adding) against the distance T**",
-        "",
-        timing.device_line(result["environment"]),
+    lines = results.header(
+        "**Long-range tasks: held-out accuracy (MSE for adding) against the distance T**", result["environment"],
         f"- budget, the same for every run: {b['steps']} AdamW steps x {b['batch_size']} fresh examples, "
         f"lr {b['lr']:g} (warmup {b['warmup_steps']} steps, cosine to {b['min_lr']:g}), clip {b['grad_clip']:g}, "
         f"weight decay {b['weight_decay']:g}, seed {b['seed']}; evaluation on {b['eval_examples']} held-out examples",
         "- models: the GPT's width is the reference; recurrent widths are matched to its parameter count "
         "(input and head layers included)",
-        f"- date: {result['date']}; the whole sweep took {result['seconds']:.0f} s",
-    ]
-    if command:
-        lines.append(f"- command: `{command}`")
-    lines.append("")
-    if image:
-        lines += [f"![metric against length]({image})", ""]
+        date=f"{result['date']}; the whole sweep took {result['seconds']:.0f} s", command=result.get("command"),
+        versions=False)
+    lines += [""] + results.image("metric against length", images, "tasks.png")
     table = []
     for task in tasks:
         any_row = next(r for (t, _, _), r in cell.items() if t == task)
@@ -566,18 +526,18 @@ def render_markdown(result: dict[str, Any], command: str | None = None, image: s
         for model in models:
             got = [cell.get((task, model, t)) for t in lengths]
             r = next(x for x in got if x is not None)
-            shape = f"{r['layers']} x {r['width']}" + (f" x {r['heads']}h" if r.get("heads") else "")
+            shape = f"{r['layers']} x {_features(r)}" + (f" x {r['heads']}h" if r.get("heads") else "")
             table.append([name, f"{r['label']} ({shape})", f"{r['params']:,}",
                           *["—" if x is None else format_metric(x["metric"], x["value"]) for x in got],
                           f"{sum(x['seconds'] for x in got if x is not None):.0f}"])
-    lines.append(timing.markdown_table(["task", "model", "params", *[f"T={t}" for t in lengths], "seconds"], table,
-                                       align="lll" + "r" * (len(lengths) + 1)))
+    lines.append(results.markdown_table(["task", "model", "params", *[f"T={t}" for t in lengths], "seconds"], table,
+                                        align="lll" + "r" * (len(lengths) + 1)))
     lines += ["", "With a fixed small budget some models stay at the baseline at the longer lengths; "
               "that is what the sweep measures. One seed per cell."]
     return "\n".join(lines) + "\n"
 
 
-def plot_sweep(result: dict[str, Any], path: Path) -> Path:
+def plots(result: dict[str, Any]) -> dict[str, Any]:
     """Metric against length: one panel per task, one line per model, the baseline dashed."""
     from zoo.plots import subplots
 
@@ -603,47 +563,34 @@ def plot_sweep(result: dict[str, Any], path: Path) -> Path:
         ax.set_title(task)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
+    return {"": fig}
 
+
+# zoo 0.1 called the width ``width``; the old keyword warns for one release (the models say ``features``)
+for _cls in (SequenceModelConfig, RunConfig, SweepConfig):
+    _cls.__init__ = renamed_arguments(width="features")(_cls.__init__)
 
 # ----------------------------------------------------------------------------
 # commands
 
 
-_RUN_HELP = (
-    "Every model is sized to the GPT's parameter count at --width and trained on the same budget; "
+RUN_HELP = (
+    "``zoo tasks run TASK --model M --length T [...]``: train and evaluate one model; print the result line.\n\n"
+    "Every model is sized to the GPT's parameter count at --features and trained on the same budget; "
     "see 'zoo tasks sweep --help' and zoo/data/long_range.py for the tasks, baselines and the recipe."
 )
+RENAMED = {"--width": "--features"}  # zoo 0.1's name, for one release
+RUN = Experiment(RunConfig, lambda cfg, command: run_task(cfg), lambda result, images=None: format_result(result) + "\n",
+                 description=RUN_HELP, renamed=RENAMED)
+SWEEP = Experiment(SweepConfig, run_sweep, render, stem="tasks", plots=plots, description=__doc__, print_images=True,
+                   renamed=RENAMED)
 
 
 def run_main(argv: Sequence[str], prog: str = "zoo tasks run") -> int:
     """``zoo tasks run TASK --model M --length T [...]``: train and evaluate one model; print the result line."""
-    argv = list(argv)
-    cfg = parse_flags(RunConfig, args=argv, prog=prog, description=run_main.__doc__ + "\n\n" + _RUN_HELP)
-    try:
-        result = run_task(cfg)
-    except ValueError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    print(format_result(result), flush=True)
-    return 0
+    return harness_main(RUN, argv, prog)
 
 
 def sweep_main(argv: Sequence[str], prog: str = "zoo tasks sweep") -> int:
     """``zoo tasks sweep [...]``: run the sweep, print the Markdown table, write OUT/tasks.{json,md,png}."""
-    argv = list(argv)
-    cfg = parse_flags(SweepConfig, args=argv, prog=prog, description=__doc__)
-
-    def say(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
-    try:
-        result = run_sweep(cfg, say=say, command=" ".join([prog, *map(shlex.quote, argv)]))
-    except ValueError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    print(render_markdown(result, command=result["command"], image="tasks.png"), end="")
-    out = cfg.resolved().out
-    print(f"wrote {out / 'tasks.json'}, tasks.md and tasks.png", file=sys.stderr)
-    return 0
+    return harness_main(SWEEP, argv, prog)

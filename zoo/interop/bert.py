@@ -266,6 +266,20 @@ def params_from_hf_bert(state_dict: dict[str, Any], config: BERTConfig) -> dict[
     with ``bert`` and whichever of ``pooler``, ``mlm_head``, ``nsp``,
     ``classifier`` the state dict has. Raises ``ValueError`` on missing or
     unknown keys and on shapes that do not fit ``config``.
+
+    Examples:
+      >>> import flax.linen as nn
+      >>> config = zoo.BERTConfig(vocab_size=64, max_positions=16, block_size=8, num_layers=1, num_heads=2,
+      ...                         features=16)
+      >>> shapes = nn.unbox(jax.eval_shape(zoo.BERTForMaskedLM(config).init, jax.random.key(0),
+      ...                                  jnp.zeros((1, 8), jnp.int32)))["params"]
+      >>> zeros = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)        # stand-in weights
+      >>> state_dict = zoo.interop.bert.params_to_hf(zeros, config)   # as BertForMaskedLM names them
+      >>> state_dict["bert.encoder.layer.0.attention.self.query.weight"].shape      # torch's (out, in)
+      (16, 16)
+      >>> params = zoo.interop.params_from_hf_bert(state_dict, config)
+      >>> sorted(params), params["bert"]["word_embeddings"]["embedding"].shape
+      (['bert', 'mlm_head'], (64, 16))
     """
     def numpy(x):
         return np.asarray(x.detach().cpu().float().numpy() if hasattr(x, "detach") else x, np.float32)

@@ -97,6 +97,15 @@ def load_hf_tokenizer(directory: str | Path, kind: str) -> Tokenizer:
     """The tokenizer of a HF model directory as a zoo tokenizer; ``kind`` is "gpt" or "bert".
 
     Raises ``FileNotFoundError`` naming the files expected when there is none.
+
+    Examples:
+      >>> from pathlib import Path
+      >>> text, tokenizer_config = zoo.interop.export_tokenizer(zoo.data.ByteTokenizer())
+      >>> Path("hf-dir").mkdir()
+      >>> _ = Path("hf-dir/tokenizer.json").write_text(text)
+      >>> tok = zoo.interop.load_hf_tokenizer("hf-dir", "gpt")
+      >>> tok.kind, tok.encode("hi")
+      ('bpe', array([104, 105], dtype=int32))
     """
     from tokenizers import Tokenizer as HFTokenizer  # noqa: PLC0415
 
@@ -161,6 +170,13 @@ def export_tokenizer(tokenizer: Tokenizer) -> tuple[str, dict[str, Any]]:
     """(``tokenizer.json`` text, ``tokenizer_config.json`` dict) giving ``tokenizer``'s ids in transformers.
 
     The result is checked on :data:`SAMPLE_TEXT`: a ``RuntimeError`` if the ids differ.
+
+    Examples:
+      >>> tok = zoo.data.make_tokenizer("char", ["hello world"])
+      >>> text, tokenizer_config = zoo.interop.export_tokenizer(tok)   # tokenizer.json, tokenizer_config.json
+      >>> import tokenizers
+      >>> tokenizers.Tokenizer.from_str(text).encode("hello").ids == tok.encode("hello").tolist()
+      True
     """
     from tokenizers import Tokenizer as HFTokenizer  # noqa: PLC0415
 

@@ -78,7 +78,16 @@ _KEY = re.compile(r"(weight|bias)_(ih|hh|hr)(?:_l(\d+)(_reverse)?)?$")
 
 @dataclasses.dataclass(frozen=True)
 class TorchRNNSpec:
-    """The shape of a torch recurrent module: its constructor's arguments (``cell=True``: an ``*Cell``)."""
+    """The shape of a torch recurrent module: its constructor's arguments (``cell=True``: an ``*Cell``).
+
+    Examples:
+      >>> spec = zoo.interop.TorchRNNSpec("lstm", input_size=3, hidden_size=8, num_layers=2, bidirectional=True)
+      >>> shapes = spec.torch_shapes()
+      >>> len(shapes), shapes["weight_ih_l1_reverse"]        # layer 2 reads both directions
+      (16, (32, 16))
+      >>> spec.torch_name("weight_hh", 0, "_reverse")
+      'weight_hh_l0_reverse'
+    """
 
     mode: Literal["rnn", "lstm", "gru"]
     input_size: int
@@ -291,6 +300,16 @@ def from_torch_rnn(
       ``(module, params)``: the zoo module of the same shape (see the module
       docstring) and its parameters, nested dicts of float32 NumPy arrays, for
       ``module.apply({"params": params}, x)``.
+
+    Examples:
+      >>> spec = zoo.interop.TorchRNNSpec("gru", input_size=3, hidden_size=8, num_layers=2)
+      >>> rng = np.random.default_rng(0)
+      >>> state = {name: rng.standard_normal(shape, np.float32) for name, shape in spec.torch_shapes().items()}
+      >>> module, params = zoo.interop.from_torch_rnn(state)   # or the torch.nn.GRU itself
+      >>> type(module).__name__, module.num_layers, type(module.cell).__name__
+      ('RNNStack', 2, 'GRUCell')
+      >>> sorted(params), params["layer_0"]["cell"]["input_kernel"].shape   # (in, 3 * hidden)
+      (['layer_0', 'layer_1'], (3, 24))
     """
     extra: dict[str, Any] = {}
     if hasattr(source, "state_dict") and not isinstance(source, Mapping):
@@ -424,6 +443,14 @@ def to_torch_rnn(params: Any, module: nn.Module | None = None, *, bias: bool = T
 
     Load it with ``torch_module.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})``;
     ``TorchRNNSpec`` of the same params (:func:`torch_rnn_spec`) builds that module.
+
+    Examples:
+      >>> rnn = zoo.RNN(zoo.LSTMCell(features=8))
+      >>> params = jax.eval_shape(rnn.init, jax.random.key(0), jnp.ones((2, 4, 3)))["params"]
+      >>> params = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), params)   # stand-in weights
+      >>> state = zoo.interop.to_torch_rnn(params, rnn)
+      >>> {name: a.shape for name, a in state.items()}       # torch.nn.LSTM(3, 8, batch_first=True)'s
+      {'weight_ih_l0': (32, 3), 'weight_hh_l0': (32, 8), 'bias_ih_l0': (32,), 'bias_hh_l0': (32,)}
     """
     params = _unwrap(params)
     spec = _spec_from_zoo(params, module, bias)
@@ -441,7 +468,16 @@ def to_torch_rnn(params: Any, module: nn.Module | None = None, *, bias: bool = T
 
 
 def torch_rnn_spec(params: Any, module: nn.Module | None = None, *, bias: bool = True) -> TorchRNNSpec:
-    """The shape of the torch module that :func:`to_torch_rnn` ``(params, module, bias=bias)`` fits."""
+    """The shape of the torch module that :func:`to_torch_rnn` ``(params, module, bias=bias)`` fits.
+
+    Examples:
+      >>> stack = zoo.RNNStack(zoo.GRUCell(features=8), num_layers=2, bidirectional=True)
+      >>> params = jax.eval_shape(stack.init, jax.random.key(0), jnp.ones((2, 4, 3)))["params"]
+      >>> params = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), params)   # stand-in weights
+      >>> spec = zoo.interop.torch_rnn_spec(params, stack)   # torch.nn.GRU(3, 8, num_layers=2, bidirectional=True)
+      >>> spec.mode, spec.input_size, spec.hidden_size, spec.num_layers, spec.bidirectional
+      ('gru', 3, 8, 2, True)
+    """
     return _spec_from_zoo(_unwrap(params), module, bias)
 
 
@@ -469,6 +505,13 @@ def carry_from_torch(hx: Any, module: nn.Module) -> Any:
     carry is the cell's carry (an LSTM's is ``(c, h)``, the other way round),
     a ``(forward, backward)`` pair for :class:`zoo.Bidirectional`, and a list
     over layers for :class:`zoo.RNNStack`.
+
+    Examples:
+      >>> stack = zoo.RNNStack(zoo.LSTMCell(features=8), num_layers=2)
+      >>> h0, c0 = np.zeros((2, 5, 8), np.float32), np.ones((2, 5, 8), np.float32)   # (layers, batch, hidden)
+      >>> carry = zoo.interop.carry_from_torch((h0, c0), stack)   # a list, one (c, h) per layer
+      >>> len(carry), carry[0][0].shape, float(carry[0][0].sum()), float(carry[0][1].sum())
+      (2, (5, 8), 40.0, 0.0)
     """
     layers, directions, cell = _slots(module)
     lstm = isinstance(cell, LSTMCell)
@@ -493,7 +536,14 @@ def carry_from_torch(hx: Any, module: nn.Module) -> Any:
 
 
 def carry_to_torch(carry: Any, module: nn.Module) -> Any:
-    """torch's ``h_n`` (or ``(h_n, c_n)`` for an LSTM) from zoo's final carry: the inverse of :func:`carry_from_torch`."""
+    """torch's ``h_n`` (or ``(h_n, c_n)`` for an LSTM) from zoo's final carry: the inverse of :func:`carry_from_torch`.
+
+    Examples:
+      >>> rnn = zoo.RNN(zoo.GRUCell(features=8))
+      >>> h_n = zoo.interop.carry_to_torch(np.ones((5, 8), np.float32), rnn)   # zoo's carry (batch, hidden)
+      >>> h_n.shape                                                            # torch's (1, batch, hidden)
+      (1, 5, 8)
+    """
     layers, directions, cell = _slots(module)
     lstm = isinstance(cell, LSTMCell)
     if module is cell:

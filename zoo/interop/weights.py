@@ -102,6 +102,14 @@ def read_weights(directory: str | os.PathLike) -> tuple[dict[str, np.ndarray], s
 
     Raises ``FileNotFoundError`` when the directory has no weights, ``ValueError``
     for a file that cannot be read.
+
+    Examples:
+      >>> from pathlib import Path
+      >>> Path("hf-dir").mkdir()
+      >>> path = zoo.interop.write_weights({"wte.weight": np.ones((4, 2), np.float32)}, Path("hf-dir"))
+      >>> tensors, source = zoo.interop.read_weights("hf-dir")
+      >>> {name: t.shape for name, t in tensors.items()}, Path(source).name
+      ({'wte.weight': (4, 2)}, 'model.safetensors')
     """
     directory = Path(directory)
     name = weight_files(directory)
@@ -119,7 +127,19 @@ def read_weights(directory: str | os.PathLike) -> tuple[dict[str, np.ndarray], s
 
 
 def write_weights(tensors: dict[str, np.ndarray], directory: Path) -> Path:
-    """Write ``directory/model.safetensors`` (float32, metadata format "pt", as transformers expects)."""
+    """Write ``directory/model.safetensors`` (float32, metadata format "pt", as transformers expects).
+
+    Examples:
+      >>> from pathlib import Path
+      >>> Path("out").mkdir()
+      >>> tensors = {"h.0.attn.c_attn.weight": np.zeros((8, 24), np.float32)}
+      >>> path = zoo.interop.write_weights(tensors, Path("out"))
+      >>> path.name
+      'model.safetensors'
+      >>> import safetensors.numpy
+      >>> safetensors.numpy.load_file(path)["h.0.attn.c_attn.weight"].shape
+      (8, 24)
+    """
     from safetensors.numpy import save_file  # noqa: PLC0415
 
     path = directory / SAFETENSORS

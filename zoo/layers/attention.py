@@ -113,23 +113,59 @@ _BLOCKWISE_MIN_LOGITS = 512 * 512
 
 
 def causal_mask(q_len: int, kv_len: int | None = None) -> Array:
-    """(T, S) mask: query i sees keys j <= i (aligned at the top left, as jax.nn)."""
+    """(T, S) mask: query i sees keys j <= i (aligned at the top left, as jax.nn).
+
+    Examples:
+      >>> zoo.causal_mask(3)
+      Array([[ True, False, False],
+             [ True,  True, False],
+             [ True,  True,  True]], dtype=bool)
+      >>> zoo.causal_mask(2, 4).shape
+      (2, 4)
+    """
     kv_len = q_len if kv_len is None else kv_len
     return jnp.arange(q_len)[:, None] >= jnp.arange(kv_len)[None, :]
 
 
 def padding_mask(lengths: Array, max_len: int) -> Array:
-    """(B, max_len) token mask: True for the first ``lengths[b]`` positions."""
+    """(B, max_len) token mask: True for the first ``lengths[b]`` positions.
+
+    Examples:
+      >>> zoo.padding_mask(jnp.array([2, 3]), 4)
+      Array([[ True,  True, False, False],
+             [ True,  True,  True, False]], dtype=bool)
+    """
     return jnp.arange(max_len)[None, :] < jnp.asarray(lengths)[:, None]
 
 
 def make_attention_mask(query_mask: Array, key_mask: Array) -> Array:
-    """(B, 1, T, S) attention mask from (B, T) and (B, S) boolean token masks."""
+    """(B, 1, T, S) attention mask from (B, T) and (B, S) boolean token masks.
+
+    Examples:
+      >>> tokens = zoo.padding_mask(jnp.array([2, 3]), 3)     # (B, T)
+      >>> mask = zoo.make_attention_mask(tokens, tokens)      # (B, 1, T, T)
+      >>> mask.shape
+      (2, 1, 3, 3)
+      >>> mask[0, 0]
+      Array([[ True,  True, False],
+             [ True,  True, False],
+             [False, False, False]], dtype=bool)
+    """
     return query_mask[:, None, :, None] & key_mask[:, None, None, :]
 
 
 def combine_masks(*masks: Array | None) -> Array | None:
-    """Logical AND of the masks given (None entries skipped), with broadcasting."""
+    """Logical AND of the masks given (None entries skipped), with broadcasting.
+
+    Examples:
+      >>> mask = zoo.combine_masks(zoo.causal_mask(3), None, zoo.padding_mask(jnp.array([2]), 3))
+      >>> mask
+      Array([[ True, False, False],
+             [ True,  True, False],
+             [ True,  True, False]], dtype=bool)
+      >>> zoo.combine_masks(None) is None
+      True
+    """
     masks = [m for m in masks if m is not None]
     if not masks:
         return None
@@ -577,6 +613,16 @@ def attention_weights(
     no key are zero, and rows poisoned by a non-finite query, key or bias
     (the module docstring's rule, values aside) are NaN. Materialises the
     full (T, S) matrix per head.
+
+    Examples:
+      >>> q = jnp.ones((1, 3, 1, 2))                   # (B, T, N, H)
+      >>> w = zoo.attention_weights(q, q, is_causal=True)
+      >>> w.shape                                      # (B, N, T, S)
+      (1, 1, 3, 3)
+      >>> np.asarray(w[0, 0]).round(2)
+      array([[1.  , 0.  , 0.  ],
+             [0.5 , 0.5 , 0.  ],
+             [0.33, 0.33, 0.33]], dtype=float32)
     """
     rank, q, k, _, bias, mask, q_lengths, kv_lengths, window = _prepare(
         query, key, key, bias, mask, query_seq_lengths, key_value_seq_lengths, local_window_size
@@ -639,6 +685,17 @@ def dot_product_attention(
     Shape errors raise ``ValueError`` before tracing. Lengths outside
     ``[0, T]``/``[0, S]`` raise ``ValueError`` when concrete; under ``jit``
     use :func:`zoo.checked`.
+
+    Examples:
+      >>> rng = np.random.default_rng(0)
+      >>> q = rng.standard_normal((2, 4, 4, 8), np.float32)    # (B, T, N, H)
+      >>> kv = rng.standard_normal((2, 6, 2, 8), np.float32)   # (B, S, K, H): 2 query heads per K/V head
+      >>> out = zoo.dot_product_attention(q, kv, kv, key_value_seq_lengths=jnp.array([6, 3]))
+      >>> out.shape
+      (2, 4, 4, 8)
+      >>> ref = jax.nn.dot_product_attention(q, kv, kv, key_value_seq_lengths=jnp.array([6, 3]))
+      >>> bool(jnp.allclose(out, ref, atol=1e-5))
+      True
     """
     if implementation not in (None, "xla", "dense", "blockwise", "cudnn"):
         raise ValueError(

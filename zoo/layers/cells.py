@@ -93,6 +93,12 @@ class RecurrentCell(nn.Module):
     Subclasses set ``num_gates`` (the input projection has
     ``num_gates * features`` columns) and implement ``step_from_projection``
     and ``run_sequence``.
+
+    Examples:
+      >>> issubclass(zoo.LSTMCell, zoo.RecurrentCell)
+      True
+      >>> [cls.num_gates for cls in (zoo.SimpleRNNCell, zoo.LSTMCell, zoo.GRUCell)]
+      [1, 4, 3]
     """
 
     features: int
@@ -280,6 +286,15 @@ class SimpleRNNCell(_FusedCell):
 
     ``activation_fn`` is tanh by default (``jax.nn.relu`` matches PyTorch's
     ``nonlinearity='relu'``).
+
+    Examples:
+      >>> cell = zoo.SimpleRNNCell(features=8, activation_fn=jax.nn.relu)
+      >>> x = jnp.ones((2, 3))                          # one step: (batch, in)
+      >>> h = cell.initialize_carry(None, x.shape)      # (batch, features)
+      >>> params = jax.eval_shape(cell.init, jax.random.key(0), h, x)   # shapes only; cell.init makes them
+      >>> h, y = jax.eval_shape(cell.apply, params, h, x)              # cell.apply computes them
+      >>> y.shape
+      (2, 8)
     """
 
     activation_fn: Callable[[Array], Array] = jnp.tanh
@@ -302,6 +317,17 @@ class LSTMCell(_FusedCell):
     ``forget_bias`` is added to the forget gate's initial bias: 1.0 by
     default, so the cell remembers from the start (Gers et al. 2000;
     Jozefowicz et al. 2015). Use 0.0 for PyTorch's initialisation.
+
+    Examples:
+      >>> cell = zoo.LSTMCell(features=8)
+      >>> x = jnp.ones((2, 3))                          # (batch, in)
+      >>> carry = cell.initialize_carry(None, x.shape)  # (c, h), each (batch, features)
+      >>> params = cell.init(jax.random.key(0), carry, x)
+      >>> jax.tree.map(jnp.shape, params["params"])
+      {'bias': (32,), 'input_kernel': (3, 32), 'recurrent_kernel': (8, 32)}
+      >>> (c, h), y = cell.apply(params, carry, x)
+      >>> y.shape
+      (2, 8)
     """
 
     forget_bias: float = 1.0
@@ -342,6 +368,14 @@ class GRUCell(_FusedCell):
     step after the reset gate, so it cannot use the fused kernel's single
     recurrent product and runs a plain differentiated ``lax.scan``: slower,
     which is why cuDNN chose the other form.
+
+    Examples:
+      >>> cell = zoo.GRUCell(features=8)
+      >>> x = jnp.ones((2, 3))                          # one step: (batch, in)
+      >>> h = cell.initialize_carry(None, x.shape)      # (batch, features)
+      >>> params = jax.eval_shape(cell.init, jax.random.key(0), h, x)   # shapes only; cell.init makes them
+      >>> jax.tree.map(jnp.shape, params["params"])     # the recurrent bias b_hn of reset_after=True
+      {'bias': (24,), 'input_kernel': (3, 24), 'recurrent_bias': (8,), 'recurrent_kernel': (8, 24)}
     """
 
     reset_after: bool = True
@@ -449,6 +483,15 @@ class MinGRUCell(_MinimalCell):
     ``z = sigmoid(x W_z + b_z)``, ``h~ = g(x W_h + b_h)`` (log space) or
     ``x W_h + b_h`` (linear), ``h' = (1 - z) * h + z * h~``. Gates (z, h~)
     are concatenated in ``input_kernel`` (in, 2*hidden).
+
+    Examples:
+      >>> rnn = zoo.RNN(zoo.MinGRUCell(features=8))      # a parallel scan over the time axis
+      >>> x = jnp.ones((2, 4, 3))                        # (batch, seq, in)
+      >>> params = jax.eval_shape(rnn.init, jax.random.key(0), x)   # shapes only; rnn.init makes them
+      >>> jax.tree.map(jnp.shape, params["params"]["cell"])         # no recurrent kernel
+      {'bias': (16,), 'input_kernel': (3, 16)}
+      >>> jax.eval_shape(rnn.apply, params, x).shape
+      (2, 4, 8)
     """
 
     num_gates: ClassVar[int] = 2
@@ -468,6 +511,15 @@ class MinLSTMCell(_MinimalCell):
     ``f' = f / (f + i)``, ``i' = i / (f + i)`` (computed in log space),
     ``h' = f' * h + i' * h~`` with ``h~`` as in :class:`MinGRUCell`. Gates
     (f, i, h~) are concatenated in ``input_kernel`` (in, 3*hidden).
+
+    Examples:
+      >>> rnn = zoo.RNN(zoo.MinLSTMCell(features=8, parallel=False))   # a sequential scan
+      >>> x = jnp.ones((2, 4, 3))                        # (batch, seq, in)
+      >>> params = jax.eval_shape(rnn.init, jax.random.key(0), x)   # shapes only; rnn.init makes them
+      >>> params["params"]["cell"]["input_kernel"].shape   # (in, 3 * features): gates f, i, h~
+      (3, 24)
+      >>> jax.eval_shape(rnn.apply, params, x).shape
+      (2, 4, 8)
     """
 
     num_gates: ClassVar[int] = 3
@@ -499,6 +551,12 @@ def cell_param_count(cell: str, input_size: int, hidden: int) -> int:
     Per gate an input kernel (input_size, hidden) and a bias (hidden,); the
     classic cells add a recurrent kernel (hidden, hidden) per gate, minGRU and
     minLSTM have none (their gates read only the input).
+
+    Examples:
+      >>> zoo.layers.cell_param_count("lstm", input_size=3, hidden=8)   # 4 * (3 * 8 + 8 * 8 + 8)
+      384
+      >>> zoo.layers.cell_param_count("mingru", input_size=3, hidden=8)  # 2 * (3 * 8 + 8)
+      64
     """
     if cell not in _SHAPES:
         raise ValueError(f"cell_param_count: cell={cell!r}, expected one of {sorted(_SHAPES)}")

@@ -60,6 +60,16 @@ class Embed(nn.Module):
     Attributes:
       num_embeddings: vocabulary size V.
       features: embedding width D.
+
+    Examples:
+      >>> embed = zoo.Embed(num_embeddings=10, features=8)
+      >>> ids = jnp.array([[1, 2, 3]])                     # (B, T)
+      >>> params = embed.init(jax.random.key(0), ids)
+      >>> x = embed.apply(params, ids)
+      >>> x.shape
+      (1, 3, 8)
+      >>> embed.apply(params, x, method=embed.attend).shape   # tied output head: logits (B, T, V)
+      (1, 3, 10)
     """
 
     num_embeddings: int
@@ -110,7 +120,19 @@ def _positions(name: str, x: Array, positions: Array | None, max_len: int) -> Ar
 
 
 class LearnedPositionEmbedding(nn.Module):
-    """Adds a trained (max_len, D) position table to (B, T, D) inputs (GPT-2, BERT)."""
+    """Adds a trained (max_len, D) position table to (B, T, D) inputs (GPT-2, BERT).
+
+    Examples:
+      >>> pos = zoo.LearnedPositionEmbedding(max_len=16)
+      >>> x = jnp.zeros((2, 4, 8))                          # (B, T, D)
+      >>> params = pos.init(jax.random.key(0), x)           # a (max_len, D) table
+      >>> y = pos.apply(params, x)
+      >>> y.shape
+      (2, 4, 8)
+      >>> y = pos.apply(params, x, positions=jnp.array([[3, 4, 5, 6]]))   # (B|1, T) positions
+      >>> y.shape
+      (2, 4, 8)
+    """
 
     max_len: int
     dtype: Any = None
@@ -136,6 +158,13 @@ def sinusoidal_table(max_len: int, features: int, base: float = 10000.0) -> np.n
 
     ``PE[p, 2i] = sin(p / base^(2i/D))``, ``PE[p, 2i+1] = cos(p / base^(2i/D))``
     (Vaswani et al. 2017, section 3.5). Computed in float64 by NumPy.
+
+    Examples:
+      >>> table = zoo.sinusoidal_table(max_len=16, features=8)
+      >>> table.shape, table.dtype
+      ((16, 8), dtype('float64'))
+      >>> table[1, :2].round(3)                             # sin(1), cos(1)
+      array([0.841, 0.54 ])
     """
     if features % 2:
         raise ValueError(f"sinusoidal_table: features must be even, got {features}")
@@ -148,7 +177,16 @@ def sinusoidal_table(max_len: int, features: int, base: float = 10000.0) -> np.n
 
 
 class SinusoidalPositionEmbedding(nn.Module):
-    """Adds the fixed sinusoidal table to (B, T, D) inputs (no parameters)."""
+    """Adds the fixed sinusoidal table to (B, T, D) inputs (no parameters).
+
+    Examples:
+      >>> pos = zoo.SinusoidalPositionEmbedding(max_len=16)
+      >>> y = pos.apply({}, jnp.zeros((2, 4, 8)))           # no parameters
+      >>> y.shape
+      (2, 4, 8)
+      >>> y[0, 1, :2].round(3)                              # sin(1), cos(1)
+      Array([0.841, 0.54 ], dtype=float32)
+    """
 
     max_len: int
     base: float = 10000.0
@@ -168,6 +206,15 @@ def apply_rope(x: Array, positions: Array, *, base: float = 10000.0) -> Array:
     (the "rotate half" layout of GPT-NeoX and LLaMA in Hugging Face), so
     ``<rope(q, m), rope(k, n)>`` depends on ``m - n`` only. Angles and the
     rotation are computed in float32; the result has the dtype of ``x``.
+
+    Examples:
+      >>> q = jnp.ones((1, 4, 2, 8))                        # (B, T, N, H)
+      >>> zoo.apply_rope(q, jnp.arange(4)).shape
+      (1, 4, 2, 8)
+      >>> r = zoo.apply_rope(q, jnp.arange(4))
+      >>> bool(jnp.allclose(jnp.einsum("h,h", r[0, 3, 0], r[0, 1, 0]),
+      ...                   jnp.einsum("h,h", r[0, 2, 0], r[0, 0, 0])))  # depends on m - n only
+      True
     """
     if x.ndim != 4 or x.shape[-1] % 2:
         raise ValueError(f"apply_rope: x must have shape (B, T, N, H) with H even, got {shape_str(x.shape)}")

@@ -73,6 +73,11 @@ def reorder_cache(cache: Any, indices: Array) -> Any:
     row, the row of the old cache it continues. Works on a single
     :class:`MultiHeadAttention` cache and on a whole model's (scanned stacks
     keep the batch first too).
+
+    Examples:
+      >>> cache = {"cached_key": jnp.arange(3)[:, None] * jnp.ones((3, 2))}   # (B, ...)
+      >>> zoo.reorder_cache(cache, jnp.array([2, 2, 0]))["cached_key"][:, 0]
+      Array([2., 2., 0.], dtype=float32)
     """
     leaves = jax.tree.leaves(cache)
     if not leaves:
@@ -154,6 +159,17 @@ class MultiHeadAttention(nn.Module):
         10000.0) to self-attention queries and keys; None = no RoPE.
       implementation: passed to :func:`zoo.dot_product_attention`.
       dtype: computation dtype (default: inputs'); param_dtype: storage.
+
+    Examples:
+      >>> mha = zoo.MultiHeadAttention(num_heads=2)
+      >>> x = jnp.ones((2, 4, 8))                           # (B, T, D)
+      >>> params = jax.eval_shape(mha.init, jax.random.key(0), x)   # shapes only; mha.init makes them
+      >>> lengths = jnp.array([4, 3])
+      >>> jax.eval_shape(lambda p, x: mha.apply(p, x, is_causal=True, seq_lengths=lengths), params, x).shape
+      (2, 4, 8)
+      >>> gqa = zoo.MultiHeadAttention(num_heads=4, num_kv_heads=1)   # multi-query attention
+      >>> jax.eval_shape(gqa.init_with_output, jax.random.key(0), x)[0].shape
+      (2, 4, 8)
     """
 
     num_heads: int

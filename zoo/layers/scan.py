@@ -59,7 +59,15 @@ __all__ = [
 
 
 def lengths_to_mask(seq_lengths: Array, num_steps: int) -> Array:
-    """Prefix mask of shape (seq, batch): True where ``t < seq_lengths[b]``."""
+    """Prefix mask of shape (seq, batch): True where ``t < seq_lengths[b]``.
+
+    Examples:
+      >>> zoo.lengths_to_mask(jnp.array([3, 1]), 4)    # (seq, batch)
+      Array([[ True,  True],
+             [ True, False],
+             [ True, False],
+             [False, False]], dtype=bool)
+    """
     return jnp.arange(num_steps)[:, None] < seq_lengths[None, :]  # (seq, batch)
 
 
@@ -68,6 +76,11 @@ def flip_sequences(x: Array, seq_lengths: Array | None) -> Array:
 
     Padding stays at the end: with length 3 and 5 steps, ``[x0 x1 x2 p3 p4]``
     becomes ``[x2 x1 x0 p4 p3]``. The operation is its own inverse.
+
+    Examples:
+      >>> x = jnp.arange(5)[:, None]                # (seq, batch) = (5, 1)
+      >>> zoo.flip_sequences(x, jnp.array([3])).ravel()
+      Array([2, 1, 0, 4, 3], dtype=int32)
     """
     if seq_lengths is None:
         return jnp.flip(x, axis=0)
@@ -198,6 +211,19 @@ def fused_recurrence(
     Returns:
       ``(carry, ys)``: the carry after the last valid step and the
       (seq, batch, hidden) outputs, zero where ``mask`` is False.
+
+    Examples:
+      >>> def elman(xp, hh, h):                     # module level in real code: a static argument
+      ...     h = jnp.tanh(xp[0] + hh[0])
+      ...     return h, h
+      ...
+      >>> rng = np.random.default_rng(0)
+      >>> w_x, w_h = rng.standard_normal((3, 8), np.float32), rng.standard_normal((8, 8), np.float32)
+      >>> x = jnp.ones((4, 2, 3))                   # (seq, batch, in), time-major
+      >>> h, ys = zoo.fused_recurrence(elman, lambda c: c, 1, True, 1,
+      ...                              w_x, jnp.zeros(8), w_h, None, x, jnp.zeros((2, 8)), None)
+      >>> h.shape, ys.shape
+      ((2, 8), (4, 2, 8))
     """
     gw_x, gb_x = split_gates(w_x, num_gates), split_gates(b_x, num_gates)
     xp = tuple(_dot(x, w) for w in gw_x)  # G x (seq, batch, hidden)
@@ -329,6 +355,13 @@ def linear_recurrence(
     Returns:
       ``(h_last, hs)``: the state after each sequence's last valid step and
       the (seq, batch, hidden) states, zero where ``mask`` is False.
+
+    Examples:
+      >>> a = jnp.full((3, 1, 1), 0.5)              # (seq, batch, hidden)
+      >>> b = jnp.ones((3, 1, 1))
+      >>> h_last, hs = zoo.linear_recurrence(jnp.log(a), b, jnp.zeros((1, 1)))
+      >>> hs.ravel()                                # 1, 0.5 * 1 + 1, 0.5 * 1.5 + 1
+      Array([1.  , 1.5 , 1.75], dtype=float32)
     """
     if mask is not None:
         # Padding steps are neutral (a = 1, b = 0 in linear space; log a = 0

@@ -102,6 +102,11 @@ class TransformerConfig:
     The width D comes from the inputs. Defaults are the original
     Transformer's (Vaswani et al. 2017) except where noted; use
     ``dataclasses.replace`` for variants.
+
+    Examples:
+      >>> config = zoo.TransformerConfig(num_layers=2, num_heads=2, mlp_dim=32, dropout_rate=0.0)
+      >>> config.replace(layer_norm="pre").layer_norm
+      'pre'
     """
 
     num_layers: int = 6  # "N = 6" in the base model
@@ -157,7 +162,17 @@ def _init(cfg: TransformerConfig, residual: bool = False):
 
 
 class FeedForward(nn.Module):
-    """Position-wise feed-forward network: (B, T, D) -> (B, T, D) through (B, T, F)."""
+    """Position-wise feed-forward network: (B, T, D) -> (B, T, D) through (B, T, F).
+
+    Examples:
+      >>> ffn = zoo.FeedForward(zoo.TransformerConfig(mlp_dim=32))
+      >>> x = jnp.ones((2, 4, 8))                           # (B, T, D)
+      >>> y, params = jax.eval_shape(ffn.init_with_output, jax.random.key(0), x)   # shapes only
+      >>> y.shape
+      (2, 4, 8)
+      >>> params["params"]["wi"]["kernel"].value.shape      # (D, F), boxed with its logical axis names
+      (8, 32)
+    """
 
     config: TransformerConfig
 
@@ -189,6 +204,13 @@ class TransformerBlock(nn.Module):
     takes and returns (B, T, D); the optional arguments are as in
     :class:`MultiHeadAttention` (``context`` is the encoder output for
     cross-attention). Positional, so that ``nn.scan`` can broadcast them.
+
+    Examples:
+      >>> block = zoo.TransformerBlock(zoo.TransformerConfig(num_heads=2, mlp_dim=32), causal=True)
+      >>> x = jnp.ones((2, 4, 8))                           # (B, T, D)
+      >>> params = jax.eval_shape(block.init, jax.random.key(0), x)   # shapes only; block.init makes them
+      >>> jax.eval_shape(block.apply, params, x).shape
+      (2, 4, 8)
     """
 
     config: TransformerConfig
@@ -244,14 +266,31 @@ class TransformerBlock(nn.Module):
 
 
 class EncoderBlock(TransformerBlock):
-    """Bidirectional self-attention and feed-forward (the encoder of the original Transformer, BERT)."""
+    """Bidirectional self-attention and feed-forward (the encoder of the original Transformer, BERT).
+
+    Examples:
+      >>> block = zoo.EncoderBlock(zoo.TransformerConfig(num_heads=2, mlp_dim=32))
+      >>> x = jnp.ones((2, 4, 8))                           # (B, T, D)
+      >>> params = jax.eval_shape(block.init, jax.random.key(0), x)   # shapes only; block.init makes them
+      >>> lengths = jnp.array([4, 2])
+      >>> jax.eval_shape(lambda p, x: block.apply(p, x, None, lengths), params, x).shape  # mask, seq_lengths
+      (2, 4, 8)
+    """
 
     causal: bool = False
     cross_attention: bool = False
 
 
 class DecoderBlock(TransformerBlock):
-    """Masked (causal) self-attention, optional cross-attention, feed-forward (GPT, seq2seq decoder)."""
+    """Masked (causal) self-attention, optional cross-attention, feed-forward (GPT, seq2seq decoder).
+
+    Examples:
+      >>> block = zoo.DecoderBlock(zoo.TransformerConfig(num_heads=2, mlp_dim=32), cross_attention=True)
+      >>> x, memory = jnp.ones((2, 4, 8)), jnp.ones((2, 6, 8))    # (B, T, D), encoder output (B, S, D)
+      >>> params = jax.eval_shape(block.init, jax.random.key(0), x, None, None, memory)   # shapes only
+      >>> jax.eval_shape(lambda p, x, m: block.apply(p, x, None, None, m), params, x, memory).shape
+      (2, 4, 8)
+    """
 
     causal: bool = True
     cross_attention: bool = False
@@ -266,6 +305,16 @@ class TransformerStack(nn.Module):
     :class:`MultiHeadAttention`); scanned stacks store it with the batch
     first, (B, num_layers, ...), so :func:`zoo.reorder_cache` works on it.
     Parameters of a scanned stack have a leading ``layers`` axis.
+
+    Examples:
+      >>> stack = zoo.TransformerStack(zoo.TransformerConfig(num_layers=3, num_heads=2, mlp_dim=32))
+      >>> x = jnp.ones((2, 4, 8))                           # (B, T, D)
+      >>> params = jax.eval_shape(stack.init, jax.random.key(0), x)   # shapes only; stack.init makes them
+      >>> jax.tree.leaves(params)[0].shape                  # scanned: a leading layers axis
+      (3, 32)
+      >>> lengths = jnp.array([4, 2])
+      >>> jax.eval_shape(lambda p, x: stack.apply(p, x, seq_lengths=lengths), params, x).shape
+      (2, 4, 8)
     """
 
     config: TransformerConfig
@@ -316,14 +365,34 @@ class TransformerStack(nn.Module):
 
 
 class Encoder(TransformerStack):
-    """A stack of :class:`EncoderBlock` (bidirectional)."""
+    """A stack of :class:`EncoderBlock` (bidirectional).
+
+    Examples:
+      >>> encoder = zoo.Encoder(zoo.TransformerConfig(num_layers=2, num_heads=2, mlp_dim=32))
+      >>> x = jnp.ones((2, 4, 8))                           # (B, T, D)
+      >>> params = jax.eval_shape(encoder.init, jax.random.key(0), x)   # shapes only; encoder.init makes them
+      >>> lengths = jnp.array([4, 2])
+      >>> jax.eval_shape(lambda p, x: encoder.apply(p, x, seq_lengths=lengths), params, x).shape
+      (2, 4, 8)
+    """
 
     causal: bool = False
     cross_attention: bool = False
 
 
 class Decoder(TransformerStack):
-    """A stack of :class:`DecoderBlock` (causal; ``cross_attention=True`` for seq2seq)."""
+    """A stack of :class:`DecoderBlock` (causal; ``cross_attention=True`` for seq2seq).
+
+    Examples:
+      >>> config = zoo.TransformerConfig(num_layers=2, num_heads=2, mlp_dim=32, layer_norm="pre")
+      >>> decoder = zoo.Decoder(config, cross_attention=True)
+      >>> x, memory = jnp.ones((2, 4, 8)), jnp.ones((2, 6, 8))    # (B, T, D), encoder output (B, S, D)
+      >>> params = jax.eval_shape(lambda x, m: decoder.init(jax.random.key(0), x, context=m), x, memory)
+      >>> lengths = jnp.array([6, 3])
+      >>> jax.eval_shape(lambda p, x, m: decoder.apply(p, x, context=m, key_value_seq_lengths=lengths),
+      ...                params, x, memory).shape
+      (2, 4, 8)
+    """
 
     causal: bool = True
     cross_attention: bool = False

@@ -51,7 +51,15 @@ __all__ = ["Decoded", "beam_search", "greedy_decode", "init_cache", "length_pena
 
 
 class Decoded(NamedTuple):
-    """Decoder output: ``ids`` (B, L) or (B, beam, L), ``lengths`` and ``scores`` (B,) or (B, beam)."""
+    """Decoder output: ``ids`` (B, L) or (B, beam, L), ``lengths`` and ``scores`` (B,) or (B, beam).
+
+    Examples:
+      >>> out = zoo.models.Decoded(ids=jnp.array([[8, 9, 2]]), lengths=jnp.array([3]),
+      ...                          scores=jnp.array([-0.5]))
+      >>> ids, lengths, scores = out                         # a NamedTuple
+      >>> ids[0, :lengths[0]].tolist()
+      [8, 9, 2]
+    """
 
     ids: Array
     lengths: Array
@@ -240,6 +248,16 @@ def greedy_decode(
 
     Returns:
       :class:`Decoded` with ids (B, L), lengths (B,) and scores (B,).
+
+    Examples:
+      >>> config = zoo.Seq2SeqConfig(vocab_size=32, max_source_len=8, max_target_len=8, num_encoder_layers=1,
+      ...                            num_decoder_layers=1, num_heads=2, features=16, bos_id=1, eos_id=2)
+      >>> model = zoo.Seq2SeqTransformer(config)
+      >>> src, lengths = jnp.array([[5, 6, 7, 2], [5, 2, 0, 0]]), jnp.array([4, 2])   # (B, S) right-padded
+      >>> params = jax.eval_shape(model.init, jax.random.key(0), src, src)["params"]  # shapes only
+      >>> out = jax.eval_shape(lambda p: zoo.greedy_decode(model, p, src, lengths, max_len=5), params)
+      >>> out.ids.shape, out.lengths.shape, out.scores.shape   # greedy_decode(model, params, ...) computes
+      ((2, 5), (2,), (2,))
     """
     src, src_lengths = _check_source("greedy_decode", model, src, src_lengths)
     max_len = _check_max_len("greedy_decode", model, max_len)
@@ -265,6 +283,22 @@ def beam_search(
     the best hypothesis of each example, ids (B, L), lengths and scores
     (B,); with ``return_all=True`` every beam, best first: ids (B, beam, L),
     lengths and scores (B, beam).
+
+    Examples:
+      >>> config = zoo.Seq2SeqConfig(vocab_size=32, max_source_len=8, max_target_len=8, num_encoder_layers=1,
+      ...                            num_decoder_layers=1, num_heads=2, features=16, bos_id=1, eos_id=2)
+      >>> model = zoo.Seq2SeqTransformer(config)
+      >>> src, lengths = jnp.array([[5, 6, 7, 2], [5, 2, 0, 0]]), jnp.array([4, 2])   # (B, S) right-padded
+      >>> params = jax.eval_shape(model.init, jax.random.key(0), src, src)["params"]  # shapes only
+      >>> best = jax.eval_shape(
+      ...     lambda p: zoo.beam_search(model, p, src, lengths, beam_size=3, max_len=5), params)
+      >>> best.ids.shape, best.scores.shape                # zoo.beam_search(model, params, ...) computes
+      ((2, 5), (2,))
+      >>> beams = jax.eval_shape(
+      ...     lambda p: zoo.beam_search(model, p, src, lengths, beam_size=3, max_len=5, return_all=True),
+      ...     params)
+      >>> beams.ids.shape, beams.scores.shape              # every beam, best first
+      ((2, 3, 5), (2, 3))
     """
     src, src_lengths = _check_source("beam_search", model, src, src_lengths)
     vocab = model.config.vocab_size

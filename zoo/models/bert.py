@@ -71,7 +71,16 @@ __all__ = [  # noqa: RUF022 (in reading order)
 
 @dataclasses.dataclass(frozen=True)
 class BERTConfig:
-    """BERT hyperparameters. Defaults are BERT-base (110M) with its uncased WordPiece vocabulary."""
+    """BERT hyperparameters. Defaults are BERT-base (110M) with its uncased WordPiece vocabulary.
+
+    Examples:
+      >>> config = zoo.BERTConfig(vocab_size=64, max_positions=16, block_size=8, num_layers=1, num_heads=2,
+      ...                         features=16)
+      >>> config.mlp_dim, config.activation, config.pad_id
+      (None, 'gelu', 0)
+      >>> zoo.bert_param_count(zoo.BERTConfig(), heads="none")   # BERT-base, as BertModel without the pooler
+      108891648
+    """
 
     vocab_size: int = 30522  # bert-base-uncased; zoo's runs always take it from the tokenizer
     max_positions: int = 512  # size of the position table
@@ -196,7 +205,18 @@ class _TokenTypeEmbed(nn.Module):
 
 
 class BERT(nn.Module):
-    """The encoder (HF's ``BertModel`` without the pooler): ids (B, T) -> sequence output (B, T, D)."""
+    """The encoder (HF's ``BertModel`` without the pooler): ids (B, T) -> sequence output (B, T, D).
+
+    Examples:
+      >>> config = zoo.BERTConfig(vocab_size=64, max_positions=16, block_size=8, num_layers=1, num_heads=2,
+      ...                         features=16)
+      >>> model = zoo.BERT(config)
+      >>> ids = jnp.array([[2, 10, 11, 3, 0]])            # (B, T), padded with pad_id 0
+      >>> params = jax.eval_shape(model.init, jax.random.key(0), ids)   # shapes only; model.init makes them
+      >>> lengths = jnp.array([4])
+      >>> jax.eval_shape(lambda p, x: model.apply(p, x, seq_lengths=lengths), params, ids).shape
+      (1, 5, 16)
+    """
 
     config: BERTConfig
 
@@ -298,7 +318,20 @@ def _pool(cfg: BERTConfig, x: Array) -> Array:
 
 
 class BERTForMaskedLM(nn.Module):
-    """The encoder and the masked-LM head: float32 logits (B, P, V) at ``masked_positions``, or (B, T, V)."""
+    """The encoder and the masked-LM head: float32 logits (B, P, V) at ``masked_positions``, or (B, T, V).
+
+    Examples:
+      >>> config = zoo.BERTConfig(vocab_size=64, max_positions=16, block_size=8, num_layers=1, num_heads=2,
+      ...                         features=16)
+      >>> model = zoo.BERTForMaskedLM(config)
+      >>> ids = jnp.array([[2, 10, 4, 3]])                  # (B, T) with a [MASK] at position 2
+      >>> params = jax.eval_shape(model.init, jax.random.key(0), ids)   # shapes only; model.init makes them
+      >>> positions = jnp.array([[2]])                      # (B, P)
+      >>> jax.eval_shape(lambda p, x: model.apply(p, x, masked_positions=positions), params, ids).shape
+      (1, 1, 64)
+      >>> jax.eval_shape(model.apply, params, ids).shape    # every position: (B, T, V)
+      (1, 4, 64)
+    """
 
     config: BERTConfig
 
@@ -312,7 +345,18 @@ class BERTForMaskedLM(nn.Module):
 
 
 class BERTForPreTraining(nn.Module):
-    """Masked LM and next-sentence prediction: (mlm_logits (B, P|T, V), nsp_logits (B, 2)), float32."""
+    """Masked LM and next-sentence prediction: (mlm_logits (B, P|T, V), nsp_logits (B, 2)), float32.
+
+    Examples:
+      >>> config = zoo.BERTConfig(vocab_size=64, max_positions=16, block_size=8, num_layers=1, num_heads=2,
+      ...                         features=16)
+      >>> model = zoo.BERTForPreTraining(config)
+      >>> ids, segments = jnp.array([[2, 10, 3, 11, 3]]), jnp.array([[0, 0, 0, 1, 1]])
+      >>> params = jax.eval_shape(model.init, jax.random.key(0), ids)   # shapes only; model.init makes them
+      >>> mlm, nsp = jax.eval_shape(lambda p, x, s: model.apply(p, x, segment_ids=s), params, ids, segments)
+      >>> mlm.shape, nsp.shape
+      ((1, 5, 64), (1, 2))
+    """
 
     config: BERTConfig
 
@@ -327,7 +371,19 @@ class BERTForPreTraining(nn.Module):
 
 
 class BERTForSequenceClassification(nn.Module):
-    """Pooled [CLS] -> dropout -> dense: float32 logits (B, num_labels); sentence pairs by segment_ids."""
+    """Pooled [CLS] -> dropout -> dense: float32 logits (B, num_labels); sentence pairs by segment_ids.
+
+    Examples:
+      >>> config = zoo.BERTConfig(vocab_size=64, max_positions=16, block_size=8, num_layers=1, num_heads=2,
+      ...                         features=16,
+      ...                         num_labels=3)
+      >>> model = zoo.BERTForSequenceClassification(config)
+      >>> ids = jnp.array([[2, 10, 11, 3], [2, 12, 3, 0]])  # (B, T)
+      >>> params = jax.eval_shape(model.init, jax.random.key(0), ids)   # shapes only; model.init makes them
+      >>> lengths = jnp.array([4, 3])
+      >>> jax.eval_shape(lambda p, x: model.apply(p, x, seq_lengths=lengths), params, ids).shape
+      (2, 3)
+    """
 
     config: BERTConfig
 
@@ -341,7 +397,18 @@ class BERTForSequenceClassification(nn.Module):
 
 
 class BERTForTokenClassification(nn.Module):
-    """Every position -> dropout -> dense: float32 logits (B, T, num_labels)."""
+    """Every position -> dropout -> dense: float32 logits (B, T, num_labels).
+
+    Examples:
+      >>> config = zoo.BERTConfig(vocab_size=64, max_positions=16, block_size=8, num_layers=1, num_heads=2,
+      ...                         features=16,
+      ...                         num_labels=5)
+      >>> model = zoo.BERTForTokenClassification(config)
+      >>> ids = jnp.array([[2, 10, 11, 3]])                 # (B, T)
+      >>> params = jax.eval_shape(model.init, jax.random.key(0), ids)   # shapes only; model.init makes them
+      >>> jax.eval_shape(model.apply, params, ids).shape    # (B, T, num_labels)
+      (1, 4, 5)
+    """
 
     config: BERTConfig
 
@@ -380,6 +447,11 @@ def bert_param_count(config: BERTConfig, *, heads: str = "mlm") -> int:
     decoder is the word table, so the head adds only the transform, its
     LayerNorm and the bias), "pretraining", "sequence_classification",
     "token_classification". The embedding tables are included.
+
+    Examples:
+      >>> config = zoo.BERTConfig()                          # BERT-base uncased
+      >>> zoo.bert_param_count(config, heads="none"), zoo.bert_param_count(config)   # encoder, masked LM
+      (108891648, 109514298)
     """
     parts = {
         "none": [],
@@ -406,6 +478,13 @@ def bert_flops_per_token(
     ``masked_positions``; None counts it at every token. Embedding lookups
     are not matmuls and do not count. The second term is attention, H heads
     of size Q over T tokens (default ``block_size``).
+
+    Examples:
+      >>> config = zoo.BERTConfig()                          # BERT-base, 128-token rows
+      >>> round(zoo.bert_flops_per_token(config) / 1e9, 3)  # GFLOPs, the MLM head at every token
+      0.669
+      >>> round(zoo.bert_flops_per_token(config, mlm_fraction=20 / 128) / 1e9, 3)   # at 20 masked positions
+      0.547
     """
     t = config.block_size if seq_len is None else seq_len
     frac = 1.0 if mlm_fraction is None else float(mlm_fraction)
@@ -451,6 +530,23 @@ def transfer_encoder(pretrained_params: Any, fresh_params: Any) -> Any:
     model has none), with a warning saying so. The logical-axis boxes of
     ``fresh_params`` are kept. Raises ``ValueError`` when either has no
     ``bert`` or the shapes differ.
+
+    Examples:
+      >>> config = zoo.BERTConfig(vocab_size=64, max_positions=16, block_size=8, num_layers=1, num_heads=2,
+      ...                         features=16)
+      >>> ids = jnp.ones((1, 4), jnp.int32)
+      >>> pretrained = jax.eval_shape(zoo.BERTForMaskedLM(config).init, jax.random.key(0), ids)["params"]
+      >>> classifier = zoo.BERTForSequenceClassification(config)
+      >>> fresh = jax.eval_shape(classifier.init, jax.random.key(1), ids)["params"]
+      >>> sorted(pretrained), sorted(fresh)
+      (['bert', 'mlm_head'], ['bert', 'classifier', 'pooler'])
+      >>> import warnings
+      >>> with warnings.catch_warnings(record=True) as caught:   # the masked LM has no pooler: it stays fresh
+      ...     warnings.simplefilter("always")
+      ...     params = zoo.transfer_encoder(pretrained, fresh)
+      ...
+      >>> sorted(params), len(caught)                 # one warning: the pooler
+      (['bert', 'classifier', 'pooler'], 1)
     """
     for name, params in (("pretrained_params", pretrained_params), ("fresh_params", fresh_params)):
         if "bert" not in params:

@@ -56,7 +56,15 @@ __all__ = ["generate", "sample_logits", "init_cache"]
 def sample_logits(
     logits: Array, rng: Array | None, *, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None
 ) -> Array:
-    """Draw token ids (B,) from float logits (B, V); ``temperature=0`` is argmax."""
+    """Draw token ids (B,) from float logits (B, V); ``temperature=0`` is argmax.
+
+    Examples:
+      >>> logits = jnp.log(jnp.array([[0.1, 0.6, 0.3], [0.5, 0.2, 0.3]]))   # (B, V)
+      >>> zoo.sample_logits(logits, None, temperature=0)                     # argmax
+      Array([1, 0], dtype=int32)
+      >>> zoo.sample_logits(logits, jax.random.key(0), top_p=0.9).shape
+      (2,)
+    """
     if temperature == 0:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
     logits = logits.astype(jnp.float32) / temperature
@@ -76,7 +84,14 @@ def sample_logits(
 
 
 def init_cache(model: GPT, batch: int, length: int) -> Any:
-    """A zero KV cache for ``batch`` rows of ``length`` positions (no parameters are initialised)."""
+    """A zero KV cache for ``batch`` rows of ``length`` positions (no parameters are initialised).
+
+    Examples:
+      >>> config = zoo.GPTConfig(vocab_size=257, block_size=8, num_layers=2, num_heads=2, features=16)
+      >>> cache = zoo.init_cache(zoo.GPT(config), batch=3, length=8)
+      >>> sorted({leaf.shape for leaf in jax.tree.leaves(cache)})   # batch first: (B, layers, L, K, H)
+      [(3,), (3, 2), (3, 2, 8, 2, 8)]
+    """
     shapes = jax.eval_shape(
         lambda: model.init(jax.random.key(0), jnp.zeros((batch, length), jnp.int32), decode=True)
     )["cache"]
@@ -167,6 +182,17 @@ def generate(
     window loop, each loop one compiled step (``lax.scan``), not one per
     token. It is recompiled for new shapes, ``max_new_tokens``, sampling
     settings or (GPT) a new longest prompt length when the window is passed.
+
+    Examples:
+      >>> config = zoo.RNNLMConfig(vocab_size=257, cell="rnn", features=8, num_layers=1)   # or a zoo.GPT
+      >>> model = zoo.RNNLM(config)
+      >>> prompt = jnp.array([[72, 105, 33], [72, 0, 0]])   # (B, P), the second row right-padded
+      >>> params = model.init(jax.random.key(0), prompt)["params"]
+      >>> new = zoo.generate(model, params, prompt, 4, temperature=0, prompt_lengths=jnp.array([3, 1]))
+      >>> new.shape, new.dtype                              # (B, max_new_tokens): greedy
+      ((2, 4), dtype('int32'))
+      >>> bool((new >= 0).all() & (new < 257).all())
+      True
     """
     prompt_ids, lengths = _check_prompt(model, prompt_ids, prompt_lengths, max_new_tokens)
     if not isinstance(temperature, (int, float, np.integer, np.floating)) or not np.isfinite(temperature) \

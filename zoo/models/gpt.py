@@ -39,7 +39,18 @@ __all__ = ["GPTConfig", "GPT", "gpt_param_count", "gpt_flops_per_token"]
 
 @dataclasses.dataclass(frozen=True)
 class GPTConfig:
-    """GPT hyperparameters. Defaults are GPT-2 small (124M); presets live in :mod:`zoo.presets`."""
+    """GPT hyperparameters. Defaults are GPT-2 small (124M); presets live in :mod:`zoo.presets`.
+
+    Examples:
+      >>> config = zoo.GPTConfig(vocab_size=257, block_size=8, num_layers=1, num_heads=2, features=16)
+      >>> config.mlp_dim, config.positions                  # mlp_dim None is 4 * features
+      (None, 'learned')
+      >>> try:
+      ...     zoo.GPTConfig(features=16, num_heads=3)
+      ... except ValueError as error:                      # a zoo.errors.ConfigError
+      ...     print(error)
+      GPTConfig: features=16, expected a multiple of num_heads=3
+    """
 
     vocab_size: int = 50257  # GPT-2's BPE; zoo's runs always take it from the tokenizer
     block_size: int = 1024  # the context window, and the size of the position table
@@ -103,7 +114,17 @@ class GPTConfig:
 
 
 class GPT(nn.Module):
-    """Decoder-only Transformer LM: ids (B, T) -> float32 logits (B, T, vocab_size)."""
+    """Decoder-only Transformer LM: ids (B, T) -> float32 logits (B, T, vocab_size).
+
+    Examples:
+      >>> config = zoo.GPTConfig(vocab_size=257, block_size=8, num_layers=1, num_heads=2, features=16)
+      >>> model = zoo.GPT(config)
+      >>> ids = jnp.array([[72, 105, 33, 10]])             # (B, T) token ids
+      >>> params = jax.eval_shape(model.init, jax.random.key(0), ids)   # shapes only; model.init makes them
+      >>> logits = jax.eval_shape(model.apply, params, ids)             # model.apply(params, ids) computes
+      >>> logits.shape, logits.dtype                       # (B, T, vocab_size)
+      ((1, 4, 257), dtype('float32'))
+    """
 
     config: GPTConfig
 
@@ -185,6 +206,12 @@ def gpt_param_count(config: GPTConfig, *, non_embedding: bool = True) -> int:
     ``non_embedding=True`` leaves out the position table, as nanoGPT's
     ``get_num_params`` does; the token table stays in, since the tied head
     uses it as a weight matrix.
+
+    Examples:
+      >>> zoo.gpt_param_count(zoo.GPTConfig())             # GPT-2 small, as nanoGPT counts it
+      123653376
+      >>> zoo.gpt_param_count(zoo.GPTConfig(), non_embedding=False)
+      124439808
     """
     d, v, f = config.features, config.vocab_size, config.mlp_dim or 4 * config.features
     bias = config.use_bias
@@ -206,6 +233,13 @@ def gpt_flops_per_token(config: GPTConfig, seq_len: int | None = None) -> int:
     N is :func:`gpt_param_count` (non-embedding); the second term is the
     attention products, with H heads of size Q over a context of T tokens
     (default ``block_size``). Forward alone is a third of it.
+
+    Examples:
+      >>> config = zoo.GPTConfig()                          # GPT-2 small, 1024-token context
+      >>> zoo.gpt_flops_per_token(config) / 1e9             # GFLOPs per trained token
+      0.855166464
+      >>> zoo.gpt_flops_per_token(config, seq_len=128) < zoo.gpt_flops_per_token(config)
+      True
     """
     t = config.block_size if seq_len is None else seq_len
     n = gpt_param_count(config, non_embedding=True)

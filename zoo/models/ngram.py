@@ -81,6 +81,15 @@ class KneserNeyLM:
         lm = KneserNeyLM(order=5, vocab_size=65).fit(train_ids)
         lm.bits_per_token(val_ids)      # cross-entropy in bits (bits per character at char level)
         lm.distribution(context)        # (vocab_size,) probabilities of the next token
+
+    Examples:
+      >>> train = [0, 1, 2, 0, 1, 2, 0, 1, 3] * 4
+      >>> lm = zoo.KneserNeyLM(order=3, vocab_size=4).fit(train)
+      >>> p = lm.distribution([0, 1])                      # next-token probabilities after "0 1"
+      >>> p.shape, round(float(p.sum()), 6), int(p.argmax())
+      ((4,), 1.0, 2)
+      >>> round(lm.bits_per_token([0, 1, 2, 0, 1, 2]), 3)
+      0.364
     """
 
     def __init__(self, order: int, vocab_size: int, discount: float | None = None):
@@ -201,6 +210,11 @@ def unseen_rates(train: Sequence, val: Sequence, max_order: int = 5) -> NGramSta
     """How sparse counting is: the OOV rate and, for n = 1..max_order, the share of unseen n-grams.
 
     ``train`` and ``val`` are sequences of hashable tokens (words or ids).
+
+    Examples:
+      >>> stats = zoo.unseen_rates("to be or not to be".split(), "to be or to die".split(), max_order=2)
+      >>> stats.vocab_size, stats.oov_rate, stats.unseen
+      (4, 0.2, {1: 0.2, 2: 0.5})
     """
     if max_order < 1:
         raise ValueError(f"unseen_rates: max_order must be >= 1, got {max_order}")

@@ -30,7 +30,15 @@ __all__ = ["RNNLMConfig", "RNNLM", "rnn_lm_param_count", "rnn_lm_flops_per_token
 
 @dataclasses.dataclass(frozen=True)
 class RNNLMConfig:
-    """Recurrent LM hyperparameters; ``vocab_size`` comes from the tokenizer in zoo's runs."""
+    """Recurrent LM hyperparameters; ``vocab_size`` comes from the tokenizer in zoo's runs.
+
+    Examples:
+      >>> config = zoo.RNNLMConfig(vocab_size=65, cell="minlstm", features=64, num_layers=2)
+      >>> zoo.rnn_lm_param_count(config)
+      29120
+      >>> config.replace(cell="lstm").cell
+      'lstm'
+    """
 
     vocab_size: int = 256
     cell: Literal["rnn", "lstm", "gru", "mingru", "minlstm"] = "lstm"  # a name of zoo.layers.CELLS
@@ -56,7 +64,19 @@ class RNNLMConfig:
 
 
 class RNNLM(nn.Module):
-    """Recurrent LM: ids (B, T) -> float32 logits (B, T, vocab_size), optionally with the carries."""
+    """Recurrent LM: ids (B, T) -> float32 logits (B, T, vocab_size), optionally with the carries.
+
+    Examples:
+      >>> config = zoo.RNNLMConfig(vocab_size=257, cell="gru", features=16, num_layers=2, block_size=8)
+      >>> model = zoo.RNNLM(config)
+      >>> ids = jnp.array([[72, 105, 33, 10]])             # (B, T)
+      >>> params = jax.eval_shape(model.init, jax.random.key(0), ids)   # shapes only; model.init makes them
+      >>> jax.eval_shape(model.apply, params, ids).shape   # (B, T, vocab_size)
+      (1, 4, 257)
+      >>> carries, logits = jax.eval_shape(lambda p, x: model.apply(p, x, return_carry=True), params, ids)
+      >>> len(carries), carries[0].shape                   # one (B, features) carry per layer
+      (2, (1, 16))
+    """
 
     config: RNNLMConfig
 
@@ -98,7 +118,15 @@ class RNNLM(nn.Module):
 
 
 def rnn_lm_param_count(config: RNNLMConfig, *, non_embedding: bool = False) -> int:
-    """Number of parameters, counted from the config (the tests check it against ``init``)."""
+    """Number of parameters, counted from the config (the tests check it against ``init``).
+
+    Examples:
+      >>> config = zoo.RNNLMConfig(vocab_size=65, cell="lstm", features=64, num_layers=2)
+      >>> zoo.rnn_lm_param_count(config)                   # the tied table included
+      70208
+      >>> zoo.rnn_lm_param_count(config, non_embedding=True)
+      70208
+    """
     d, v = config.features, config.vocab_size
     total = config.num_layers * cell_param_count(config.cell, d, d)
     if not config.tie_embeddings:
@@ -115,5 +143,10 @@ def rnn_lm_flops_per_token(config: RNNLMConfig) -> int:
     head), so the forward pass costs 2 N and the backward pass 4 N, with N
     counting the table only as the tied head (the lookup is free). There is
     no term that grows with the context, unlike GPT's attention.
+
+    Examples:
+      >>> config = zoo.RNNLMConfig(vocab_size=65, cell="lstm", features=64, num_layers=2)
+      >>> zoo.rnn_lm_flops_per_token(config)
+      421248
     """
     return 6 * rnn_lm_param_count(config, non_embedding=True)

@@ -64,7 +64,14 @@ __all__ = ["Seq2SeqConfig", "Seq2SeqTransformer"]
 
 @dataclasses.dataclass(frozen=True)
 class Seq2SeqConfig:
-    """Encoder-decoder hyperparameters. Defaults are the paper's base model (65M parameters)."""
+    """Encoder-decoder hyperparameters. Defaults are the paper's base model (65M parameters).
+
+    Examples:
+      >>> config = zoo.Seq2SeqConfig(vocab_size=32, max_source_len=8, max_target_len=8, num_encoder_layers=1,
+      ...                            num_decoder_layers=1, num_heads=2, features=16, bos_id=1, eos_id=2)
+      >>> config.layer_norm, config.positions, config.tie_embeddings
+      ('post', 'sinusoidal', True)
+    """
 
     vocab_size: int = 37000  # the paper's shared EN-DE BPE vocabulary; zoo's runs take it from the tokenizer
     max_source_len: int = 256  # tokens per source sentence (the size of its position table)
@@ -211,6 +218,15 @@ class Seq2SeqTransformer(nn.Module):
     ``lm_head``), ``source_positions``/``target_positions`` tables for learned
     positions, ``encoder/layers/...`` and ``decoder/layers/...`` (stacked along
     a leading ``layers`` axis when scanned). All carry logical axis names.
+
+    Examples:
+      >>> config = zoo.Seq2SeqConfig(vocab_size=32, max_source_len=8, max_target_len=8, num_encoder_layers=1,
+      ...                            num_decoder_layers=1, num_heads=2, features=16, bos_id=1, eos_id=2)
+      >>> model = zoo.Seq2SeqTransformer(config)
+      >>> src, tgt_in = jnp.array([[5, 6, 7, 2]]), jnp.array([[1, 8, 9]])   # (B, S), (B, T)
+      >>> params = jax.eval_shape(model.init, jax.random.key(0), src, tgt_in)   # shapes only; init makes them
+      >>> jax.eval_shape(model.apply, params, src, tgt_in).shape                  # (B, T, vocab_size)
+      (1, 3, 32)
     """
 
     config: Seq2SeqConfig

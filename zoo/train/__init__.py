@@ -10,11 +10,13 @@
 Modules: :mod:`~zoo.train.config` (TrainConfig), :mod:`~zoo.train.optim`
 (AdamW, schedule), :mod:`~zoo.train.step` (jitted train/eval steps, data
 parallel), :mod:`~zoo.train.checkpoint` (orbax), :mod:`~zoo.train.metrics`
-(metrics.jsonl, loss.png, MFU peak), :mod:`~zoo.train.trainer` (the loop).
+(metrics.jsonl, loss.png, MFU peak), :mod:`~zoo.train.trainer` (the loop),
+:mod:`~zoo.train.fit` (the plain loop: jitted updates over a batch function, for experiments).
 """
 
 from zoo.train.checkpoint import Checkpointer, latest_checkpoint_step
 from zoo.train.config import TrainConfig
+from zoo.train.fit import fit
 from zoo.train.metrics import append_metrics, peak_flops, plot_losses, read_metrics
 from zoo.train.optim import make_optimizer, make_schedule, weight_decay_mask
 from zoo.train.step import (
@@ -39,6 +41,7 @@ __all__ = [
     "TrainState",
     "abstract_train_state",
     "append_metrics",
+    "fit",
     "init_train_state",
     "latest_checkpoint_step",
     "make_eval_step",

@@ -335,6 +335,16 @@ def latest_checkpoint_step(directory: str | os.PathLike) -> int | None:
     """The newest complete checkpoint step in ``directory``, or None when there is none (or no directory).
 
     Complete means fully written; it is not read or verified (``Checkpointer.restore`` does that).
+
+    Examples:
+      >>> zoo.train.latest_checkpoint_step("no-such-run") is None
+      True
+      >>> with zoo.train.Checkpointer("checkpoints") as ckpt:
+      ...     for step in (5, 10):
+      ...         saved = ckpt.save(step, {"w": jnp.zeros(2)}, {"step": step})
+      ...
+      >>> zoo.train.latest_checkpoint_step("checkpoints")
+      10
     """
     path = Path(directory)
     if not path.is_dir():
@@ -346,9 +356,18 @@ def latest_checkpoint_step(directory: str | os.PathLike) -> int | None:
 class Checkpointer:
     """Save and restore train states with metadata in ``directory``, keeping the newest ``keep``.
 
-    >>> with Checkpointer(run_dir / "checkpoints", keep=2) as ckpt:    # doctest: +SKIP
-    ...     ckpt.save(step, state, {"step": step, "train_config": {...}})
-    ...     state, metadata = ckpt.restore(state)                    # the newest good step
+    Examples:
+      >>> state = {"w": jnp.ones((2, 3)), "step": jnp.array(7)}
+      >>> with zoo.train.Checkpointer("checkpoints", keep=2) as ckpt:
+      ...     saved = ckpt.save(7, state, {"step": 7, "note": "any JSON"})
+      ...     restored, metadata = ckpt.restore(state)        # the newest good step, shaped like ``state``
+      ...     ckpt.all_steps()
+      ...
+      [7]
+      >>> metadata["note"], restored["w"].shape, int(restored["step"])
+      ('any JSON', (2, 3), 7)
+      >>> zoo.train.latest_checkpoint_step("checkpoints")
+      7
     """
 
     def __init__(self, directory: str | os.PathLike, *, keep: int = 2, create: bool = True):

@@ -17,6 +17,16 @@ class TrainConfig:
 
     The training window (block size) and the vocabulary belong to the model
     config; the vocabulary size always comes from the tokenizer.
+
+    Examples:
+      >>> cfg = zoo.train.TrainConfig(batch_size=2, max_steps=10, warmup_steps=2, learning_rate=3e-3)
+      >>> cfg.decay_steps, cfg.grad_clip, cfg.on_nonfinite
+      (None, 1.0, 'stop')
+      >>> try:
+      ...     zoo.train.TrainConfig(batch_size=0)
+      ... except ValueError as error:
+      ...     print(error)
+      TrainConfig: batch_size=0, expected a positive int
     """
 
     batch_size: int = 12  # sequences per optimizer step (split over grad_accum_steps micro-batches)

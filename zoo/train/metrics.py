@@ -65,7 +65,14 @@ def _jsonable(value: Any) -> Any:
 
 
 def append_metrics(run_dir: str | os.PathLike, record: dict[str, Any]) -> None:
-    """Append ``record`` (must have 'step') as one line of ``run_dir/metrics.jsonl``."""
+    """Append ``record`` (must have 'step') as one line of ``run_dir/metrics.jsonl``.
+
+    Examples:
+      >>> zoo.train.append_metrics("run", {"step": 10, "train_loss": 2.5})
+      >>> zoo.train.append_metrics("run", {"step": 20, "train_loss": 2.1, "val_loss": 2.3})
+      >>> zoo.train.read_metrics("run")[-1]
+      {'step': 20, 'train_loss': 2.1, 'val_loss': 2.3}
+    """
     if "step" not in record:
         raise ValueError(f"append_metrics: record must have a 'step', got keys {sorted(record)}")
     path = Path(run_dir) / METRICS_FILE
@@ -76,7 +83,15 @@ def append_metrics(run_dir: str | os.PathLike, record: dict[str, Any]) -> None:
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """All records of ``run_dir/metrics.jsonl`` (empty if there is none); skips a torn last line."""
+    """All records of ``run_dir/metrics.jsonl`` (empty if there is none); skips a torn last line.
+
+    Examples:
+      >>> zoo.train.read_metrics("no-run-yet")
+      []
+      >>> zoo.train.append_metrics("run", {"step": 1, "train_loss": 5.5})
+      >>> zoo.train.read_metrics("run")
+      [{'step': 1, 'train_loss': 5.5}]
+    """
     path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         return []
@@ -106,7 +121,15 @@ def truncate_metrics(run_dir: str | os.PathLike, step: int) -> None:
 
 
 def plot_losses(run_dir: str | os.PathLike) -> Path:
-    """Write ``run_dir/loss.png``: train and validation loss against the step. Returns its path."""
+    """Write ``run_dir/loss.png``: train and validation loss against the step. Returns its path.
+
+    Examples:
+      >>> for step, loss in ((10, 3.0), (20, 2.5), (30, 2.2)):
+      ...     zoo.train.append_metrics("run", {"step": step, "train_loss": loss, "val_loss": loss + 0.1})
+      ...
+      >>> zoo.train.plot_losses("run").name
+      'loss.png'
+    """
     from zoo.plots import subplots
 
     records = read_metrics(run_dir)
@@ -197,6 +220,11 @@ def peak_flops(device: jax.Device | None = None, *, refresh: bool = False) -> fl
 
     The cache key is the platform, device kind and jax version; ``refresh``
     measures again. An unreadable cache is ignored (and rewritten).
+
+    Examples:
+      >>> flops = zoo.train.peak_flops()                    # measured once, then read from zoo's cache folder
+      >>> flops > 1e8, flops == zoo.train.peak_flops()
+      (True, True)
     """
     device = device or jax.devices()[0]
     key = f"{device.platform}|{device.device_kind}|jax {jax.__version__}"

@@ -55,6 +55,18 @@ class Objective:
       model_inputs: ``batch -> (args, kwargs)`` of the model's call (for init).
       tokens_key: the batch entry whose size counts the tokens of a batch (tokens/s, MFU).
       perplexity: whether ``exp(loss)`` means anything (it is logged as ``*_ppl``).
+
+    Examples:
+      >>> objective = zoo.train.NEXT_TOKEN     # zoo.train.objectives has MASKED_LM, TRANSLATION, ...
+      >>> objective.name, objective.tokens_key, objective.perplexity
+      ('next_token', 'inputs', True)
+      >>> config = zoo.RNNLMConfig(vocab_size=257, cell="rnn", features=8, num_layers=1, block_size=8)
+      >>> {k: v.shape for k, v in objective.example_batch(config).items()}
+      {'inputs': (1, 8), 'targets': (1, 8)}
+      >>> model = zoo.RNNLM(config)
+      >>> params = jax.eval_shape(lambda key: objective.init_params(model, config, key), jax.random.key(0))
+      >>> sorted(params)                                      # shapes only; init_params makes them
+      ['embed', 'rnn']
     """
 
     name: str
@@ -75,6 +87,13 @@ def masked_mean_cross_entropy(logits: Array, labels: Array, weights: Array | Non
 
     Positions of weight 0 count for nothing; a batch whose weights are all 0
     gives 0, not NaN.
+
+    Examples:
+      >>> logits = jnp.log(jnp.array([[0.5, 0.5], [0.9, 0.1], [0.2, 0.8]]))   # (N, V)
+      >>> labels, weights = jnp.array([0, 0, 0]), jnp.array([1.0, 1.0, 0.0])
+      >>> loss, accuracy = zoo.train.masked_mean_cross_entropy(logits, labels, weights)
+      >>> round(float(loss), 4), float(accuracy)   # (log 2 + log(1/0.9)) / 2; the third row has weight 0
+      (0.3993, 1.0)
     """
     logits = logits.astype(jnp.float32)
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)  # (...)
@@ -92,7 +111,18 @@ def masked_mean_cross_entropy(logits: Array, labels: Array, weights: Array | Non
 
 
 def next_token_loss(model: Any, params: Any, batch: Batch, *, dropout_key: Array | None) -> tuple[Array, dict]:
-    """Mean next-token cross-entropy: batch ``inputs``, ``targets`` (b, T) int32 -> () float32, {}."""
+    """Mean next-token cross-entropy: batch ``inputs``, ``targets`` (b, T) int32 -> () float32, {}.
+
+    Examples:
+      >>> config = zoo.RNNLMConfig(vocab_size=257, cell="rnn", features=8, num_layers=1, block_size=8)
+      >>> model = zoo.RNNLM(config)
+      >>> batch = {"inputs": jnp.array([[104, 105]]), "targets": jnp.array([[105, 33]])}   # (b, T)
+      >>> params = jax.eval_shape(model.init, jax.random.key(0), batch["inputs"])["params"]  # shapes only
+      >>> loss_fn = lambda p: zoo.train.next_token_loss(model, p, batch, dropout_key=None)
+      >>> loss, metrics = jax.eval_shape(loss_fn, params)
+      >>> loss.shape, loss.dtype, metrics
+      ((), dtype('float32'), {})
+    """
     x, y = batch["inputs"], batch["targets"]
     if dropout_key is None:
         logits = model.apply({"params": params}, x, deterministic=True)  # (b, T, V)

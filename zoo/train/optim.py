@@ -39,7 +39,15 @@ _STACKED_AXIS = "layers"
 
 
 def make_schedule(cfg: TrainConfig) -> optax.Schedule:
-    """Learning rate as a function of the optimizer step: linear warmup, then cosine decay."""
+    """Learning rate as a function of the optimizer step: linear warmup, then cosine decay.
+
+    Examples:
+      >>> cfg = zoo.train.TrainConfig(learning_rate=1e-3, min_learning_rate=1e-4, warmup_steps=10,
+      ...                             max_steps=100)
+      >>> schedule = zoo.train.make_schedule(cfg)
+      >>> [round(float(schedule(step)), 6) for step in (0, 5, 10, 100)]
+      [0.0, 0.0005, 0.001, 0.0001]
+    """
     decay_steps = cfg.max_steps if cfg.decay_steps is None else cfg.decay_steps
     if decay_steps <= cfg.warmup_steps:
         raise ConfigError(
@@ -72,6 +80,12 @@ def weight_decay_mask(params: Any) -> Any:
     the tree is still boxed) and its name is not a bias or a scale. Works on
     boxed or unboxed parameter trees (``flax.linen.unbox``) and returns a tree
     of Python bools with the unboxed structure.
+
+    Examples:
+      >>> params = {"dense": {"kernel": jnp.ones((4, 4)), "bias": jnp.ones(4)},
+      ...           "norm": {"scale": jnp.ones(4)}, "embed": {"embedding": jnp.ones((10, 4))}}
+      >>> zoo.train.weight_decay_mask(params)
+      {'dense': {'bias': False, 'kernel': True}, 'embed': {'embedding': True}, 'norm': {'scale': False}}
     """
 
     def decide(path, leaf) -> bool:
@@ -89,7 +103,18 @@ def weight_decay_mask(params: Any) -> Any:
 
 
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-    """AdamW with :func:`make_schedule`, global-norm clipping and decay on matrices only."""
+    """AdamW with :func:`make_schedule`, global-norm clipping and decay on matrices only.
+
+    Examples:
+      >>> cfg = zoo.train.TrainConfig(learning_rate=1e-3, warmup_steps=2)
+      >>> optimizer = zoo.train.make_optimizer(cfg)
+      >>> params = {"dense": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}}
+      >>> opt_state = optimizer.init(params)
+      >>> grads = jax.tree.map(jnp.ones_like, params)
+      >>> updates, opt_state = jax.jit(optimizer.update)(grads, opt_state, params)
+      >>> jax.tree.map(lambda u: u.shape, updates)
+      {'dense': {'bias': (2,), 'kernel': (2, 2)}}
+    """
     clip = optax.clip_by_global_norm(cfg.grad_clip) if cfg.grad_clip > 0 else optax.identity()
     return optax.chain(
         clip,

@@ -86,7 +86,18 @@ DATA_AXIS = "data"
 
 @flax.struct.dataclass
 class TrainState:
-    """Everything that changes during training; a pytree, donated to the train step."""
+    """Everything that changes during training; a pytree, donated to the train step.
+
+    Examples:
+      >>> config = zoo.RNNLMConfig(vocab_size=257, cell="rnn", features=8, num_layers=1, block_size=8)
+      >>> cfg = zoo.train.TrainConfig(batch_size=2, max_steps=2, warmup_steps=1)
+      >>> state = zoo.train.abstract_train_state(zoo.RNNLM(config), cfg, model_config=config,
+      ...                                        mesh=zoo.train.make_mesh(jax.devices()[:1]))
+      >>> [field for field in zoo.train.TrainState.__dataclass_fields__]
+      ['step', 'params', 'opt_state', 'nonfinite_steps']
+      >>> state.step.shape, state.nonfinite_steps.dtype
+      ((), dtype('int32'))
+    """
 
     step: Array  # () int32: optimizer steps taken (= index of the next batch)
     params: Any  # unboxed parameter tree, float32
@@ -99,7 +110,13 @@ class TrainState:
 
 def make_mesh(devices: Sequence[jax.Device] | None = None, shape: str | dict[str, int] | None = None) -> Mesh:
     """The ``(data, fsdp, tensor)`` mesh over ``devices`` (default: all of ``jax.devices()``); ``shape``
-    like ``"data=2,fsdp=2"`` (default: all on data). See :func:`zoo.train.sharding.make_mesh`."""
+    like ``"data=2,fsdp=2"`` (default: all on data). See :func:`zoo.train.sharding.make_mesh`.
+
+    Examples:
+      >>> mesh = zoo.train.make_mesh()
+      >>> mesh.axis_names, mesh.size == len(jax.devices()), mesh.shape["data"] == len(jax.devices())
+      (('data', 'fsdp', 'tensor'), True, True)
+    """
     return sharding.make_mesh(devices, shape)
 
 
@@ -158,6 +175,13 @@ def shard_batch(batch: dict[str, np.ndarray], grad_accum_steps: int, mesh: Mesh,
     processes, ``batch`` holds only this process's rows (:func:`local_rows`, in that order) of a global
     batch of ``global_rows`` rows, and the global arrays are assembled with
     ``jax.make_array_from_process_local_data``.
+
+    Examples:
+      >>> mesh = zoo.train.make_mesh(jax.devices()[:1])
+      >>> batch = {"inputs": np.zeros((4, 8), np.int32), "targets": np.zeros((4, 8), np.int32)}   # (B, T)
+      >>> sharded = zoo.train.shard_batch(batch, 2, mesh)    # 2 micro-batches of 2 rows
+      >>> sharded["inputs"].shape, type(sharded["inputs"]).__name__
+      ((2, 2, 8), 'ArrayImpl')
     """
     def split(x):
         x = np.asarray(x)
@@ -233,6 +257,14 @@ def init_train_state(
 
     ``params`` (e.g. a pretrained encoder copied into a fresh classifier)
     replaces the initialised parameters; it must have their structure, shapes and dtypes.
+
+    Examples:
+      >>> config = zoo.RNNLMConfig(vocab_size=257, cell="rnn", features=8, num_layers=1, block_size=8)
+      >>> cfg = zoo.train.TrainConfig(batch_size=2, max_steps=2, warmup_steps=1)
+      >>> state = zoo.train.init_train_state(zoo.RNNLM(config), cfg, model_config=config,
+      ...                                    mesh=zoo.train.make_mesh(jax.devices()[:1]))
+      >>> int(state.step), state.params["embed"]["embedding"].shape
+      (0, (257, 8))
     """
     if params is None:
         return _init_fn(model, model_config, objective, step_config(cfg), mesh)()
@@ -260,7 +292,16 @@ def abstract_train_state(
     model: nn.Module, cfg: TrainConfig, *, model_config: Any, mesh: Mesh, objective: Objective = NEXT_TOKEN
 ) -> TrainState:
     """The shapes, dtypes and shardings of :func:`init_train_state` (``jax.ShapeDtypeStruct`` leaves),
-    without computing it: the target for restoring a checkpoint."""
+    without computing it: the target for restoring a checkpoint.
+
+    Examples:
+      >>> config = zoo.RNNLMConfig(vocab_size=257, cell="rnn", features=8, num_layers=1, block_size=8)
+      >>> cfg = zoo.train.TrainConfig(batch_size=2, max_steps=2, warmup_steps=1)
+      >>> abstract = zoo.train.abstract_train_state(zoo.RNNLM(config), cfg, model_config=config,
+      ...                                           mesh=zoo.train.make_mesh(jax.devices()[:1]))
+      >>> type(abstract.params["embed"]["embedding"]).__name__, abstract.params["embed"]["embedding"].shape
+      ('ShapeDtypeStruct', (257, 8))
+    """
     return jax.eval_shape(_init_fn(model, model_config, objective, step_config(cfg), mesh))
 
 
@@ -328,6 +369,18 @@ def make_train_step(model: nn.Module, cfg: TrainConfig, mesh: Mesh, objective: O
     ``finite`` (bool; False when the update was dropped). Cached on (model,
     :func:`step_config` (cfg), mesh, objective): repeated runs reuse one compilation.
     ``model_config`` (default ``model.config``) gives the parameters' shapes for their placement.
+
+    Examples:
+      >>> config = zoo.RNNLMConfig(vocab_size=257, cell="rnn", features=8, num_layers=1, block_size=8)
+      >>> model, cfg = zoo.RNNLM(config), zoo.train.TrainConfig(batch_size=2, max_steps=2, warmup_steps=1)
+      >>> mesh = zoo.train.make_mesh(jax.devices()[:1])     # one device; the default is all of them
+      >>> state = zoo.train.init_train_state(model, cfg, model_config=config, mesh=mesh)
+      >>> step = zoo.train.make_train_step(model, cfg, mesh)
+      >>> tokens = zoo.data.ByteTokenizer().encode("to be or not to be " * 10)
+      >>> x, y = zoo.train.random_windows(tokens, 2, 8, seed=0, step=0)
+      >>> state, metrics = step(state, zoo.train.shard_batch({"inputs": x, "targets": y}, 1, mesh))
+      >>> int(state.step), sorted(metrics)
+      (1, ['finite', 'grad_norm', 'loss', 'lr'])
     """
     check_batch_split(cfg, mesh)
     make_optimizer(cfg)  # checks the schedule and clipping fields, with this config's values in errors
@@ -403,7 +456,20 @@ def make_eval_step(model: nn.Module, mesh: Mesh, objective: Objective = NEXT_TOK
                    ) -> Callable:
     """The jitted ``(params, batches) -> {"loss": mean, **metric means}``: batches ``{name: (N, B, ...)}``,
     N batches, rows sharded; ``params`` placed as :func:`state_shardings` places them (``model_config``
-    defaults to ``model.config``)."""
+    defaults to ``model.config``).
+
+    Examples:
+      >>> config = zoo.RNNLMConfig(vocab_size=257, cell="rnn", features=8, num_layers=1, block_size=8)
+      >>> model, cfg = zoo.RNNLM(config), zoo.train.TrainConfig(batch_size=2, max_steps=2, warmup_steps=1)
+      >>> mesh = zoo.train.make_mesh(jax.devices()[:1])     # one device; the default is all of them
+      >>> state = zoo.train.init_train_state(model, cfg, model_config=config, mesh=mesh)
+      >>> tokens = zoo.data.ByteTokenizer().encode("to be or not to be " * 10)
+      >>> x, y = zoo.train.random_windows(tokens, 2, 8, seed=0, step=0)   # (B, T) each
+      >>> evaluate = zoo.train.make_eval_step(model, mesh)
+      >>> metrics = evaluate(state.params, {"inputs": x[None], "targets": y[None]})   # N = 1 batch
+      >>> sorted(metrics), metrics["loss"].shape
+      (['loss'], ())
+    """
     model_config = model.config if model_config is None else model_config
     return _eval_step_fn(model, model_config, mesh, objective)
 

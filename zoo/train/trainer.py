@@ -89,6 +89,15 @@ def random_windows(
 
     A pure function of (seed, step): ``np.random.default_rng([seed, step])``
     draws the window starts.
+
+    Examples:
+      >>> tokens = np.arange(50, dtype=np.int32)
+      >>> x, y = zoo.train.random_windows(tokens, 2, 4, seed=0, step=3)
+      >>> x.shape, y.dtype, bool((y == x + 1).all())
+      ((2, 4), dtype('int32'), True)
+      >>> x_again, _ = zoo.train.random_windows(tokens, 2, 4, seed=0, step=3)   # pure in (seed, step)
+      >>> bool((x_again == x).all())
+      True
     """
     n = len(tokens)
     if n < block_size + 1:
@@ -515,6 +524,18 @@ def train(
         ``checkpoint`` folder are attributes).
       zoo.errors.RunInUseError: another process holds ``run_dir``'s lock
         (:mod:`zoo.train.lock`).
+
+    Examples:
+      >>> config = zoo.RNNLMConfig(vocab_size=257, cell="rnn", features=8, num_layers=1, block_size=8)
+      >>> cfg = zoo.train.TrainConfig(batch_size=2, max_steps=2, warmup_steps=1, eval_interval=2,
+      ...                             eval_batches=1)
+      >>> tokens = zoo.data.ByteTokenizer().encode("to be or not to be " * 10)
+      >>> result = zoo.train.train(zoo.RNNLM(config), config, cfg, tokens, tokens, "run", progress=False,
+      ...                          devices=jax.devices()[:1])
+      >>> result["step"], result["steps_run"], result["val_loss"] > 0
+      (2, 2, True)
+      >>> zoo.train.latest_checkpoint_step("run/checkpoints"), zoo.train.read_metrics("run")[-1]["step"]
+      (2, 2)
     """
     t_start = time.perf_counter()
     cfg = train_config
