@@ -1,16 +1,16 @@
-"""Publish the attention benchmark: the only source of README's attention numbers.
+"""Publish the attention benchmark: the only source of the docs' attention numbers.
 
     python benchmarks/attention.py                   # default shapes and lengths, torch included
-    python benchmarks/attention.py --update-readme   # ... and refresh README.md
+    python benchmarks/attention.py --update-docs   # ... and refresh docs/benchmarks.md
 
 Runs :func:`zoo.bench.attention.run` (the code behind ``zoo bench
 attention``; every flag of that command is accepted here too: each
 implementation, T and mode in its own process, under a memory limit) and
 writes ``benchmarks/results/attention-<device>.json`` (all raw timings) and
-``.md`` (the tables). With ``--update-readme`` the generated report replaces
+``.md`` (the tables). With ``--update-docs`` the generated report replaces
 the text between ``<!-- bench:attention:start -->`` and
-``<!-- bench:attention:end -->`` in README.md; it is an error if the markers
-are missing, and ``--quick`` is refused. README is left alone (exit 1) if
+``<!-- bench:attention:end -->`` in docs/benchmarks.md; it is an error if the markers
+are missing, and ``--quick`` is refused. the page is left alone (exit 1) if
 other processes took more than 5% of the CPU time during the run.
 
 On a 2-core CPU the default run takes of the order of an hour, most of it
@@ -25,14 +25,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _publish, also when loaded by path
 import _publish  # noqa: E402
 
-README = _publish.README  # tests point this elsewhere
+PAGE = _publish.BENCHMARKS_PAGE  # tests point this elsewhere
 START, END = _publish.markers("attention")
 PROG = "python benchmarks/attention.py"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run, write ``benchmarks/results/attention-<device>.*``; with --update-readme, refresh README."""
-    return _publish.publish("attention", argv, prog=PROG, readme=README, doc=__doc__)
+    """Run, write ``benchmarks/results/attention-<device>.*``; with --update-docs, refresh docs/benchmarks.md."""
+    return _publish.publish("attention", argv, prog=PROG, page=PAGE, doc=__doc__)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """Publish word2vec and fastText beside gensim: the only source of docs/embeddings.md's table.
 
-    python benchmarks/embeddings.py --update-readme
+    python benchmarks/embeddings.py --update-docs
 
 Runs :func:`zoo.bench.embeddings.run` (``zoo bench embeddings``: GCIDE, gensim's
 defaults, 3 interleaved seeds, zoo's and gensim's Word2Vec and FastText on the same
 sentences with the same threads), writes ``benchmarks/results/embeddings-<device>.json``
-and ``.md``; with ``--update-readme`` the report replaces the text between
+and ``.md``; with ``--update-docs`` the report replaces the text between
 ``<!-- bench:embeddings:start -->`` and ``<!-- bench:embeddings:end -->`` in
 docs/embeddings.md (refused with ``--quick``). Needs ``apt-get install dict-gcide``
 and ``pip install gensim``.
@@ -24,8 +24,8 @@ PROG = "python benchmarks/embeddings.py"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run, write ``benchmarks/results/embeddings-<device>.*``; with --update-readme, refresh docs/embeddings.md."""
-    return _publish.publish("embeddings", argv, prog=PROG, readme=DOC, doc=__doc__)
+    """Run, write ``benchmarks/results/embeddings-<device>.*``; with --update-docs, refresh docs/embeddings.md."""
+    return _publish.publish("embeddings", argv, prog=PROG, page=DOC, doc=__doc__)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Time the README's quick start: the only source of README's quick-start time.
 
     python benchmarks/quickstart.py                   # 3 runs; prints the times, writes results
-    python benchmarks/quickstart.py --update-readme   # ... and puts the median into README.md
+    python benchmarks/quickstart.py --update-docs   # ... and puts the median into README.md
 
 Each run is the quick-start command, ``zoo pretrain gpt --preset quickstart``,
 in a fresh temporary directory with an empty tokenized-corpus cache (so the
@@ -50,15 +50,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python benchmarks/quickstart.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument(_publish.UPDATE_README, action="store_true")
+    parser.add_argument(_publish.UPDATE_DOCS, action="store_true")
     args = parser.parse_args(argv)
-    times = []
+    times, load = [], [os.getloadavg()[0]]
     for i in range(args.runs):
         times.append(time_once())
         print(f"run {i + 1}: {times[-1]:.1f} s", flush=True)
     median = statistics.median(times)
     where = machine()
+    load.append(os.getloadavg()[0])
     result = {"command": " ".join(COMMAND), "seconds": times, "median_s": median, "machine": where,
+              "load_average_1min_before_after": load,
               "python": platform.python_version(), "date": time.strftime("%Y-%m-%d")}
     _publish.RESULTS.mkdir(parents=True, exist_ok=True)
     from zoo.harness.results import cpu_model, device_slug, num_threads  # noqa: PLC0415
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     text = (f"about {median / 60:.1f} minutes ({median:.0f} s, the median of {len(times)} runs from process start to "
             f"exit on a fresh cache; {where}; `python benchmarks/quickstart.py`)")
     print(text)
-    if args.update_readme:
+    if args.update_docs:
         readme = _publish.README
         readme.write_text(_publish.replace_between_markers(readme.read_text(), text, *MARKERS).replace(
             MARKERS[0] + "\n", MARKERS[0]).replace("\n" + MARKERS[1], MARKERS[1]))

@@ -26,6 +26,7 @@ _COMMANDS = {
     "lstm": "zoo pretrain lstm --preset shakespeare-char-cpu --data FILE",
     "gru": "zoo pretrain gru --preset shakespeare-char-cpu --data FILE",
     "mingru": "zoo pretrain mingru --preset shakespeare-char-cpu --data FILE",
+    "nplm": "zoo pretrain nplm --preset shakespeare-word --data FILE",
     "bert": "zoo pretrain bert --preset bert-mini",
     "bert-classifier": "zoo finetune RUN_DIR --data synthetic:sentiment",
     "seq2seq": "zoo pretrain seq2seq --preset toy",

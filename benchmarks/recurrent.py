@@ -1,15 +1,15 @@
-"""Publish the recurrent-layer benchmark: the only source of README's numbers.
+"""Publish the recurrent-layer benchmark: the only source of the docs' numbers.
 
     python benchmarks/recurrent.py                   # full default shapes, torch included
-    python benchmarks/recurrent.py --update-readme   # ... and refresh README.md
+    python benchmarks/recurrent.py --update-docs   # ... and refresh docs/benchmarks.md
 
 Runs :func:`zoo.bench.recurrent.run` (the code behind ``zoo bench
 recurrent``; every flag of that command is accepted here too) and writes
 ``benchmarks/results/recurrent-<device>.json`` (all raw timings) and
-``.md`` (the table). With ``--update-readme`` the generated report replaces
+``.md`` (the table). With ``--update-docs`` the generated report replaces
 the text between ``<!-- bench:recurrent:start -->`` and
-``<!-- bench:recurrent:end -->`` in README.md; it is an error if the markers
-are missing, and ``--quick`` is refused. README is left alone (exit 1) if
+``<!-- bench:recurrent:end -->`` in docs/benchmarks.md; it is an error if the markers
+are missing, and ``--quick`` is refused. the page is left alone (exit 1) if
 other processes took more than 5% of the CPU time during the run: on a
 shared machine the numbers, PyTorch's above all, are not worth publishing.
 """
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # _publish, also when 
 import _publish  # noqa: E402
 
 ROOT, RESULTS = _publish.ROOT, _publish.RESULTS
-README = _publish.README
+PAGE = _publish.BENCHMARKS_PAGE
 START, END = _publish.markers("recurrent")
 PROG = "python benchmarks/recurrent.py"
 
@@ -34,7 +34,7 @@ def replace_between_markers(text: str, body: str, start: str = START, end: str =
 
 
 def main(argv: list[str] | None = None) -> int:
-    return _publish.publish("recurrent", argv, prog=PROG, readme=README, doc=__doc__)
+    return _publish.publish("recurrent", argv, prog=PROG, page=PAGE, doc=__doc__)
 
 
 if __name__ == "__main__":

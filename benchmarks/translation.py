@@ -1,13 +1,13 @@
-"""Train the toy translation model and publish its held-out exact match: the source of README's figure.
+"""Train the toy translation model and publish its held-out exact match: the source of docs/cli.md's figure.
 
     python benchmarks/translation.py                          # toy:number_words, preset toy
     python benchmarks/translation.py --data toy:dates
-    python benchmarks/translation.py --update-readme          # ... and refresh README.md
+    python benchmarks/translation.py --update-docs          # ... and refresh docs/cli.md
 
 Runs ``zoo pretrain seq2seq --preset toy --data TASK`` in a subprocess (any
 further flags are passed on), measures its wall time from process start to
 the end of the held-out evaluation, and reads the exact match from the line
-the command prints. With ``--update-readme`` the result replaces the text
+the command prints. With ``--update-docs`` the result replaces the text
 between ``<!-- seq2seq-toy:start -->`` and ``<!-- seq2seq-toy:end -->`` in
 README.md.
 """
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python benchmarks/translation.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="toy:number_words", help="toy:number_words or toy:dates")
-    parser.add_argument("--update-readme", action="store_true", help="write the result into README.md")
+    parser.add_argument("--update-docs", action="store_true", help="write the result into docs/cli.md")
     args, rest = parser.parse_known_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         cmd = ["zoo", "pretrain", "seq2seq", "--preset", "toy", "--data", args.data, "--out", f"{tmp}/run",
@@ -61,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{pairs} held-out pairs (beam {beam}), validation loss {float(val_loss):.4f}.",
     ])
     print(body)
-    if args.update_readme:
-        readme = _publish.README
+    if args.update_docs:
+        readme = _publish.ROOT / "docs" / "cli.md"
         readme.write_text(_publish.replace_between_markers(readme.read_text(), body, START, END))
         print(f"updated {readme}", file=sys.stderr)
     return 0

@@ -214,11 +214,11 @@ def test_publish_script_refuses_missing_markers_and_quick(tmp_path, monkeypatch,
     readme = tmp_path / "README.md"
     readme.write_text("# only the recurrent section\n<!-- bench:recurrent:start -->\n"
                       "<!-- bench:recurrent:end -->\n")
-    monkeypatch.setattr(script, "README", readme)
-    assert script.main(["--update-readme"]) == 2  # before running anything
+    monkeypatch.setattr(script, "PAGE", readme)
+    assert script.main(["--update-docs"]) == 2  # before running anything
     assert "bench:attention:start" in capsys.readouterr().err
     readme.write_text(f"{script.START}\nold\n{script.END}\n")
-    assert script.main(["--update-readme", "--quick"]) == 2
+    assert script.main(["--update-docs", "--quick"]) == 2
     assert "--quick" in capsys.readouterr().err
     assert readme.read_text() == f"{script.START}\nold\n{script.END}\n"
     # the shared replacement keeps the other benchmark's section

@@ -207,10 +207,10 @@ def test_publish_script_refuses_missing_markers_and_quick(tmp_path, monkeypatch,
     assert (script.START, script.END) == ("<!-- bench:bert:start -->", "<!-- bench:bert:end -->")
     readme = tmp_path / "README.md"
     readme.write_text("<!-- bench:recurrent:start -->\n<!-- bench:recurrent:end -->\n")
-    monkeypatch.setattr(script, "README", readme)
-    assert script.main(["--update-readme"]) == 2  # before running anything
+    monkeypatch.setattr(script, "PAGE", readme)
+    assert script.main(["--update-docs"]) == 2  # before running anything
     assert "bench:bert:start" in capsys.readouterr().err
     readme.write_text(f"{script.START}\nold\n{script.END}\n")
-    assert script.main(["--update-readme", "--quick"]) == 2
+    assert script.main(["--update-docs", "--quick"]) == 2
     assert "--quick" in capsys.readouterr().err
     assert readme.read_text() == f"{script.START}\nold\n{script.END}\n"

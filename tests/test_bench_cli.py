@@ -129,14 +129,34 @@ def test_torch_is_optional(monkeypatch):
     assert "torch is not installed" in markdown
 
 
-def test_update_readme_refuses_missing_markers_and_quick(tmp_path, monkeypatch, capsys):
+def test_update_docs_refuses_missing_markers_and_quick(tmp_path, monkeypatch, capsys):
     script = load_script()
     readme = tmp_path / "README.md"
     readme.write_text("# no markers\n")
-    monkeypatch.setattr(script, "README", readme)
-    assert script.main(["--update-readme"]) == 2  # before running anything
+    monkeypatch.setattr(script, "PAGE", readme)
+    assert script.main(["--update-docs"]) == 2  # before running anything
     assert "markers" in capsys.readouterr().err
     readme.write_text(f"{script.START}\n{script.END}\n")
-    assert script.main(["--update-readme", "--quick"]) == 2
+    assert script.main(["--update-docs", "--quick"]) == 2
     assert "--quick" in capsys.readouterr().err
     assert readme.read_text() == f"{script.START}\n{script.END}\n"
+
+
+def test_published_commands_and_figures_name_no_machine(tmp_path, monkeypatch):
+    """_publish: a path outside the repository is shown by its file name; linked figures go to docs/figures/."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import _publish
+
+    shown = _publish.portable_command("python benchmarks/x.py", [
+        "--data", "/somewhere/else/corpus.txt", f"--out={ROOT}/benchmarks/results", "--quick", "a b"])
+    assert shown == "python benchmarks/x.py --data corpus.txt --out=benchmarks/results --quick 'a b'"
+    monkeypatch.setattr(_publish, "ROOT", tmp_path)
+    monkeypatch.setattr(_publish, "RESULTS", tmp_path / "benchmarks" / "results")
+    (tmp_path / "benchmarks" / "results" / "ladder-x").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "results" / "ladder-x" / "ladder.png").write_bytes(b"png")
+    (tmp_path / "benchmarks" / "results" / "suite-cpu.png").write_bytes(b"png2")
+    out = _publish.docs_figures("![a](benchmarks/results/ladder-x/ladder.png) and ![b](benchmarks/results/suite-cpu.png)"
+                                " and ![c](missing.png)")
+    assert out == "![a](figures/ladder-x.png) and ![b](figures/suite-cpu.png) and ![c](missing.png)"
+    assert (tmp_path / "docs" / "figures" / "ladder-x.png").read_bytes() == b"png"
+    assert (tmp_path / "docs" / "figures" / "suite-cpu.png").read_bytes() == b"png2"

@@ -93,9 +93,11 @@ def test_help_texts():
 def preset_table() -> str:
     from zoo.models.bert import bert_param_count
     from zoo.models.gpt import gpt_param_count
+    from zoo.models.nplm import nplm_param_count
     from zoo.models.rnn_lm import rnn_lm_param_count
 
-    counts = {"gpt": lambda m: gpt_param_count(m, non_embedding=False), "bert": bert_param_count}
+    counts = {"gpt": lambda m: gpt_param_count(m, non_embedding=False), "bert": bert_param_count,
+              "nplm": nplm_param_count}
     rows = ["| family | preset | model | parameters | tokenizer | steps x batch |", "|---|---|---|---:|---|---|"]
     for family in presets.FAMILIES:
         for name in presets.names(family):
@@ -127,7 +129,7 @@ def rerender(path: Path) -> str:
     import importlib
 
     name = path.stem.split("-")[0]
-    package = "experiments" if name in ("gradflow", "ladder", "tasks") else "bench"
+    package = "experiments" if name in ("gradflow", "ladder", "tasks", "word_ladder") else "bench"
     return importlib.import_module(f"zoo.{package}.{name}").render(json.loads(path.read_text()))
 
 

@@ -88,7 +88,7 @@ COMMANDS = Group(
         ),
         "pretrain": Command(
             "zoo.commands:pretrain_main",
-            "pretrain a model: zoo pretrain gpt|lstm|gru|rnn|mingru|bert|seq2seq|word2vec|fasttext --preset NAME "
+            "pretrain a model: zoo pretrain gpt|lstm|gru|rnn|mingru|nplm|bert|seq2seq|word2vec|fasttext --preset NAME "
             "[--data ...]",
         ),
         "fill-mask": Command(
@@ -105,7 +105,8 @@ COMMANDS = Group(
         ),
         "ladder": Command(
             "zoo.experiments.ladder:main",
-            "the language-model ladder: Kneser-Ney n-gram, RNN, LSTM, GRU, minGRU and GPT in bits per character",
+            "the language-model ladder: Kneser-Ney n-gram, RNN, LSTM, GRU, minGRU and GPT in bits per character "
+            "(--level word: n-grams, NPLM, LSTM, GPT in perplexity per word)",
         ),
         "gradflow": Command(
             "zoo.experiments.gradflow:main",

@@ -22,6 +22,7 @@ from typing import Literal, Union
 
 from zoo.models.bert import BERTConfig
 from zoo.models.gpt import GPTConfig, gpt_param_count
+from zoo.models.nplm import NPLMConfig
 from zoo.models.rnn_lm import RNNLMConfig
 from zoo.models.fasttext import FastTextConfig
 from zoo.models.seq2seq import Seq2SeqConfig
@@ -31,7 +32,7 @@ from zoo.train.config import TrainConfig
 from zoo.train.embeddings import EmbeddingTrainConfig
 
 __all__ = ["Preset", "FAMILIES", "LM_FAMILIES", "get", "names"]
-ModelConfig = Union[GPTConfig, RNNLMConfig, BERTConfig, Seq2SeqConfig]
+ModelConfig = Union[GPTConfig, RNNLMConfig, NPLMConfig, BERTConfig, Seq2SeqConfig]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +112,27 @@ def _recurrent(family: str, gpt: Preset, num_layers: int = 2) -> Preset:
     note = f"{family.upper()} LM of about the parameter count of gpt/{gpt.name} ({num_layers} layers x {width})"
     return dataclasses.replace(gpt, family=family, model=model, description=note)
 
+
+# NPLM (Bengio et al. 2003) at word level: the words seen at least twice in training, the rest <unk>.
+# The paper trained Brown (800k words) with n = 5, m = 30, h = 100 by plain SGD for about 20 epochs;
+# zoo trains it with the GPT presets' AdamW recipe, on windows of block_size words.
+_NPLM = {
+    "tiny": Preset(
+        "tiny", "nplm", NPLMConfig(vocab_size=512, order=3, features=16, hidden=16, block_size=16),
+        TrainConfig(batch_size=8, max_steps=30, warmup_steps=3, learning_rate=3e-3, eval_interval=15,
+                    eval_batches=2, log_interval=5, checkpoint_interval=15),
+        tokenizer="word", description="seconds on a CPU: for tests and smoke runs",
+    ),
+    "shakespeare-word": Preset(
+        "shakespeare-word", "nplm",
+        NPLMConfig(vocab_size=8192, order=5, features=64, hidden=128, dropout_rate=0.2, block_size=64),
+        TrainConfig(batch_size=32, max_steps=2000, learning_rate=2e-3, min_learning_rate=2e-4, warmup_steps=100,
+                    beta2=0.99, weight_decay=0.1, grad_clip=1.0, eval_interval=250, eval_batches=20,
+                    log_interval=10, checkpoint_interval=1000),
+        tokenizer="word",
+        description="Tiny Shakespeare at word level (n = 5, 64-wide word vectors, 128 tanh units), a few CPU minutes",
+    ),
+}
 
 # BERT (Devlin et al. 2018; the small sizes are Turc et al. 2019's "well-read students"). BERT's
 # recipe: Adam, peak lr 1e-4, 10k warmup steps, linear decay, weight decay 0.01, beta2 0.999, batch
@@ -206,7 +228,7 @@ _EMBEDDINGS = {
 _PRESETS: dict[str, dict[str, Preset]] = {"gpt": _GPT}
 for _family in RECURRENT_FAMILIES:
     _PRESETS[_family] = {name: _recurrent(_family, p) for name, p in _GPT.items() if name != "gpt2-small"}
-_PRESETS.update(bert=_BERT, seq2seq=_SEQ2SEQ, **_EMBEDDINGS)
+_PRESETS.update(nplm=_NPLM, bert=_BERT, seq2seq=_SEQ2SEQ, **_EMBEDDINGS)
 FAMILIES = tuple(_PRESETS)  # the families `zoo pretrain` trains (a fine-tuned classifier has no presets)
 
 

@@ -32,6 +32,7 @@ from zoo.models.bert import BERTConfig, BERTForMaskedLM, BERTForSequenceClassifi
 from zoo.models.bert import bert_param_count
 from zoo.models.fasttext import FastText, FastTextConfig
 from zoo.models.gpt import GPT, GPTConfig, gpt_flops_per_token, gpt_param_count
+from zoo.models.nplm import NPLM, NPLMConfig, nplm_flops_per_token, nplm_param_count
 from zoo.models.rnn_lm import RNNLM, RNNLMConfig, rnn_lm_flops_per_token, rnn_lm_param_count
 from zoo.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer
 from zoo.models.word2vec import Word2Vec, Word2VecConfig
@@ -88,6 +89,8 @@ FAMILIES: dict[str, Family] = {
     "lstm": _recurrent("lstm", "LSTM"),
     "gru": _recurrent("gru", "GRU"),
     "mingru": _recurrent("mingru", "minGRU"),
+    "nplm": Family("nplm", NPLMConfig, NPLM, NEXT_TOKEN, nplm_param_count, nplm_flops_per_token,
+                   summary="Bengio et al.'s neural probabilistic language model (n-1 word vectors, tanh layer)"),
     "bert": Family("bert", BERTConfig, BERTForMaskedLM, MASKED_LM, bert_param_count, bert_flops_per_token,
                    summary="BERT encoder pretrained as a masked language model"),
     "bert-classifier": Family("bert-classifier", BERTConfig, BERTForSequenceClassification, SEQUENCE_CLASSIFICATION,

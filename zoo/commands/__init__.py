@@ -1,6 +1,6 @@
 """The ``zoo`` subcommands that build a config and call the library (``zoo.cli`` dispatches to them).
 
-    zoo pretrain gpt|lstm|gru|rnn|mingru ...   language models        (zoo.commands.lm)
+    zoo pretrain gpt|lstm|gru|rnn|mingru|nplm  language models        (zoo.commands.lm)
     zoo sample RUN_DIR
     zoo pretrain bert ...                      masked-LM pretraining  (zoo.commands.bert)
     zoo fill-mask RUN_DIR "text with [MASK]" / zoo finetune RUN_DIR ...

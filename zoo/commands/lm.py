@@ -4,6 +4,7 @@
     zoo pretrain lstm --preset shakespeare-char-cpu --data shakespeare.txt --out runs/lstm
     zoo pretrain gpt --preset nano --model.num-layers 3 --train.max-steps 100   # any config field
     zoo pretrain gpt --init-from hf/gpt2 --data shakespeare.txt --out runs/gpt2-shakespeare   # continue a GPT-2
+    zoo pretrain nplm --preset shakespeare-word --data shakespeare.txt --init-embeddings runs/w2v  # word level
     zoo sample runs/quick --prompt "def main(" --max-new-tokens 200
     zoo eval runs/quick                                   # zoo.commands.evaluate
 
@@ -30,6 +31,7 @@ from zoo.commands.common import load_text_corpus, notice, process_elapsed_s, say
 from zoo.commands.common import is_primary_process, start_distributed
 from zoo.harness.flags import cache_dir, parse_flags, parse_preset_args
 from zoo.models.gpt import GPTConfig
+from zoo.models.nplm import NPLMConfig
 from zoo.models.rnn_lm import RNNLMConfig
 from zoo.train.config import TrainConfig
 
@@ -75,6 +77,21 @@ class RNNPretrain(_Common):
     train: TrainConfig = TrainConfig()
 
 
+@dataclasses.dataclass(frozen=True)
+class NPLMPretrain(_Common):
+    tokenizer: Literal["word", "char", "byte"] = "word"  # word: lower-cased words, a closed vocabulary with <unk>
+    min_count: int = 2  # word tokenizer: words seen fewer times in the training split encode as <unk>
+    max_vocab: int | None = None  # word tokenizer: keep at most this many words, the most frequent
+    # start the word vectors (the table C) from a word2vec or fastText run's vectors, for the words it has;
+    # --model.features must equal its vector size
+    init_embeddings: Path | None = None
+    model: NPLMConfig = NPLMConfig()
+    train: TrainConfig = TrainConfig()
+
+
+_PRETRAIN_ARGS = {"gpt": GPTPretrain, "nplm": NPLMPretrain}
+
+
 def _parse_pretrain(argv: Sequence[str], prog: str):
     first = argparse.ArgumentParser(prog=prog, add_help=False)
     first.add_argument("family", nargs="?", choices=presets.FAMILIES)
@@ -89,7 +106,7 @@ def _parse_pretrain(argv: Sequence[str], prog: str):
         raise ValueError(f"the model family is missing; choose one of: {', '.join(presets.FAMILIES)}")
     family = known.family
     preset, args = parse_preset_args(
-        argv, prog, family, GPTPretrain if family == "gpt" else RNNPretrain,
+        argv, prog, family, _PRETRAIN_ARGS.get(family, RNNPretrain),
         f"Pretrain a {family} language model.", model=lambda p: p.model, train=lambda p: p.train,
         tokenizer=lambda p: p.tokenizer, bpe_vocab_size=lambda p: p.tokenizer_vocab_size or 4096,
     )
@@ -108,9 +125,7 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
     run_dir = (args.out or Path("runs") / f"{family}-{preset.name}").expanduser()
     check_out_path(run_dir)
 
-    from zoo.models.gpt import gpt_flops_per_token  # noqa: PLC0415  (after argument errors: importing JAX takes a second)
-    from zoo.models.rnn_lm import rnn_lm_flops_per_token  # noqa: PLC0415
-    from zoo.registry import model_for  # noqa: PLC0415
+    from zoo.registry import flops_per_token, model_for  # noqa: PLC0415  (after argument errors: JAX takes a second)
     from zoo.run import write_run_json  # noqa: PLC0415
     from zoo.train.trainer import train  # noqa: PLC0415
     from zoo import data  # noqa: PLC0415
@@ -121,6 +136,7 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
     several = start_distributed(args)  # before any device is used
     mesh = parse_mesh(args.mesh, jax.device_count())
     init = _init_from(args, argv) if family == "gpt" and args.init_from is not None else None
+    vectors = _word_vectors(args, prog) if family == "nplm" else None
     corpus = load_text_corpus(args.data, args.text_column, allow_binary=args.allow_binary, prog=prog)
     with claim_run_dir(run_dir, resume=args.resume, overwrite=args.overwrite, prog=prog) as run:
         if init is not None:  # the checkpoint's tokenizer and architecture
@@ -130,6 +146,9 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
             tokens = distributed.primary_first(  # several processes: process 0 fills the cache, all map it
                 lambda: data.tokenize_corpus(corpus, tokenizer, cache_dir=cache_dir(args.cache_dir), mmap=several),
                 what="tokenizing the corpus")
+        elif family == "nplm" and args.tokenizer == "word":
+            tokenizer, tokens = _word_tokens(run, corpus, args, prog)
+            model_config, initial_params = args.model.replace(vocab_size=tokenizer.vocab_size), None
         else:
             tokenizer, tokens = corpus_tokens(
                 run, corpus, tokenizer_kind=args.tokenizer,
@@ -146,6 +165,9 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
                     "tokenizer": args.tokenizer if init is None else tokenizer.kind,
                     **({"bpe_vocab_size": args.bpe_vocab_size} if args.tokenizer == "bpe" and init is None else {}),
                     **({"init_from": str(args.init_from)} if init is not None else {}),
+                    **({"min_count": args.min_count, "max_vocab": args.max_vocab}
+                       if family == "nplm" and args.tokenizer == "word" else {}),
+                    **({"init_embeddings": str(args.init_embeddings)} if vectors is not None else {}),
                     "corpus_fingerprint": corpus.info["fingerprint"]}
         if run.resuming:
             check_same_run(run, settings=settings, model=model_config, train=train_config)
@@ -154,12 +176,14 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
             write_run_json(run_dir, family=family, preset=preset.name, model=model_config, train=train_config,
                            settings=settings, data=args.data, text_column=args.text_column, tokens=tokens.info)
 
+        if vectors is not None and not run.resuming:
+            initial_params = _embeddings_from(vectors, args, model_config, tokenizer, prog)
         processes = f"{jax.process_count()} processes, " if several else ""
         say(f"{family}/{preset.name}: corpus {args.data}: {len(tokens.train):,} train and {len(tokens.val):,} val "
             f"tokens ({tokenizer.kind} tokenizer, vocabulary {tokenizer.vocab_size}); {processes}{jax.device_count()} "
             f"{jax.default_backend()} device(s), mesh {mesh_str(mesh)}; run directory {run_dir}")
         model = model_for(family, model_config)
-        flops = gpt_flops_per_token(model_config) if family == "gpt" else rnn_lm_flops_per_token(model_config)
+        flops = flops_per_token(family, model_config)
         result = train(model, model_config, train_config, tokens.train, tokens.val, run_dir, flops_per_token=flops,
                        get_batch=data.get_batch, progress=args.progress, resume=True, initial_params=initial_params,
                        metadata={"family": family, "preset": preset.name}, mesh=mesh)
@@ -212,6 +236,65 @@ def _init_from(args, argv: Sequence[str]):
     return start.tokenizer, config, params
 
 
+def _word_tokens(run, corpus, args, prog: str):
+    """(tokenizer, tokens) of an NPLM run with the word tokenizer: --min-count and --max-vocab set its vocabulary."""
+    from zoo import data  # noqa: PLC0415
+    from zoo.data.words import WordTokenizer  # noqa: PLC0415
+
+    if args.min_count < 1 or (args.max_vocab is not None and args.max_vocab < 1):
+        raise ValueError(f"--min-count {args.min_count} / --max-vocab {args.max_vocab}: expected >= 1")
+    if run.resuming:
+        tokenizer = data.load_tokenizer(run.path / "tokenizer")
+    else:
+        try:
+            tokenizer = WordTokenizer.train(corpus.train, min_count=args.min_count, max_size=args.max_vocab)
+        except ValueError as e:
+            raise ValueError(f"--data {args.data} with --min-count {args.min_count}: {e}") from e
+    tokens = data.tokenize_corpus(corpus, tokenizer, cache_dir=cache_dir(args.cache_dir))
+    unknown = tokens.info.get("unknown_tokens", {})
+    for split in ("train", "val"):
+        if unknown.get(split):
+            notice(prog, f"the {split} split has {unknown[split]:,} words outside the vocabulary of "
+                         f"{tokenizer.vocab_size:,} (seen fewer than --min-count {args.min_count} times or cut by "
+                         "--max-vocab); they encode as <unk>")
+    return tokenizer, tokens
+
+
+def _word_vectors(args, prog: str):
+    """The word vectors of --init-embeddings (a word2vec or fastText run), checked before any data is read."""
+    if args.init_embeddings is None:
+        return None
+    from zoo.run import load_run, read_run_json  # noqa: PLC0415
+
+    family = read_run_json(args.init_embeddings).get("family")
+    if family not in ("word2vec", "fasttext"):
+        raise ValueError(f"--init-embeddings {args.init_embeddings} is a {family} run; expected a word2vec or "
+                         "fasttext run (zoo pretrain word2vec)")
+    if args.tokenizer != "word":
+        raise ValueError(f"--init-embeddings needs --tokenizer word, not {args.tokenizer} (the vectors are words')")
+    vectors = load_run(args.init_embeddings).vectors
+    if vectors.vector_size != args.model.features:
+        raise ValueError(f"--init-embeddings {args.init_embeddings} has vectors of {vectors.vector_size} "
+                         f"dimensions, --model.features is {args.model.features}; expected them equal (set "
+                         f"--model.features {vectors.vector_size})")
+    return vectors
+
+
+def _embeddings_from(vectors, args, model_config, tokenizer, prog: str):
+    """Fresh NPLM parameters whose table C holds the --init-embeddings vectors of the words they cover."""
+    import jax  # noqa: PLC0415
+
+    from zoo.models.nplm import with_word_vectors  # noqa: PLC0415
+    from zoo.registry import family, model_for  # noqa: PLC0415
+
+    params = family("nplm").objective.init_params(model_for("nplm", model_config), model_config,
+                                                  jax.random.key(args.train.seed))
+    params, covered = with_word_vectors(params, tokenizer.words, vectors)
+    notice(prog, f"--init-embeddings {args.init_embeddings}: {covered:,} of the {len(tokenizer.words):,} words "
+                 "start from its vectors; the others (and <unk>, <|endoftext|>) from the random initialisation")
+    return params
+
+
 def check_sampling(temperature: float, top_k: int | None, top_p: float | None) -> None:
     """The sampling flags, checked before a model is loaded."""
     if not math.isfinite(temperature) or temperature < 0:
@@ -245,7 +328,8 @@ def _sample(run, prompt: str, max_new_tokens: int, temperature: float, top_k, to
     top_k = None if top_k is None else min(top_k, run.config.vocab_size)  # k >= vocabulary: no filtering
     out = generate(run.model, run.params, np.asarray(ids)[None], max_new_tokens, temperature=temperature,
                    top_k=top_k, top_p=top_p, rng=jax.random.key(seed))
-    return prompt + tok.decode(np.asarray(out[0]))
+    sep = " " if prompt and tok.kind == "word" else ""  # the word tokenizer's decode joins words by spaces
+    return prompt + sep + tok.decode(np.asarray(out[0]))
 
 
 @dataclasses.dataclass(frozen=True)

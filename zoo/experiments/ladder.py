@@ -2,6 +2,7 @@
 
     zoo ladder                                   # the built-in corpus, character level, quickstart sizes
     zoo ladder --data shakespeare.txt --preset shakespeare-char-cpu --out runs/ladder-shakespeare
+    zoo ladder --level word --data shakespeare.txt    # words: n-grams, NPLM, LSTM, GPT (zoo.experiments.word_ladder)
 
 Every rung reads the same training split through the same tokenizer
 (characters by default) and is scored on the same validation characters, in
@@ -62,6 +63,8 @@ LABELS = {"ngram": "Kneser-Ney n-gram", "rnn": "SimpleRNN LM", "lstm": "LSTM LM"
 class LadderConfig:
     """Train and score the ladder: n-gram (Kneser-Ney), RNN, LSTM, GRU, minGRU and GPT language models."""
 
+    level: Literal["char", "word"] = "char"
+    """char: this ladder; word: the word-level ladder (`zoo ladder --level word --help` lists its flags)."""
     data: str = "stdlib"
     """Corpus: "stdlib" (built-in), a text file, a directory or glob, or hf:NAME[:CONFIG]."""
     text_column: str = "text"
@@ -323,4 +326,15 @@ EXPERIMENT = Experiment(LadderConfig, run, render, stem="ladder", plots=plots, d
 
 def main(argv: Sequence[str] | None = None, prog: str = "zoo ladder") -> int:
     """``zoo ladder [flags]``: run the ladder, print the table, write OUT/ladder.{json,md,png}."""
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    level = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--level"), None)
+    level = next((a.split("=", 1)[1] for a in argv if a.startswith("--level=")), level)
+    if level == "word":  # the word-level ladder has flags of its own
+        from zoo.experiments.word_ladder import main as word_main
+
+        rest = [a for i, a in enumerate(argv) if a != "--level" and not a.startswith("--level=")
+                and not (i > 0 and argv[i - 1] == "--level")]
+        return word_main(rest, f"{prog} --level word")
     return harness_main(EXPERIMENT, argv, prog)

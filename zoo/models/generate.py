@@ -46,6 +46,7 @@ import numpy as np
 
 from zoo.checks import check_range, shape_str
 from zoo.models.gpt import GPT
+from zoo.models.nplm import NPLM
 from zoo.models.rnn_lm import RNNLM
 
 Array = jax.Array
@@ -141,7 +142,7 @@ def _crop_to_window(prompt_ids, lengths, window):
 
 
 def generate(
-    model: GPT | RNNLM,
+    model: GPT | RNNLM | NPLM,
     params: Any,
     prompt_ids: Array,
     max_new_tokens: int,
@@ -155,7 +156,8 @@ def generate(
     """Continue each prompt by ``max_new_tokens`` sampled tokens.
 
     Args:
-      model: a :class:`zoo.GPT` or :class:`zoo.RNNLM`.
+      model: a :class:`zoo.GPT`, :class:`zoo.RNNLM` or :class:`zoo.NPLM` (a sliding window of its
+        ``order - 1`` tokens: each new token costs one forward pass of that window).
       params: its parameters (``variables['params']``, boxed or plain).
       prompt_ids: (B, P) or (P,) integer ids; rows shorter than P are
         right-padded and give their lengths in ``prompt_lengths``. For a
@@ -222,7 +224,9 @@ def generate(
         state = model.initial_carry(prompt_ids.shape[0])
         return _generate(model, "rnn", params, state, prompt_ids, jnp.asarray(lengths), rng,
                          max_new_tokens, max_new_tokens, sampling)
-    raise ValueError(f"generate: model must be a zoo.GPT or zoo.RNNLM, got {type(model).__name__}")
+    if isinstance(model, NPLM):  # no state: each token from the last order - 1 tokens of its row
+        return _generate_sliding(model, params, prompt_ids, jnp.asarray(lengths), rng, max_new_tokens, sampling)
+    raise ValueError(f"generate: model must be a zoo.GPT, zoo.RNNLM or zoo.NPLM, got {type(model).__name__}")
 
 
 def _step(model, kind, params, state, ids, lengths=None):
@@ -248,6 +252,17 @@ def _generate(model, kind, params, state, prompt_ids, lengths, rng, max_new_toke
     window, window_lengths = _last_window(prompt_ids, lengths, first, model.config.block_size)
     rest = _decode_by_window(model, params, window, window_lengths, keys[cached:], sample)
     return jnp.concatenate([first, rest], axis=1)  # (B, max_new_tokens)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "max_new_tokens", "sampling"))
+def _generate_sliding(model, params, prompt_ids, lengths, rng, max_new_tokens, sampling):
+    """An NPLM's sliding window: (B, n - 1) of each row's last tokens, one forward of it per new token."""
+    temperature, top_k, top_p = sampling
+    sample = functools.partial(sample_logits, temperature=temperature, top_k=top_k, top_p=top_p)
+    keys = jax.random.split(rng, max_new_tokens)
+    empty = jnp.zeros((prompt_ids.shape[0], 0), jnp.int32)
+    window, kept = _last_window(prompt_ids, lengths, empty, model.config.context)  # (B, n - 1), (B,)
+    return _decode_by_window(model, params, window, kept, keys, sample)  # (B, max_new_tokens)
 
 
 def _decode_with_state(model, kind, params, state, prompt_ids, lengths, keys, sample):
