@@ -48,7 +48,9 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 
 # name -> (cell class, fixed attributes). Every recurrent-cell configuration
 # with its own code path: the three fused cells, the GRU without the fused
-# kernel, and minGRU/minLSTM in both spaces with both scans.
+# kernel, and minGRU/minLSTM in both spaces with the associative (par) and
+# sequential (seq) scans, and the chunked scan (chunk: 3 steps, so the test
+# lengths are not multiples of it) once in each space.
 CELL_SPECS = {
     "simple": (zoo.SimpleRNNCell, {}),
     "lstm": (zoo.LSTMCell, {}),
@@ -60,8 +62,10 @@ for _cls, _base in ((zoo.MinGRUCell, "mingru"), (zoo.MinLSTMCell, "minlstm")):
         for _par in (True, False):
             CELL_SPECS[f"{_base}_{'log' if _log else 'lin'}_{'par' if _par else 'seq'}"] = (
                 _cls,
-                {"log_space": _log, "parallel": _par},
+                {"log_space": _log, "method": "associative" if _par else "sequential"},
             )
+CELL_SPECS["mingru_log_chunk"] = (zoo.MinGRUCell, {"log_space": True, "method": "chunked", "chunk_size": 3})
+CELL_SPECS["minlstm_lin_chunk"] = (zoo.MinLSTMCell, {"log_space": False, "method": "chunked", "chunk_size": 3})
 
 ALL_CELLS = list(CELL_SPECS)
 

@@ -17,8 +17,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 ZOO_ROWS = [
     "zoo SimpleRNNCell", "zoo LSTMCell", "zoo GRUCell",
-    "zoo MinGRUCell (parallel)", "zoo MinGRUCell (sequential)",
-    "zoo MinLSTMCell (parallel)", "zoo MinLSTMCell (sequential)",
+    "zoo MinGRUCell (associative)", "zoo MinGRUCell (sequential)",
+    "zoo MinLSTMCell (associative)", "zoo MinLSTMCell (sequential)",
 ]
 FLAX_ROWS = ["flax.linen SimpleCell", "flax.linen LSTMCell", "flax.linen GRUCell"]
 

@@ -1,4 +1,4 @@
-"""minGRU / minLSTM: the associative scan (parallel=True) against the sequential scan, long
+"""minGRU / minLSTM: the associative scan (method='associative') against the sequential scan, long
 sequences, negative initial states, non-finite padding, and the linear_recurrence kernel."""
 
 import jax
@@ -25,8 +25,8 @@ def _rel_err(a, b):
 def _rnns(cls_name, log_space, H):
     """The same cell with the associative scan and with the sequential scan (same parameters)."""
     cls = CLASSES[cls_name]
-    par = zoo.RNN(cls(features=H, log_space=log_space, parallel=True), return_carry=True)
-    seq = zoo.RNN(cls(features=H, log_space=log_space, parallel=False), return_carry=True)
+    par = zoo.RNN(cls(features=H, log_space=log_space, method="associative"), return_carry=True)
+    seq = zoo.RNN(cls(features=H, log_space=log_space, method="sequential"), return_carry=True)
     return par, seq
 
 
@@ -117,14 +117,16 @@ def test_parallel_gradients_equal_sequential(cls_name, log_space, helpers):
 
 
 @pytest.mark.parametrize(
-    "cls_name, log_space, parallel",
-    [("mingru", True, True), ("mingru", False, False), ("minlstm", True, False), ("minlstm", False, True)],
-    ids=["mingru-log-par", "mingru-lin-seq", "minlstm-log-seq", "minlstm-lin-par"],
+    "cls_name, log_space, method",
+    [("mingru", True, "associative"), ("mingru", False, "sequential"), ("minlstm", True, "sequential"),
+     ("minlstm", False, "associative"), ("mingru", True, "chunked"), ("minlstm", False, "chunked")],
+    ids=["mingru-log-par", "mingru-lin-seq", "minlstm-log-seq", "minlstm-lin-par", "mingru-log-chunk",
+         "minlstm-lin-chunk"],
 )
-def test_nonfinite_padding_does_not_leak(cls_name, log_space, parallel, helpers):
+def test_nonfinite_padding_does_not_leak(cls_name, log_space, method, helpers):
     """NaN/inf inputs on padded steps change no output, no carry and no gradient (all stay finite)."""
     cls = CLASSES[cls_name]
-    rnn = zoo.RNN(cls(features=5, log_space=log_space, parallel=parallel), return_carry=True)
+    rnn = zoo.RNN(cls(features=5, log_space=log_space, method=method, chunk_size=4), return_carry=True)
     B, T = 4, 9
     x = helpers.randn((B, T, 3), 30)
     params = helpers.init_params(rnn, x, seed=31)
@@ -185,9 +187,9 @@ def test_nonfinite_padding_does_not_leak_classic_cells(cell_name, helpers):
 # the kernel itself
 
 
-@pytest.mark.parametrize("parallel", [True, False], ids=["par", "seq"])
+@pytest.mark.parametrize("method", ["associative", "sequential", "chunked"], ids=["par", "seq", "chunk"])
 @pytest.mark.parametrize("log_space", [True, False], ids=["log", "lin"])
-def test_linear_recurrence_kernel(log_space, parallel, helpers):
+def test_linear_recurrence_kernel(log_space, method, helpers):
     """zoo.linear_recurrence solves h_t = a_t h_{t-1} + b_t (time-major, any-sign h0) with prefix masks."""
     T, B, H = 13, 3, 4
     log_a = -jnp.abs(helpers.randn((T, B, H), 50))  # 0 < a <= 1
@@ -200,7 +202,7 @@ def test_linear_recurrence_kernel(log_space, parallel, helpers):
     )
     b_in = jnp.log(b) if log_space else b
     h, hs = jax.jit(
-        lambda la, bb, h0, m: zoo.linear_recurrence(la, bb, h0, m, log_space=log_space, parallel=parallel)
+        lambda la, bb, h0, m: zoo.linear_recurrence(la, bb, h0, m, log_space=log_space, method=method, chunk_size=4)
     )(log_a, b_in, h0, None)
     np.testing.assert_allclose(hs, hs_ref, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(h, h_ref, rtol=1e-5, atol=1e-5)
@@ -208,7 +210,7 @@ def test_linear_recurrence_kernel(log_space, parallel, helpers):
     lengths = jnp.array([13, 0, 5])
     mask = zoo.lengths_to_mask(lengths, T)
     assert mask.shape == (T, B) and int(mask.sum()) == 18
-    h_m, hs_m = zoo.linear_recurrence(log_a, b_in, h0, mask, log_space=log_space, parallel=parallel)
+    h_m, hs_m = zoo.linear_recurrence(log_a, b_in, h0, mask, log_space=log_space, method=method, chunk_size=4)
     np.testing.assert_allclose(hs_m[:, 0], hs_ref[:, 0], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(hs_m[:5, 2], hs_ref[:5, 2], rtol=1e-5, atol=1e-5)
     assert np.all(np.asarray(hs_m[:, 1]) == 0) and np.all(np.asarray(hs_m[5:, 2]) == 0)

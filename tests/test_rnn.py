@@ -12,13 +12,14 @@ import zoo
 # One configuration per kernel path, for the costlier tests (XLA compilation
 # dominates the run time: each test compiles a few small programs).
 CORE_CELLS = ["simple", "lstm", "gru", "gru_reset_before", "mingru_log_par", "minlstm_lin_seq"]
-# Every cell type, and each (log_space, parallel) combination of the minimal cells.
-PATH_CELLS = CORE_CELLS + ["mingru_lin_par", "minlstm_log_seq"]
-MINIMAL_CELLS = ["mingru_log_par", "minlstm_lin_seq", "mingru_lin_par", "minlstm_log_seq"]
+# Every cell type, and each (log_space, method) combination of the minimal cells.
+PATH_CELLS = CORE_CELLS + ["mingru_lin_par", "minlstm_log_seq", "mingru_log_chunk", "minlstm_lin_chunk"]
+MINIMAL_CELLS = ["mingru_log_par", "minlstm_lin_seq", "mingru_lin_par", "minlstm_log_seq", "mingru_log_chunk",
+                 "minlstm_lin_chunk"]
 # For layout / transformation tests: the fused kernel, the plain scan, the associative scan.
 LAYOUT_CELLS = ["lstm", "gru", "gru_reset_before", "mingru_log_par"]
-# Cells whose RNN path is a custom_vjp (fused_recurrence): reverse mode only.
-CUSTOM_VJP_CELLS = {"simple", "lstm", "gru"}
+# Cells whose RNN path is a custom_vjp (fused_recurrence, the chunked scan): reverse mode only.
+CUSTOM_VJP_CELLS = {"simple", "lstm", "gru", "mingru_log_chunk", "minlstm_lin_chunk"}
 
 # ---------------------------------------------------------------------------
 # helpers

@@ -83,6 +83,11 @@ COMMANDS = Group(
                     "zoo.bench.embeddings:main",
                     "word2vec and fastText: zoo's vs gensim's training words/s and evaluations, over seeds",
                 ),
+                "device-report": Command(
+                    "zoo.bench.device_report:main",
+                    "the prepared GPU/TPU report: correctness, scan vs attention, GPT-2 small MFU, decode "
+                    "latency (--dry-run: tiny, on CPU)",
+                ),
             },
             default="suite",
         ),

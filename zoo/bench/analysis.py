@@ -88,7 +88,9 @@ def layer_base(kind: str) -> str:
 
 def make_cell(kind: str, features: int, **kwargs):
     """The zoo cell of a recurrent layer kind (``mingru_seq``: minGRU run step by step, not by associative scan)."""
-    options = {"parallel": False} if canonical(kind).endswith("_seq") else {}
+    options = {}
+    if layer_base(kind) in ("mingru", "minlstm"):  # explicit: the default (None) is chosen per platform
+        options = {"method": "sequential" if canonical(kind).endswith("_seq") else "associative"}
     return CELLS[layer_base(kind)](features=features, **options, **kwargs)
 
 

@@ -104,8 +104,8 @@ class Config:
 
 # cell type -> row name of zoo's cell; flax's and torch's (row name, module) where they exist
 ZOO_NAMES = {"rnn": "zoo SimpleRNNCell", "lstm": "zoo LSTMCell", "gru": "zoo GRUCell",
-             "mingru": "zoo MinGRUCell (parallel)", "mingru_seq": "zoo MinGRUCell (sequential)",
-             "minlstm": "zoo MinLSTMCell (parallel)", "minlstm_seq": "zoo MinLSTMCell (sequential)"}
+             "mingru": "zoo MinGRUCell (associative)", "mingru_seq": "zoo MinGRUCell (sequential)",
+             "minlstm": "zoo MinLSTMCell (associative)", "minlstm_seq": "zoo MinLSTMCell (sequential)"}
 FLAX_CELLS: dict[str, tuple[str, Callable[[int], nn.Module]]] = {
     "rnn": ("flax.linen SimpleCell", lambda h: nn.SimpleCell(features=h)),
     "lstm": ("flax.linen LSTMCell", lambda h: nn.LSTMCell(features=h)),

@@ -54,7 +54,7 @@ minutes; T = 16 is short enough for most models to learn something in the
 budget, T = 128 long enough that some do not.
 
 **CPU economies** (same functions, less compile time): minGRU runs its
-recurrence step by step (``MinGRUCell(parallel=False)``: the associative
+recurrence step by step (``MinGRUCell(method='sequential')``: the associative
 scan computes the same values, but on 2 cores it was slower, 51 against 29
 ms per step at T = 128, and twice as slow to compile); the initial parameters are made once per model and seed
 and reused at every length (:func:`initial_params`), from an ``rbg`` key.
@@ -123,7 +123,7 @@ TaskName = data_tasks.TaskName
 
 # minGRU runs its recurrence step by step: the same function as the associative scan, which on a
 # 2-core CPU is slower (selective copy, T = 128: 51 against 29 ms per step) and compiles 2x slower.
-CELL_OPTIONS = {"mingru": {"parallel": False}}
+CELL_OPTIONS = {"mingru": {"method": "sequential"}}
 LABELS = {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU", "mingru": "minGRU", "gpt": "GPT"}
 
 WEIGHT_DECAY = 0.01

@@ -90,6 +90,7 @@ import numpy as np
 from jax import lax
 
 from zoo.checks import check_range, shape_str
+from zoo.layers.linear import einsum_acc
 
 Array = jax.Array
 Implementation = Literal["xla", "dense", "blockwise", "cudnn"]
@@ -466,7 +467,7 @@ def _dense_weights(q, k, bias, mask, scale):
     acc = jnp.promote_types(q.dtype, jnp.float32)
     q = (q * jnp.asarray(scale, q.dtype)).reshape(b, t, kv_heads, g, h)  # (B, T, K, G, H)
     q = q.transpose(0, 2, 3, 1, 4).reshape(b, kv_heads, g * t, h)  # (B, K, G*T, H)
-    logits = jnp.einsum("bkrh,bskh->bkrs", q, k, preferred_element_type=acc)  # (B, K, G*T, S)
+    logits = einsum_acc("bkrh,bskh->bkrs", q, k.astype(q.dtype))  # (B, K, G*T, S), float32 or wider
     if bias is not None:
         logits = logits + _rows(bias, kv_heads, g, t, k.shape[1]).astype(acc)
     if mask is None and bias is None:
@@ -490,8 +491,7 @@ def _dense(q, k, v, bias, mask, scale):
     b, t, n, h = q.shape
     kv_heads = k.shape[2]
     w = _dense_weights(q, k, bias, mask, scale)  # (B, K, G*T, S)
-    acc = jnp.promote_types(v.dtype, jnp.float32)
-    out = jnp.einsum("bkrs,bskh->bkrh", w.astype(v.dtype), v, preferred_element_type=acc)  # (B, K, G*T, H)
+    out = einsum_acc("bkrs,bskh->bkrh", w.astype(v.dtype), v)  # (B, K, G*T, H), float32 or wider
     out = out.reshape(b, kv_heads, n // kv_heads, t, h).transpose(0, 3, 1, 2, 4)  # (B, T, K, G, H)
     return out.reshape(b, t, n, h).astype(q.dtype)  # (B, T, N, H)
 

@@ -11,8 +11,8 @@ convention of ``flax.linen``'s cells, so it steps by hand or runs under
 
 ``run_sequence`` is the path :class:`zoo.RNN` uses: it computes the
 input-to-hidden products of all steps in one matmul and hands the loop to a
-kernel in ``scan.py`` (a custom-VJP recurrence for the classic cells, an
-associative scan for minGRU/minLSTM).
+kernel in ``scan.py`` (a custom-VJP recurrence for the classic cells, a
+linear recurrence for minGRU/minLSTM).
 
 Parameters are plain arrays named ``input_kernel`` (in, gates*hidden),
 ``recurrent_kernel`` (hidden, gates*hidden), ``bias`` (gates*hidden) and, for
@@ -55,6 +55,7 @@ import jax.numpy as jnp
 
 from zoo.checks import shape_str
 from zoo.layers import scan as _scan
+from zoo.layers.linear import einsum_acc
 
 Array = jax.Array
 Initializer = Callable[..., Array]
@@ -151,9 +152,8 @@ class RecurrentCell(nn.Module):
     def project(self, p: dict[str, Array], x: Array) -> Array:
         """Input-to-hidden products ``x @ input_kernel + bias`` for any leading axes."""
         cdt = self.compute_dtype(x)
-        acc = jnp.promote_types(cdt, jnp.float32)
-        xp = jnp.dot(x.astype(cdt), p["input_kernel"].astype(cdt), preferred_element_type=acc)
-        return xp + p["bias"].astype(acc)  # (..., gates*hidden)
+        xp = einsum_acc("...i,io->...o", x.astype(cdt), p["input_kernel"].astype(cdt))  # float32 or wider
+        return xp + p["bias"].astype(xp.dtype)  # (..., gates*hidden)
 
     # -- carry --------------------------------------------------------------
 
@@ -438,9 +438,14 @@ def _log_g(x):
 class _MinimalCell(RecurrentCell):
     """``h_t = a_t * h_{t-1} + b_t`` with ``a_t``, ``b_t`` from ``x_t`` alone.
 
-    ``parallel=True`` trains with ``lax.associative_scan`` over time (depth
-    O(log T)); ``parallel=False`` runs the same recurrence step by step (the
-    form generation uses, one step at a time through ``__call__``).
+    ``method`` says how a whole sequence is solved
+    (:func:`zoo.linear_recurrence`): ``'sequential'`` step by step (the form
+    generation uses, one step at a time through ``__call__``),
+    ``'associative'`` by ``lax.associative_scan`` over time (depth O(log T)),
+    ``'chunked'`` by chunks of ``chunk_size`` steps; None (the default) picks
+    per platform when the program is lowered. ``parallel`` is the old flag
+    (True: 'associative', False: 'sequential'), kept for one release with a
+    DeprecationWarning.
 
     ``log_space=True`` (the paper's default) uses the positive candidate
     activation ``g`` and scans logarithms; ``log_space=False`` uses a linear
@@ -451,9 +456,19 @@ class _MinimalCell(RecurrentCell):
     fine); padding may hold any value, even non-finite.
     """
 
-    parallel: bool = True
+    method: str | None = None
+    chunk_size: int | None = None
     log_space: bool = True
+    parallel: bool | None = None  # deprecated: method
     has_recurrent_kernel: ClassVar[bool] = False
+
+    def __post_init__(self):
+        if self.parallel is not None:
+            # Fields are still writable here: flax freezes a module after its __post_init__.
+            self.method = _scan.method_from_parallel(type(self).__name__, self.parallel, self.method, stacklevel=4)
+            self.parallel = None
+        _scan.check_method(type(self).__name__, self.method, self.chunk_size)
+        super().__post_init__()
 
     def terms(self, k: Array) -> tuple[Array, Array]:
         """From pre-activations k (..., num_gates*hidden): ``(log a, b)``, or
@@ -472,7 +487,7 @@ class _MinimalCell(RecurrentCell):
         p = self.weights(xs.shape[-1])
         log_a, b = self.terms(self.project(p, xs))  # (seq, batch, hidden) each
         carry, ys = _scan.linear_recurrence(
-            log_a, b, carry, mask, log_space=self.log_space, parallel=self.parallel
+            log_a, b, carry, mask, log_space=self.log_space, method=self.method, chunk_size=self.chunk_size
         )
         return carry, ys.astype(self.compute_dtype(xs))
 
@@ -485,7 +500,7 @@ class MinGRUCell(_MinimalCell):
     are concatenated in ``input_kernel`` (in, 2*hidden).
 
     Examples:
-      >>> rnn = zoo.RNN(zoo.MinGRUCell(features=8))      # a parallel scan over the time axis
+      >>> rnn = zoo.RNN(zoo.MinGRUCell(features=8))      # method=None: the platform's default scan
       >>> x = jnp.ones((2, 4, 3))                        # (batch, seq, in)
       >>> params = jax.eval_shape(rnn.init, jax.random.key(0), x)   # shapes only; rnn.init makes them
       >>> jax.tree.map(jnp.shape, params["params"]["cell"])         # no recurrent kernel
@@ -513,7 +528,7 @@ class MinLSTMCell(_MinimalCell):
     (f, i, h~) are concatenated in ``input_kernel`` (in, 3*hidden).
 
     Examples:
-      >>> rnn = zoo.RNN(zoo.MinLSTMCell(features=8, parallel=False))   # a sequential scan
+      >>> rnn = zoo.RNN(zoo.MinLSTMCell(features=8, method="sequential"))   # a sequential scan
       >>> x = jnp.ones((2, 4, 3))                        # (batch, seq, in)
       >>> params = jax.eval_shape(rnn.init, jax.random.key(0), x)   # shapes only; rnn.init makes them
       >>> params["params"]["cell"]["input_kernel"].shape   # (in, 3 * features): gates f, i, h~

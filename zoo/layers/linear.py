@@ -22,6 +22,7 @@ Values are those of ``x @ w``; it works under ``jit``, ``vmap`` and ``grad``.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -31,7 +32,12 @@ import jax.numpy as jnp
 from zoo.layers.partitioning import gathered
 from zoo.layers.platform import cpu_or
 
-__all__ = ["linear", "Linear"]
+try:  # public since jax 0.4.14; a JAX without it still imports zoo (zero tangents then cost a matmul)
+    from jax.custom_derivatives import SymbolicZero
+except ImportError:  # pragma: no cover
+    SymbolicZero = ()
+
+__all__ = ["linear", "Linear", "einsum_acc"]
 
 
 @jax.custom_vjp
@@ -67,6 +73,48 @@ def _matmul(x: jax.Array, w: jax.Array) -> jax.Array:
 
 
 linear = cpu_or(_linear_cpu, _matmul, name="linear")
+
+
+def einsum_acc(spec: str, a: jax.Array, b: jax.Array) -> jax.Array:
+    """``jnp.einsum(spec, a, b)`` of two arrays of one compute dtype, the result in at least float32, and
+    the derivative's matmuls in the compute dtype too.
+
+    ``preferred_element_type=float32`` alone keeps a bfloat16 product's sum
+    in float32, but its float32 cotangent then promotes the other operand:
+    JAX's backward runs both matmuls in float32 (found by exporting the
+    bfloat16 training steps for CUDA, tests/test_lowering.py), at a fraction
+    of a GPU's bfloat16 rate. Here the tangents (forward mode) are products
+    in the compute dtype, so their transposes (the backward pass) round the
+    cotangent to the compute dtype first, as the forward's inputs were; a
+    custom JVP, not a VJP, so ``jax.jvp`` and higher derivatives still work.
+    With float32 (or wider) inputs this is plain ``einsum``.
+    """
+    acc = jnp.promote_types(a.dtype, jnp.float32)
+    if acc == a.dtype:
+        return jnp.einsum(spec, a, b, preferred_element_type=acc)
+    return _einsum_narrow(spec, a, b)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _einsum_narrow(spec, a, b):
+    return jnp.einsum(spec, a, b, preferred_element_type=jnp.promote_types(a.dtype, jnp.float32))
+
+
+def _einsum_narrow_jvp(spec, primals, tangents):
+    a, b = primals
+    ta, tb = tangents
+    out = _einsum_narrow(spec, a, b)
+    terms = []  # products in the compute dtype; a symbolic zero tangent costs no matmul
+    if not isinstance(ta, SymbolicZero):
+        terms.append(jnp.einsum(spec, ta.astype(a.dtype), b))
+    if not isinstance(tb, SymbolicZero):
+        terms.append(jnp.einsum(spec, a, tb.astype(b.dtype)))
+    if not terms:
+        return out, jnp.zeros_like(out)
+    return out, functools.reduce(jnp.add, terms).astype(out.dtype)
+
+
+_einsum_narrow.defjvp(_einsum_narrow_jvp, symbolic_zeros=SymbolicZero != ())
 
 
 class Linear(nn.Module):

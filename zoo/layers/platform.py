@@ -20,8 +20,10 @@ The CPU versions and their measurements (2-core AMD EPYC, jax 0.10.2):
 
 docs/cpu.md gives the A/B figures and the command that measures them
 (``benchmarks/cpu_tricks.py``). For such an A/B, the environment variable
-``ZOO_CPU_PLAIN`` (comma-separated names: ``linear``, ``gelu``) makes the CPU
-take the plain version of the named tricks too; it is read when zoo is imported.
+``ZOO_CPU_PLAIN`` (comma-separated names: ``linear``, ``gelu``, and
+``linear_recurrence``: the default method of :func:`zoo.linear_recurrence`)
+makes the CPU take the plain version of the named tricks too; it is read
+when zoo is imported (``linear_recurrence``: when a program is traced).
 """
 
 from __future__ import annotations

@@ -21,12 +21,15 @@ Two kernels:
 
 ``linear_recurrence``
     For ``h_t = a_t * h_{t-1} + b_t`` with gates that depend on the input only
-    (minGRU, minLSTM). ``parallel=True`` runs ``lax.associative_scan`` over
-    time (depth O(log T)); ``parallel=False`` runs the same recurrence step by
-    step. ``log_space=True`` scans pairs of logarithms ``(log a_t, log b_t)``
-    (for ``b_t > 0``), the form of Feng et al. (2024) and Heinsen (2023); the
-    initial state enters linearly, ``h_t = A_t h_0 + S_t``, so it may have any
-    sign.
+    (minGRU, minLSTM). ``method='sequential'`` runs the recurrence step by
+    step, ``'associative'`` runs ``lax.associative_scan`` over time (depth
+    O(log T)), ``'chunked'`` runs chunks of C steps side by side and a
+    sequential scan over the T/C chunk boundaries (depth about 2C + T/C);
+    None picks per platform when the program is lowered. With
+    ``log_space=True`` the associative scan scans pairs of logarithms
+    ``(log a_t, log b_t)`` (for ``b_t > 0``), the form of Feng et al. (2024)
+    and Heinsen (2023); the initial state enters linearly,
+    ``h_t = A_t h_0 + S_t``, so it may have any sign.
 
 Masks are *prefix* masks: ``mask[t, b]`` is True for the first
 ``seq_lengths[b]`` steps of sequence ``b`` and False after. Masked steps leave
@@ -37,11 +40,14 @@ at each sequence's last valid step.
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from zoo.layers.platform import cpu_or
 
 Array = jax.Array
 Carry = Any  # a pytree of (batch, hidden) arrays
@@ -315,6 +321,46 @@ def autodiff_recurrence(step: Callable, params: Any, xp: Array, carry0: Carry, m
 
 # ----------------------------------------------------------------------------
 # linear recurrence h_t = a_t * h_{t-1} + b_t
+#
+# Three ways to solve it, chosen with ``method``:
+#
+# 'sequential'   lax.scan, one step at a time: T dependent steps of (batch, hidden) work.
+# 'associative'  lax.associative_scan over time: depth O(log T), about 2x the elementwise work and
+#                memory traffic of the sequential loop.
+# 'chunked'      T/C chunks of C steps (a two-level "reduce, then scan" scan):
+#                 1. every chunk from a zero state, all T/C chunks at once: C steps of
+#                    (T/C, batch*hidden) work, keeping only each chunk's final state u and its decay
+#                    product A = a_1 ... a_C (no (seq, ...) array is written);
+#                 2. the states entering each chunk, h_k = A_k h_{k-1} + u_k: a sequential scan over
+#                    T/C carries;
+#                 3. every chunk again from its entering state, all chunks at once, writing the states.
+#                Depth 2C + T/C instead of T, and every step is T/C times wider, so the loop's fixed
+#                cost per step is paid (2C + T/C) times rather than T times. The arithmetic is the
+#                sequential recurrence's (products of decays in (0, 1], no exponentials of sums), so
+#                it is stable for any finite inputs and equal to the sequential form up to the
+#                rounding of the chunk boundaries.
+#
+# Why not cumulative sums inside a chunk, as Mamba-2's and GLA's kernels do? With one decay per
+# channel, the state inside a chunk is sum_s exp(L_t - L_s) b_s with L the cumulative sum of log a.
+# As one cumulative sum it needs exp(-L_s), which overflows float32 once a chunk's decay passes
+# e^-88 (a single gate with log a < -88/C does it); stable forms need a C x C weight per channel
+# (C times the work) or a log-sum-exp scan (an exp and a log per element per level). On the
+# 2-core CPU all of them were slower than the form above (docs/chunked_scan.md).
+#
+# The chunked form has a custom VJP: the gradient is the same recurrence run backwards,
+# lambda_t = g_t + a_{t+1} lambda_{t+1}, solved by the same chunked scan; then db_t = lambda_t,
+# d log a_t = lambda_t a_t h_{t-1} and dh_0 = a_1 lambda_1. Autodiff of the loops would store
+# every step's carries and run three loops backwards.
+
+METHODS = ("sequential", "associative", "chunked")
+
+# The default method and chunk size, per platform (chosen when the program is lowered, see
+# zoo/layers/platform.py). CPU: measured on the 2-core AMD EPYC with the benchmark suite's matched
+# minGRU layer (benchmarks/chunked_scan.py, docs/chunked_scan.md). GPU and TPU: not measured yet
+# (zoo.bench.device_report measures all three); the associative scan has the smallest depth,
+# 2 log2 T, and a GPU runs one kernel per step of a loop, so it is the choice until measured.
+CPU_METHOD, CPU_CHUNK_SIZE = "chunked", 64
+ACCELERATOR_METHOD, ACCELERATOR_CHUNK_SIZE = "associative", 128
 
 
 def _combine_linear(left, right):
@@ -329,6 +375,147 @@ def _combine_log(left, right):
     return la1 + la2, jnp.logaddexp(lb1 + la2, lb2)
 
 
+def _chunk_scan(a: Array, b: Array, h0: Array, chunk: int, reverse: bool = False) -> Array:
+    """``h_t = a_t h_{t-1} + b_t`` by chunks (see above): a, b (T, N), h0 (N,) -> states (T, N).
+
+    With ``reverse`` the recurrence runs from t = T down to 1 (h0 enters at the end).
+    """
+    steps, width = a.shape
+    c = max(1, min(chunk, steps))
+    n = -(-steps // c)  # chunks
+    pad = n * c - steps
+    if pad:
+        # Neutral steps (a = 1, b = 0) at the end: forwards they leave the state unchanged after
+        # T; backwards they pass h0 through to step T unchanged.
+        a = jnp.concatenate([a, jnp.ones((pad, width), a.dtype)])
+        b = jnp.concatenate([b, jnp.zeros((pad, width), b.dtype)])
+    a3 = a.reshape(n, c, width)  # (chunks, C, N): chunk k holds steps k*C .. k*C + C - 1
+    b3 = b.reshape(n, c, width)
+    order = (lambda i: c - 1 - i) if reverse else (lambda i: i)
+
+    def inputs(i):
+        j = order(i)
+        return j, lax.dynamic_index_in_dim(a3, j, 1, keepdims=False), lax.dynamic_index_in_dim(b3, j, 1, keepdims=False)
+
+    if n == 1:
+        h_in = h0[None]  # (1, N)
+    else:
+        # 1. each chunk from a zero state: its final state u and decay product A, (chunks, N)
+        def local(i, carry):
+            u, big_a = carry
+            _, a_t, b_t = inputs(i)
+            return a_t * u + b_t, a_t * big_a
+
+        zeros = jnp.zeros((n, width), b.dtype)
+        u, big_a = lax.fori_loop(0, c, local, (zeros, jnp.ones((n, width), a.dtype)))
+
+        # 2. the state entering each chunk
+        def across(h, chunk_terms):
+            big_a_k, u_k = chunk_terms
+            return big_a_k * h + u_k, h
+
+        _, h_in = lax.scan(across, h0, (big_a, u), reverse=reverse)  # (chunks, N)
+
+    # 3. each chunk again from its entering state, writing every state
+    def fill(i, carry):
+        h, out = carry
+        j, a_t, b_t = inputs(i)
+        h = a_t * h + b_t
+        return h, lax.dynamic_update_index_in_dim(out, h, j, 1)
+
+    _, hs = lax.fori_loop(0, c, fill, (h_in, jnp.zeros((n, c, width), h_in.dtype)))
+    return hs.reshape(n * c, width)[:steps]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _chunked(chunk: int, log_a: Array, b: Array, h0: Array) -> Array:
+    """States (T, ...) of ``h_t = exp(log_a_t) h_{t-1} + b_t``; log_a, b (T, ...), h0 (...)."""
+    hs, _ = _chunked_fwd(chunk, log_a, b, h0)
+    return hs
+
+
+def _chunked_fwd(chunk, log_a, b, h0):
+    steps = log_a.shape[0]
+    a = jnp.exp(log_a)
+    hs = _chunk_scan(a.reshape(steps, -1), b.reshape(steps, -1), h0.reshape(-1), chunk)  # (T, N)
+    return hs.reshape(log_a.shape), (a, h0, hs.reshape(log_a.shape))
+
+
+def _chunked_bwd(chunk, residuals, g):
+    a, h0, hs = residuals
+    steps = a.shape[0]
+    # lambda_t = dL/dh_t in full: g_t + a_{t+1} lambda_{t+1}, a reversed recurrence with a shifted by one.
+    a_next = jnp.concatenate([a[1:], jnp.zeros_like(a[:1])])  # (T, ...)
+    lam = _chunk_scan(
+        a_next.reshape(steps, -1), g.reshape(steps, -1), jnp.zeros(h0.size, g.dtype), chunk, reverse=True
+    ).reshape(a.shape)
+    h_prev = jnp.concatenate([h0[None], hs[:-1]])  # (T, ...): the state each step reads
+    d_log_a = lam * a * h_prev
+    return d_log_a, lam, (a[0] * lam[0]).astype(h0.dtype)
+
+
+_chunked.defvjp(_chunked_fwd, _chunked_bwd)
+
+
+def _solve(method: str, chunk: int, log_space: bool, log_a: Array, b: Array, h0: Array) -> Array:
+    """The (seq, batch, hidden) states by ``method`` (inputs already sanitised for the mask)."""
+    if method == "associative":
+        if log_space:
+            log_big_a, log_s = lax.associative_scan(_combine_log, (log_a, b), axis=0)
+            return jnp.exp(log_big_a) * h0[None] + jnp.exp(log_s)  # (seq, batch, hidden)
+        a = jnp.exp(log_a)
+        # Fold h0 into the first input term: b_1' = a_1 h0 + b_1.
+        b = b.at[0].add(a[0] * h0)
+        _, hs = lax.associative_scan(_combine_linear, (a, b), axis=0)
+        return hs
+    bb = jnp.exp(b) if log_space else b
+    if method == "chunked":
+        return _chunked(chunk, log_a, bb, h0)
+
+    def step(h, inputs):
+        la_t, b_t = inputs
+        h = jnp.exp(la_t) * h + b_t
+        return h, h
+
+    _, hs = lax.scan(step, h0, (log_a, bb))
+    return hs
+
+
+def _solver(method: str | None, chunk_size: int | None, log_space: bool) -> Callable:
+    """``(log_a, b, h0) -> hs`` for ``method`` and ``chunk_size``, their platform defaults where None."""
+    cpu = (method or CPU_METHOD, chunk_size or CPU_CHUNK_SIZE)
+    other = (method or ACCELERATOR_METHOD, chunk_size or ACCELERATOR_CHUNK_SIZE)
+    if cpu[0] == other[0] and (cpu[0] != "chunked" or cpu[1] == other[1]):
+        return functools.partial(_solve, *cpu, log_space)  # the same program everywhere
+    # ZOO_CPU_PLAIN=linear_recurrence gives the CPU the accelerators' default (zoo/layers/platform.py)
+    return cpu_or(functools.partial(_solve, *cpu, log_space), functools.partial(_solve, *other, log_space),
+                  name="linear_recurrence")
+
+
+def check_method(owner: str, method: str | None, chunk_size: int | None) -> None:
+    """ValueError unless ``method`` is None or one of :data:`METHODS` and ``chunk_size`` None or >= 1."""
+    if method is not None and method not in METHODS:
+        raise ValueError(f"{owner}: method={method!r}; expected one of {', '.join(map(repr, METHODS))} or None "
+                         "(the platform's default)")
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
+                                   or chunk_size < 1):
+        raise ValueError(f"{owner}: chunk_size={chunk_size!r}; expected an integer >= 1 or None (the platform's "
+                         "default)")
+
+
+def method_from_parallel(owner: str, parallel: bool | None, method: str | None, stacklevel: int = 3) -> str | None:
+    """The old ``parallel=`` flag as a ``method`` (True: 'associative', False: 'sequential'), with a
+    DeprecationWarning; ``method`` unchanged when ``parallel`` is None."""
+    if parallel is None:
+        return method
+    if method is not None:
+        raise TypeError(f"{owner}: got parallel= and method=; parallel is the old form of method")
+    new = "associative" if parallel else "sequential"
+    warnings.warn(f"{owner}: parallel={parallel} is now method={new!r} (parallel= goes in the next release)",
+                  DeprecationWarning, stacklevel=stacklevel)
+    return new
+
+
 def linear_recurrence(
     log_a: Array,
     b: Array,
@@ -336,7 +523,9 @@ def linear_recurrence(
     mask: Array | None = None,
     *,
     log_space: bool = False,
-    parallel: bool = True,
+    method: str | None = None,
+    chunk_size: int | None = None,
+    parallel: bool | None = None,
 ) -> tuple[Array, Array]:
     """Solve ``h_t = a_t * h_{t-1} + b_t`` for t = 1..T.
 
@@ -348,9 +537,20 @@ def linear_recurrence(
         this is ``log b_t`` instead (so ``b_t > 0``).
       h0: (batch, hidden) initial state, any sign.
       mask: (seq, batch) prefix mask, or None.
-      log_space: scan pairs of logarithms (see the module docstring).
-      parallel: associative scan (depth O(log T)) if True, else a sequential
-        ``lax.scan``. Both give the same values up to rounding.
+      log_space: ``b`` holds logarithms. The associative scan then scans
+        pairs of logarithms (see the module docstring); the other methods
+        exponentiate ``b`` and run in linear space, where ``0 < a_t`` keeps
+        them stable.
+      method: ``'sequential'`` (a ``lax.scan``), ``'associative'``
+        (``lax.associative_scan``, depth O(log T)), ``'chunked'`` (chunks of
+        ``chunk_size`` steps, see the comment above), or None: the platform's
+        default, chosen when the program is lowered (:data:`CPU_METHOD` on
+        the CPU, :data:`ACCELERATOR_METHOD` elsewhere). All give the same
+        values up to rounding.
+      chunk_size: steps per chunk of ``'chunked'`` (any T: the last chunk is
+        padded); None: the platform's default.
+      parallel: deprecated: ``True`` is ``method='associative'``, ``False``
+        ``method='sequential'``.
 
     Returns:
       ``(h_last, hs)``: the state after each sequence's last valid step and
@@ -363,6 +563,8 @@ def linear_recurrence(
       >>> hs.ravel()                                # 1, 0.5 * 1 + 1, 0.5 * 1.5 + 1
       Array([1.  , 1.5 , 1.75], dtype=float32)
     """
+    method = method_from_parallel("linear_recurrence", parallel, method)
+    check_method("linear_recurrence", method, chunk_size)
     if mask is not None:
         # Padding steps are neutral (a = 1, b = 0 in linear space; log a = 0
         # and a finite log b in log space, whose output is then discarded).
@@ -371,24 +573,7 @@ def linear_recurrence(
         log_a = jnp.where(m, log_a, 0.0)
         b = jnp.where(m, b, 0.0)
 
-    if parallel:
-        if log_space:
-            log_big_a, log_s = lax.associative_scan(_combine_log, (log_a, b), axis=0)
-            hs = jnp.exp(log_big_a) * h0[None] + jnp.exp(log_s)  # (seq, batch, hidden)
-        else:
-            a = jnp.exp(log_a)
-            # Fold h0 into the first input term: b_1' = a_1 h0 + b_1.
-            b = b.at[0].add(a[0] * h0)
-            _, hs = lax.associative_scan(_combine_linear, (a, b), axis=0)
-    else:
-        bb = jnp.exp(b) if log_space else b
-
-        def step(h, inputs):
-            la_t, b_t = inputs
-            h = jnp.exp(la_t) * h + b_t
-            return h, h
-
-        _, hs = lax.scan(step, h0, (log_a, bb))
+    hs = _solver(method, chunk_size, log_space)(log_a, b, h0)
 
     if mask is None:
         return hs[-1], hs
