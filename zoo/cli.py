@@ -141,6 +141,8 @@ COMMANDS = Group(
                                   "RUN FILE [--binary]"),
             },
         ),
+        "launch": Command("zoo.commands.launch:launch_main", "run a command in N processes joined by "
+                          "jax.distributed on this machine: zoo launch --nproc 2 -- pretrain gpt ..."),
         "sample": Command("zoo.commands:sample_main", "print continuations of a prompt: zoo sample RUN_DIR --prompt TEXT"),
         "eval": Command("zoo.commands:eval_main", "evaluate a run of any family on held-out data: zoo eval "
                         "RUN_DIR [--data SPEC]"),

@@ -28,6 +28,7 @@ import tyro
 
 from zoo.commands.common import check_out_path, check_same_run, claim_run_dir, corpus_tokens, fit_warmup
 from zoo.commands.common import fail, load_text_corpus, process_elapsed_s
+from zoo.commands.common import is_primary_process, say, start_distributed
 from zoo.harness.flags import parse_flags, parse_preset_args
 from zoo.models.bert import BERTConfig
 from zoo.train.config import TrainConfig
@@ -48,6 +49,11 @@ class BERTPretrain:
     allow_binary: bool = False  # train on --data even where it looks like a binary file
     progress: bool = True  # progress bar
     mesh: str = ""  # the devices as data=D,fsdp=F,tensor=T (product: the device count; default all on data)
+    # join other processes with jax.distributed (Slurm, Open MPI, TPU pods: auto-detected; `zoo launch` sets it)
+    distributed: bool = False
+    coordinator: str | None = None  # with --distributed: HOST:PORT of process 0 (default: auto-detected)
+    num_processes: int | None = None  # with --distributed: how many processes (default: auto-detected)
+    process_id: int | None = None  # with --distributed: this process's index (default: auto-detected)
     preset: str = "tiny"  # set by the first-stage parser; listed here for --help
     model: BERTConfig = BERTConfig()
     train: TrainConfig = TrainConfig()
@@ -73,6 +79,7 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
     from zoo.train.sharding import mesh_str, parse_mesh  # noqa: PLC0415
     import jax  # noqa: PLC0415
 
+    start_distributed(args)  # before any device is used
     mesh = parse_mesh(args.mesh, jax.device_count())
     corpus = load_text_corpus(args.data, args.text_column, allow_binary=args.allow_binary, prog=prog)
     with claim_run_dir(run_dir, resume=args.resume, overwrite=args.overwrite, prog=prog) as run:
@@ -90,15 +97,15 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
                     "mask_prob": args.mask_prob, "corpus_fingerprint": corpus.info["fingerprint"]}
         if run.resuming:
             check_same_run(run, settings=settings, model=model_config, train=train_config)
-        else:
+        elif is_primary_process():
             tokenizer.save(run_dir / "tokenizer")
             write_run_json(run_dir, family="bert", preset=preset.name, model=model_config, train=train_config,
                            settings=settings, data=args.data, text_column=args.text_column, mask_prob=args.mask_prob,
                            tokens=tokens.info)
 
-        print(f"bert/{preset.name}: corpus {args.data}: {len(tokens.train):,} train and {len(tokens.val):,} val "
+        say(f"bert/{preset.name}: corpus {args.data}: {len(tokens.train):,} train and {len(tokens.val):,} val "
               f"tokens (WordPiece vocabulary {tokenizer.vocab_size}); {jax.device_count()} {jax.default_backend()} "
-              f"device(s), mesh {mesh_str(mesh)}; run directory {run_dir}", flush=True)
+              f"device(s), mesh {mesh_str(mesh)}; run directory {run_dir}")
         get_batch = functools.partial(mlm_batch, mask_prob=args.mask_prob, **mlm_special_ids(tokenizer))
         mlm_fraction = max_predictions(model_config.block_size, args.mask_prob) / model_config.block_size
         result = train(
@@ -110,8 +117,7 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
         )
     val, acc = result.get("val_loss"), result.get("val_accuracy")
     summary = f", val MLM loss {val:.4f}, val MLM accuracy {acc:.3f}" if val is not None and acc is not None else ""
-    print(f"done: step {result.get('step')}{summary}, {process_elapsed_s():.1f} s since the process started",
-          flush=True)
+    say(f"done: step {result.get('step')}{summary}, {process_elapsed_s():.1f} s since the process started")
     return 0
 
 

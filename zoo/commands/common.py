@@ -18,7 +18,7 @@ from zoo.harness.flags import cache_dir, notice
 
 __all__ = [
     "RunDir", "check_out_path", "check_same_run", "claim_run_dir", "corpus_tokens", "fail", "fit_warmup",
-    "load_text_corpus", "notice", "process_elapsed_s",
+    "is_primary_process", "load_text_corpus", "notice", "process_elapsed_s", "say", "start_distributed",
 ]
 
 
@@ -34,6 +34,35 @@ def process_elapsed_s() -> float:
 
 
 _IMPORTED = time.perf_counter()
+
+
+def is_primary_process() -> bool:
+    """Whether this process prints and writes the run's files: process 0 of a ``--distributed`` run, or
+    the only one."""
+    from zoo.train import distributed  # noqa: PLC0415
+
+    return not distributed.is_multiprocess() or distributed.is_primary()
+
+
+def say(*args: Any, **kwargs: Any) -> None:
+    """``print`` on the process that prints (:func:`is_primary_process`), flushed."""
+    if is_primary_process():
+        print(*args, **kwargs, flush=True)
+
+
+def start_distributed(args: Any) -> bool:
+    """``--distributed`` (with ``--coordinator``, ``--num-processes``, ``--process-id``): join the other
+    processes with ``jax.distributed`` before any device is used. Whether it did."""
+    given = [f for f, v in (("--coordinator", args.coordinator), ("--num-processes", args.num_processes),
+                            ("--process-id", args.process_id)) if v is not None]
+    if not args.distributed:
+        if given:
+            raise ValueError(f"{', '.join(given)}: only with --distributed")
+        return False
+    from zoo.train import distributed  # noqa: PLC0415
+
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    return True
 
 
 def fail(prog: str, message: str) -> int:
@@ -86,12 +115,14 @@ def claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool, prog: str, fl
     would have to deal with.
     """
     from zoo.run import read_run_json  # noqa: PLC0415
+    from zoo.train import distributed  # noqa: PLC0415
     from zoo.train.lock import RunLock  # noqa: PLC0415
 
     check_out_path(run_dir, flag)
     created = not run_dir.exists()
     lock = RunLock(run_dir).acquire()  # creates the directory; RunInUseError if another process holds it
-    try:
+
+    def inspect() -> int:  # process 0 looks (and removes, with overwrite); every process gets its answer
         step = latest_saved_step(run_dir)
         if step is not None and overwrite:
             for name in _RUN_ENTRIES:
@@ -99,12 +130,17 @@ def claim_run_dir(run_dir: Path, *, resume: bool, overwrite: bool, prog: str, fl
                 shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
             notice(prog, f"--overwrite: removed the run at step {step} in {run_dir}; starting afresh")
             step = None
+        return -1 if step is None else step
+
+    try:
+        found = distributed.agree(distributed.primary_first(inspect, lambda: 0, what=f"claiming {run_dir}"))
+        step = None if found < 0 else found
         if step is not None and not resume:
             raise ValueError(f"{flag} {run_dir} already holds a run (step {step}); resume it (drop --no-resume), "
                              f"start it afresh with --overwrite, or choose another {flag}")
         yield RunDir(run_dir, step, read_run_json(run_dir) if step is not None else None)
     except BaseException:
-        if created and latest_saved_step(run_dir) is None:
+        if created and distributed.is_primary() and latest_saved_step(run_dir) is None:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     finally:
@@ -198,12 +234,23 @@ def corpus_tokens(run: RunDir, corpus, *, tokenizer_kind: str, vocab_size: int |
     """(tokenizer, tokens) of a run on a text corpus: the run's saved tokenizer when it resumes, else one
     trained on the training split; the corpus tokenized (cached). Text the tokenizer cannot encode gets a notice."""
     from zoo import data  # noqa: PLC0415
+    from zoo.train import distributed  # noqa: PLC0415
 
-    if run.resuming:
-        tokenizer = data.load_tokenizer(run.path / "tokenizer")
-    else:
-        tokenizer = data.make_tokenizer(tokenizer_kind, corpus.train, vocab_size=vocab_size)
-    tokens = data.tokenize_corpus(corpus, tokenizer, cache_dir=cache_dir(cache))
+    several = distributed.is_multiprocess()
+
+    def make(saved: bool):
+        tokenizer = (data.load_tokenizer(run.path / "tokenizer") if saved else
+                     data.make_tokenizer(tokenizer_kind, corpus.train, vocab_size=vocab_size))
+        # several processes: the cache is filled once (process 0) and memory-mapped by each
+        return tokenizer, data.tokenize_corpus(corpus, tokenizer, cache_dir=cache_dir(cache), mmap=several)
+
+    def first():
+        tokenizer, tokens = make(run.resuming)
+        if several and not run.resuming:  # the other processes load process 0's tokenizer
+            tokenizer.save(run.path / "tokenizer")
+        return tokenizer, tokens
+
+    tokenizer, tokens = distributed.primary_first(first, lambda: make(True), what="tokenizing the corpus")
     unknown = tokens.info.get("unknown_tokens", {})
     for split in ("train", "val"):
         if unknown.get(split):

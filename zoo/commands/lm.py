@@ -27,7 +27,8 @@ import tyro
 
 from zoo import presets
 from zoo.commands.common import check_out_path, check_same_run, claim_run_dir, corpus_tokens, fit_warmup
-from zoo.commands.common import load_text_corpus, notice, process_elapsed_s
+from zoo.commands.common import load_text_corpus, notice, process_elapsed_s, say
+from zoo.commands.common import is_primary_process, start_distributed
 from zoo.harness.flags import cache_dir, parse_flags, parse_preset_args
 from zoo.models.gpt import GPTConfig
 from zoo.models.nplm import NPLMConfig
@@ -52,6 +53,11 @@ class _Common:
     sample_tokens: int = 200  # tokens to sample at the end (0: none)
     sample_prompt: str = ""  # prompt of that sample (empty: start of a document)
     mesh: str = ""  # the devices as data=D,fsdp=F,tensor=T (product: the device count; default all on data)
+    # join other processes with jax.distributed (Slurm, Open MPI, TPU pods: auto-detected; `zoo launch` sets it)
+    distributed: bool = False
+    coordinator: str | None = None  # with --distributed: HOST:PORT of process 0 (default: auto-detected)
+    num_processes: int | None = None  # with --distributed: how many processes (default: auto-detected)
+    process_id: int | None = None  # with --distributed: this process's index (default: auto-detected)
     preset: str = "nano"  # set by the first-stage parser; listed here for --help
 
 
@@ -127,6 +133,7 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
     from zoo.train.sharding import mesh_str, parse_mesh  # noqa: PLC0415
     import jax  # noqa: PLC0415
 
+    several = start_distributed(args)  # before any device is used
     mesh = parse_mesh(args.mesh, jax.device_count())
     init = _init_from(args, argv) if family == "gpt" and args.init_from is not None else None
     vectors = _word_vectors(args, prog) if family == "nplm" else None
@@ -134,7 +141,11 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
     with claim_run_dir(run_dir, resume=args.resume, overwrite=args.overwrite, prog=prog) as run:
         if init is not None:  # the checkpoint's tokenizer and architecture
             tokenizer, model_config, initial_params = init
-            tokens = data.tokenize_corpus(corpus, tokenizer, cache_dir=cache_dir(args.cache_dir))
+            from zoo.train import distributed  # noqa: PLC0415
+
+            tokens = distributed.primary_first(  # several processes: process 0 fills the cache, all map it
+                lambda: data.tokenize_corpus(corpus, tokenizer, cache_dir=cache_dir(args.cache_dir), mmap=several),
+                what="tokenizing the corpus")
         elif family == "nplm" and args.tokenizer == "word":
             tokenizer, tokens = _word_tokens(run, corpus, args, prog)
             model_config, initial_params = args.model.replace(vocab_size=tokenizer.vocab_size), None
@@ -160,16 +171,17 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
                     "corpus_fingerprint": corpus.info["fingerprint"]}
         if run.resuming:
             check_same_run(run, settings=settings, model=model_config, train=train_config)
-        else:
+        elif is_primary_process():
             tokenizer.save(run_dir / "tokenizer")
             write_run_json(run_dir, family=family, preset=preset.name, model=model_config, train=train_config,
                            settings=settings, data=args.data, text_column=args.text_column, tokens=tokens.info)
 
         if vectors is not None and not run.resuming:
             initial_params = _embeddings_from(vectors, args, model_config, tokenizer, prog)
-        print(f"{family}/{preset.name}: corpus {args.data}: {len(tokens.train):,} train and {len(tokens.val):,} val "
-              f"tokens ({tokenizer.kind} tokenizer, vocabulary {tokenizer.vocab_size}); {jax.device_count()} "
-              f"{jax.default_backend()} device(s), mesh {mesh_str(mesh)}; run directory {run_dir}", flush=True)
+        processes = f"{jax.process_count()} processes, " if several else ""
+        say(f"{family}/{preset.name}: corpus {args.data}: {len(tokens.train):,} train and {len(tokens.val):,} val "
+            f"tokens ({tokenizer.kind} tokenizer, vocabulary {tokenizer.vocab_size}); {processes}{jax.device_count()} "
+            f"{jax.default_backend()} device(s), mesh {mesh_str(mesh)}; run directory {run_dir}")
         model = model_for(family, model_config)
         flops = flops_per_token(family, model_config)
         result = train(model, model_config, train_config, tokens.train, tokens.val, run_dir, flops_per_token=flops,
@@ -177,10 +189,12 @@ def pretrain_main(argv: Sequence[str], prog: str = "zoo pretrain") -> int:
                        metadata={"family": family, "preset": preset.name}, mesh=mesh)
     elapsed = process_elapsed_s()
     val = result.get("val_loss")
-    print(f"done: step {result.get('step')}, val loss {val:.4f}, {elapsed:.1f} s since the process started "
-          f"(training {result.get('elapsed_s', float('nan')):.1f} s)" if val is not None else
-          f"done: step {result.get('step')}, {elapsed:.1f} s since the process started", flush=True)
-    if args.sample_tokens > 0:
+    say(f"done: step {result.get('step')}, val loss {val:.4f}, {elapsed:.1f} s since the process started "
+        f"(training {result.get('elapsed_s', float('nan')):.1f} s)" if val is not None else
+        f"done: step {result.get('step')}, {elapsed:.1f} s since the process started")
+    if args.sample_tokens > 0 and several:
+        notice(prog, f"no sample after a --distributed run; `zoo sample {run_dir}` prints one")
+    elif args.sample_tokens > 0:
         from zoo.run import load_run  # noqa: PLC0415
 
         run = load_run(run_dir)

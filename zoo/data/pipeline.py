@@ -8,11 +8,15 @@
   data and tokenizer loads them instead of tokenizing (and a changed document
   or vocabulary can never hit a stale cache). On disk the ids are ``uint16``
   when the vocabulary has at most 65,536 ids (half the size), ``int32``
-  otherwise; in memory they are always ``int32``.
+  otherwise; in memory they are ``int32``, or, with ``mmap=True``, the cached
+  files memory-mapped as stored (several processes on one machine then share
+  one copy in the page cache).
 * :func:`get_batch` cuts ``batch_size`` random windows of ``block_size + 1``
   tokens out of a stream: inputs ``x`` and next-token targets ``y`` (``x``
   shifted left by one). The windows are a pure function of ``(seed, step)``,
-  so a run resumed at step ``s`` sees exactly the batches it would have seen.
+  so a run resumed at step ``s`` sees exactly the batches it would have seen;
+  ``rows=`` cuts only some of them (a process's share of a global batch: the
+  same windows, whatever the number of processes).
 """
 
 from __future__ import annotations
@@ -131,21 +135,26 @@ def _cache_paths(cache_dir: Path, key: str) -> dict[str, Path]:
     }
 
 
-def _load_cached(paths: dict[str, Path]) -> tuple[np.ndarray, np.ndarray] | None:
+def _load_cached(paths: dict[str, Path], mmap: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
     if not all(p.exists() for p in paths.values()):
         return None
     try:
-        train = np.load(paths["train"], allow_pickle=False)
-        val = np.load(paths["val"], allow_pickle=False)
+        train = np.load(paths["train"], allow_pickle=False, mmap_mode="r" if mmap else None)
+        val = np.load(paths["val"], allow_pickle=False, mmap_mode="r" if mmap else None)
     except (OSError, ValueError):  # unreadable: tokenize again and overwrite it
         return None
+    if mmap:
+        return train, val
     return train.astype(np.int32), val.astype(np.int32)
 
 
 def tokenize_corpus(
-    corpus: Corpus, tokenizer: Tokenizer, cache_dir: str | os.PathLike | None = None
+    corpus: Corpus, tokenizer: Tokenizer, cache_dir: str | os.PathLike | None = None, *, mmap: bool = False
 ) -> TokenizedCorpus:
     """Encode both splits of ``corpus`` into 1-D int32 streams (see the module docstring).
+
+    ``mmap``: a cache hit returns the cached files memory-mapped (read-only, their stored dtype, uint16
+    or int32) instead of int32 copies.
 
     Examples:
       >>> corpus = zoo.data.Corpus(train=["hello", "world"], val=["hi"])
@@ -169,7 +178,7 @@ def tokenize_corpus(
         cache_dir = Path(cache_dir).expanduser()
         cache_dir.mkdir(parents=True, exist_ok=True)
         paths = _cache_paths(cache_dir, key)
-        cached = _load_cached(paths)
+        cached = _load_cached(paths, mmap)
     if cached is not None:
         train, val = cached
         info["cache"] = "hit"
@@ -203,14 +212,17 @@ def unknown_characters(tokenizer: Tokenizer, texts: list[str], most: int = 10) -
 
 
 def get_batch(
-    tokens: np.ndarray, batch_size: int, block_size: int, *, seed: int, step: int, split: str = "token"
+    tokens: np.ndarray, batch_size: int, block_size: int, *, seed: int, step: int, split: str = "token",
+    rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``batch_size`` random windows of a token stream: ``(x, y)``, both (B, T) int32.
 
     ``x[b] = tokens[i_b : i_b + T]`` and ``y[b] = tokens[i_b + 1 : i_b + T + 1]``
     for start positions ``i_b`` drawn from ``np.random.default_rng([seed,
     step])``: the same (seed, step) always gives the same batch, whatever came
-    before. ``split`` only names the stream in error messages.
+    before. ``split`` only names the stream in error messages. ``rows`` (int
+    indices into the batch): only those rows, (len(rows), T) each, cut from the
+    stream (the other windows' starts are drawn, not read).
 
     Examples:
       >>> tokens = np.arange(100, dtype=np.int32)
@@ -240,5 +252,7 @@ def get_batch(
         )
     rng = np.random.default_rng([int(seed), int(step)])
     starts = rng.integers(0, n - block_size, size=batch_size)  # (B,), last valid start n - T - 1
+    if rows is not None:
+        starts = starts[np.asarray(rows)]  # (R,)
     windows = tokens[starts[:, None] + np.arange(block_size + 1)].astype(np.int32)  # (B, T + 1)
     return np.ascontiguousarray(windows[:, :-1]), np.ascontiguousarray(windows[:, 1:])

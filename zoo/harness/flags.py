@@ -40,7 +40,12 @@ def parse_flags(cls, **kwargs: Any):
 
 
 def notice(prog: str, message: str) -> None:
-    """A one-line note on stderr (something the user should know; not an error)."""
+    """A one-line note on stderr (something the user should know; not an error); in a ``--distributed``
+    run, from process 0 only."""
+    from zoo.train import distributed  # noqa: PLC0415  (imports nothing heavy; asks JAX only if imported)
+
+    if distributed.is_multiprocess() and not distributed.is_primary():
+        return
     print(f"{prog}: note: {message}", file=sys.stderr, flush=True)
 
 

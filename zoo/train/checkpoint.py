@@ -48,8 +48,15 @@ axis)::
 and restoring checks every recorded block that the restoring process can
 read: all of them when it holds the whole array (its blocks are cut from
 the assembled value, whatever the new mesh), else those whose index it
-holds. (Orbax writes the metadata from the first process only; a
-multi-process trainer must merge the processes' block digests into it.)
+holds. Orbax writes the metadata from process 0 only, so with several
+processes :meth:`Checkpointer.save` first gathers every process's block
+digests into it (:func:`merge_digests`).
+
+Several processes (:mod:`zoo.train.distributed`). Every call is then a
+collective: every process makes it, in the same order (Orbax's saves and
+restores synchronise the processes). The list of saved steps is process 0's
+reading of the directory, broadcast, so that every process resumes from, and
+skips, the same steps; moving a damaged step aside is done by process 0.
 Checkpoints written before digests existed restore without verification.
 
 Fallback. ``restore(target)`` (no explicit step) takes the newest step that
@@ -92,6 +99,7 @@ __all__ = [
     "array_digests",
     "latest_checkpoint_step",
     "leaves_with_paths",
+    "merge_digests",
     "verify_digests",
 ]
 
@@ -226,6 +234,17 @@ def array_digests(tree: Any) -> dict[str, Any]:
             entry[_ALGORITHM] = _crc32(x)
         arrays[path] = entry
     return {"version": _INTEGRITY_VERSION, "algorithm": _ALGORITHM, "arrays": arrays}
+
+
+def merge_digests(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """One integrity record from several processes' (:func:`array_digests` of each): the block digests of
+    every array, all processes' blocks together."""
+    merged = {**records[0], "arrays": {p: dict(e) for p, e in records[0]["arrays"].items()}}
+    for record in records[1:]:
+        for path, entry in record["arrays"].items():
+            if "shards" in entry:
+                merged["arrays"][path]["shards"] = {**merged["arrays"][path].get("shards", {}), **entry["shards"]}
+    return merged
 
 
 def _malformed(record: Any) -> str | None:
@@ -376,9 +395,12 @@ class Checkpointer:
     # -- queries --------------------------------------------------------------------
 
     def all_steps(self) -> list[int]:
-        """The saved steps, oldest first (only complete checkpoints)."""
+        """The saved steps, oldest first (only complete checkpoints); process 0's list on every process."""
+        from zoo.train import distributed  # noqa: PLC0415
+
         self._manager.reload()
-        return sorted(self._manager.all_steps())
+        steps = sorted(self._manager.all_steps())
+        return distributed.allgather_json(steps)[0] if distributed.is_multiprocess() else steps
 
     def latest_step(self) -> int | None:
         steps = self.all_steps()
@@ -407,7 +429,12 @@ class Checkpointer:
             raise ValueError(f"Checkpointer.save: metadata key {INTEGRITY_KEY!r} is reserved (the digests)")
         if step in self.all_steps():
             return False
-        metadata = {**metadata, INTEGRITY_KEY: array_digests(state)}
+        from zoo.train import distributed  # noqa: PLC0415
+
+        record = array_digests(state)
+        if distributed.is_multiprocess():  # orbax writes the metadata from process 0: every process's blocks
+            record = merge_digests(distributed.allgather_json(record))
+        metadata = {**metadata, INTEGRITY_KEY: record}
         args = ocp.args.Composite(
             **{_STATE: ocp.args.StandardSave(state), _METADATA: ocp.args.JsonSave(metadata)}
         )
@@ -546,6 +573,8 @@ class Checkpointer:
     def move_aside(self, step: int, destination: str | os.PathLike) -> Path:
         """Move step ``step``'s folder into ``destination`` (as ``destination/STEP``, or ``STEP.1``, ...
         when that exists), so the step can be saved again; nothing is deleted. Returns the new path."""
+        from zoo.train import distributed  # noqa: PLC0415
+
         source = self.directory / str(step)
         destination = Path(destination)
         target = destination / str(step)
@@ -553,12 +582,16 @@ class Checkpointer:
         while target.exists():
             n += 1
             target = destination / f"{step}.{n}"
-        try:
-            destination.mkdir(parents=True, exist_ok=True)
-            source.rename(target)
-        except OSError as e:
-            raise RuntimeError(f"could not move checkpoint {source} to {target} ({_brief(e)}); "
-                               f"move it yourself") from e
+
+        def move() -> None:
+            try:
+                destination.mkdir(parents=True, exist_ok=True)
+                source.rename(target)
+            except OSError as e:
+                raise RuntimeError(f"could not move checkpoint {source} to {target} ({_brief(e)}); "
+                                   f"move it yourself") from e
+
+        distributed.primary_first(move, lambda: None, what=f"moving {source} aside")
         self._manager.reload()
         return target
 

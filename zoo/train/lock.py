@@ -13,6 +13,11 @@ again), counted per path.
 
 ``flock`` is POSIX; where ``fcntl`` does not exist (Windows) the lock is a
 no-op. On network file systems ``flock`` may be local to each host.
+
+Several processes, one run (:mod:`zoo.train.distributed`): process 0 holds
+the lock for all of them. Acquiring is then a collective (every process
+calls it, in the same order): process 0 tries the lock and tells the others,
+so a run in use is refused by every process with the same error.
 """
 
 from __future__ import annotations
@@ -44,6 +49,28 @@ class RunLock:
             fd, depth = _held[self.path]
             _held[self.path] = (fd, depth + 1)
             return self
+        from zoo.train import distributed  # noqa: PLC0415
+
+        if distributed.is_multiprocess():
+            return self._acquire_for_all(distributed)
+        return self._acquire()
+
+    def _acquire_for_all(self, distributed) -> RunLock:
+        """Process 0 takes the lock; every process learns whether it could (collectives)."""
+        error = None
+        if distributed.is_primary():
+            try:
+                self._acquire()
+            except RunInUseError as e:
+                error = e
+        if distributed.agree(error is None):
+            if not distributed.is_primary():
+                _held[self.path] = (-1, 1)  # held by process 0 for this process too
+            return self
+        holder = distributed.allgather_json(error.holder if error is not None else {})[0]
+        raise RunInUseError(self.run_dir, holder)
+
+    def _acquire(self) -> RunLock:
         try:
             import fcntl  # noqa: PLC0415
         except ImportError:  # no flock on this platform: no lock

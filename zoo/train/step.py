@@ -73,6 +73,8 @@ __all__ = [
     "make_train_step",
     "param_layouts",
     "replicated_sharding",
+    "local_rows",
+    "put_global",
     "shard_batch",
     "state_shardings",
     "step_config",
@@ -144,10 +146,35 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P(None, axes))
 
 
-def shard_batch(batch: dict[str, np.ndarray], grad_accum_steps: int, mesh: Mesh) -> dict[str, Array]:
+def local_rows(batch_size: int, grad_accum_steps: int, mesh: Mesh) -> np.ndarray | None:
+    """The rows of a (B, ...) global batch that this process's devices hold (sorted global row indices),
+    or None when the mesh is all this process's (it holds every row).
+
+    Micro-batch ``a`` is rows ``a * b`` to ``(a + 1) * b`` (b = B / A); within each, a process holds one
+    contiguous range of rows (the devices of :func:`zoo.train.sharding.make_mesh` are in process order),
+    or all of them when its devices differ only along ``tensor``.
+    """
+    s = batch_sharding(mesh)
+    if s.is_fully_addressable:
+        return None
+    b = batch_size // grad_accum_steps
+    spans = {(ix[1].start or 0, b if ix[1].stop is None else ix[1].stop)
+             for ix in s.addressable_devices_indices_map((grad_accum_steps, b)).values()}
+    lo, hi = min(a for a, _ in spans), max(z for _, z in spans)
+    if sum(z - a for a, z in spans) != hi - lo:  # not one contiguous range: a device order make_mesh never gives
+        raise ValueError(f"the mesh gives process {jax.process_index()} the rows {sorted(spans)} of each "
+                         "micro-batch, expected one contiguous range")
+    return (np.arange(grad_accum_steps)[:, None] * b + np.arange(lo, hi)).reshape(-1)  # (A * rows,)
+
+
+def shard_batch(batch: dict[str, np.ndarray], grad_accum_steps: int, mesh: Mesh, *,
+                global_rows: int | None = None) -> dict[str, Array]:
     """Host batch ``{name: (B, ...)}`` -> device ``{name: (A, B / A, ...)}``, rows sharded over the mesh.
 
-    Micro-batch ``a`` is rows ``a * B / A`` to ``(a + 1) * B / A`` of the batch.
+    Micro-batch ``a`` is rows ``a * B / A`` to ``(a + 1) * B / A`` of the batch. On a mesh over several
+    processes, ``batch`` holds only this process's rows (:func:`local_rows`, in that order) of a global
+    batch of ``global_rows`` rows, and the global arrays are assembled with
+    ``jax.make_array_from_process_local_data``.
 
     Examples:
       >>> mesh = zoo.train.make_mesh(jax.devices()[:1])
@@ -160,7 +187,25 @@ def shard_batch(batch: dict[str, np.ndarray], grad_accum_steps: int, mesh: Mesh)
         x = np.asarray(x)
         return x.reshape((grad_accum_steps, x.shape[0] // grad_accum_steps, *x.shape[1:]))  # (A, b, ...)
 
-    return jax.device_put({k: split(v) for k, v in batch.items()}, batch_sharding(mesh))
+    s = batch_sharding(mesh)
+    if s.is_fully_addressable:
+        return jax.device_put({k: split(v) for k, v in batch.items()}, s)
+    if global_rows is None:
+        raise ValueError("shard_batch: global_rows is needed on a mesh over several processes")
+    b = global_rows // grad_accum_steps
+    return {k: jax.make_array_from_process_local_data(s, split(v), (grad_accum_steps, b, *np.shape(v)[1:]))
+            for k, v in batch.items()}
+
+
+def put_global(tree: Any, sharding_: NamedSharding) -> Any:
+    """Host arrays with the same value on every process -> arrays placed by ``sharding_`` (``device_put``
+    when the mesh is this process's; each process fills its own devices' blocks otherwise)."""
+    if sharding_.is_fully_addressable:
+        return jax.device_put(tree, sharding_)
+    def put(x):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding_, lambda index: x[index])
+    return jax.tree.map(put, tree)
 
 
 @functools.lru_cache(maxsize=32)
@@ -232,6 +277,8 @@ def init_train_state(
                          f"{jax.tree.structure(want)} with shapes {jax.tree.leaves(want)}")
     optimizer = make_optimizer(step_config(cfg))
     shardings = state_shardings(model, model_config, objective, step_config(cfg), mesh)
+    if not replicated_sharding(mesh).is_fully_addressable:  # several processes: host values -> global arrays
+        params = put_global(jax.tree.map(np.asarray, params), replicated_sharding(mesh))
 
     @functools.partial(jax.jit, out_shardings=shardings)
     def from_params(params):

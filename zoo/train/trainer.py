@@ -29,11 +29,15 @@ its curve is not noisy from resampling.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import inspect
 import json
 import logging
 import math
 import os
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -53,7 +57,7 @@ from zoo.train.config import TrainConfig
 from zoo.train.lock import RunLock
 from zoo.train.metrics import append_metrics, peak_flops, plot_losses, read_metrics, truncate_metrics
 from zoo.train.objectives import NEXT_TOKEN, Objective
-from zoo.train import sharding
+from zoo.train import distributed, sharding
 from zoo.train.step import (
     TrainState,
     batch_sharding,
@@ -61,6 +65,8 @@ from zoo.train.step import (
     make_eval_step,
     make_mesh,
     make_train_step,
+    local_rows,
+    put_global,
     replicated_sharding,
     shard_batch,
 )
@@ -131,13 +137,28 @@ def _check_tokens(name: str, tokens: Any, block_size: int, vocab_size: int | Non
     return tokens
 
 
+def _takes_rows(get_batch: GetBatch) -> bool:
+    try:
+        return "rows" in inspect.signature(get_batch).parameters
+    except (TypeError, ValueError):
+        return False
+
+
 def _host_batch(
-    get_batch: GetBatch, data: Any, cfg: TrainConfig, block_size: int, *, seed: int, step: int
+    get_batch: GetBatch, data: Any, cfg: TrainConfig, block_size: int, *, seed: int, step: int,
+    rows: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    out = get_batch(data, cfg.batch_size, block_size, seed=seed, step=step)
+    """Batch ``step`` on the host, checked: all ``batch_size`` rows, or only ``rows`` of them (a process's
+    share of the global batch; ``get_batch(..., rows=rows)`` when it takes ``rows``, else sliced)."""
+    out = get_batch(data, cfg.batch_size, block_size, seed=seed, step=step,
+                    **({"rows": rows} if rows is not None and _takes_rows(get_batch) else {}))
+    if rows is not None and not _takes_rows(get_batch):  # the whole batch, then this process's rows
+        out = (out[0][rows], out[1][rows]) if isinstance(out, tuple) else {k: np.asarray(v)[rows] for k, v in
+                                                                            out.items()}
+    n_rows = cfg.batch_size if rows is None else len(rows)
     if isinstance(out, tuple):  # next-token (x, y)
         x, y = np.asarray(out[0]), np.asarray(out[1])
-        want = (cfg.batch_size, block_size)
+        want = (n_rows, block_size)
         if x.shape != want or y.shape != want:
             raise ValueError(
                 f"get_batch returned x {x.shape} and y {y.shape}, expected both (batch_size, block_size) = {want}"
@@ -146,9 +167,10 @@ def _host_batch(
     if not isinstance(out, dict) or not out:
         raise TypeError(f"get_batch must return a dict of arrays or an (x, y) pair, got {type(out).__name__}")
     batch = {k: np.asarray(v) for k, v in out.items()}
-    bad = {k: v.shape for k, v in batch.items() if v.ndim < 1 or v.shape[0] != cfg.batch_size}
+    bad = {k: v.shape for k, v in batch.items() if v.ndim < 1 or v.shape[0] != n_rows}
     if bad:
-        raise ValueError(f"get_batch returned entries {bad}, expected a leading batch axis of batch_size={cfg.batch_size}")
+        raise ValueError(f"get_batch returned entries {bad}, expected a leading batch axis of "
+                         f"{'batch_size' if rows is None else 'this process rows'}={n_rows}")
     return batch
 
 
@@ -270,10 +292,14 @@ class _Loop:
     t_log: float = 0.0
     tokens_since_log: int = 0
     last_save: int | None = None
+    rows: np.ndarray | None = None  # this process's rows of each global batch (None: all; one process)
+    primary: bool = True  # process 0: writes metrics and plots, prints
+    stop_requested: bool = False  # Ctrl-C seen (several processes: they stop together at the next sync)
 
     def next_batch(self, step: int) -> dict[str, jax.Array]:
-        batch = _host_batch(self.get_batch, self.train_data, self.cfg, self.block_size, seed=self.cfg.seed, step=step)
-        return shard_batch(batch, self.cfg.grad_accum_steps, self.mesh)
+        batch = _host_batch(self.get_batch, self.train_data, self.cfg, self.block_size, seed=self.cfg.seed,
+                            step=step, rows=self.rows)
+        return shard_batch(batch, self.cfg.grad_accum_steps, self.mesh, global_rows=self.cfg.batch_size)
 
     def sync(self, step: int) -> None:
         """Fetch the pending per-step metrics (waits for the device); stop on a non-finite step if so configured."""
@@ -295,7 +321,8 @@ class _Loop:
             step, self.interval, tokens=self.tokens_since_log, seconds=now - self.t_log, elapsed=now - self.t_start,
             nonfinite_steps=self.nonfinite_steps, flops_per_token=self.flops_per_token, peak=self.peak,
         )
-        append_metrics(self.run_dir, record)
+        if self.primary:
+            append_metrics(self.run_dir, record)
         self.summary.update({k: v for k, v in record.items() if k.startswith("train_")})
         loss = record["train_loss"]
         postfix = {"loss": "nan" if loss is None else f"{loss:.4f}", "tok/s": f"{record['tokens_per_s']:,.0f}"}
@@ -309,7 +336,8 @@ class _Loop:
         results = jax.device_get({k: self.eval_step(self.state.params, b) for k, b in self.eval_data.items()})
         record = eval_record(step, results, elapsed=time.perf_counter() - self.t_start,
                              perplexity=self.objective.perplexity)
-        append_metrics(self.run_dir, record)
+        if self.primary:
+            append_metrics(self.run_dir, record)
         self.summary.update({k: _finite_or_none(v) for k, v in record.items() if k not in ("step", "elapsed_s")})
         extra = "".join(f", val {k} {v:.4f}" for k, v in results["val"].items() if k != "loss")
         self.say(f"step {step}: val loss {record['val_loss']:.4f}, train loss {record['eval_train_loss']:.4f}{extra}")
@@ -348,6 +376,8 @@ class _Loop:
                     self.evaluate(step)
                 if do_save:
                     self.save(step)
+                if not end and distributed.is_multiprocess() and distributed.any_process(self.stop_requested):
+                    raise KeyboardInterrupt  # Ctrl-C on some process: every process stops at this step
             if not end:
                 batch = self.next_batch(step)  # between syncs, overlaps with the device running this step
         return step
@@ -365,6 +395,29 @@ class _Loop:
         if at != self.last_save:
             self.save(at)
         return TrainingInterrupted(at, self.ckpt.directory / str(at))
+
+
+@contextlib.contextmanager
+def _stop_together(loop: _Loop):
+    """Several processes: the first Ctrl-C (SIGINT) only asks to stop; the processes agree on it at the next
+    sync point (log, eval or checkpoint step) and stop there together, each saving the same step (a
+    process that stopped on its own would leave the others waiting in a collective). A second Ctrl-C
+    interrupts at once. One process: nothing changes (Ctrl-C interrupts at once)."""
+    if not distributed.is_multiprocess() or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def ask(signum, frame):
+        if loop.stop_requested:
+            raise KeyboardInterrupt
+        loop.stop_requested = True
+        loop.say("Ctrl-C: stopping at the next sync point (with a checkpoint); press it again to stop at once")
+
+    previous = signal.signal(signal.SIGINT, ask)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def evaluation_batches(
@@ -402,7 +455,7 @@ def evaluate_batches(
 
 def _eval_data(get_batch: GetBatch, data: Any, cfg: TrainConfig, block_size: int, mesh) -> dict[str, jax.Array]:
     """The fixed evaluation batches of one split on the devices: {name: (eval_batches, B, ...)}."""
-    return jax.device_put(evaluation_batches(get_batch, data, cfg, block_size), batch_sharding(mesh))
+    return put_global(evaluation_batches(get_batch, data, cfg, block_size), batch_sharding(mesh))
 
 
 def train(
@@ -505,9 +558,11 @@ def train(
         "metadata": _config_dict(metadata or {}, "metadata"),
         "zoo_version": __version__,
     }
-    say = tqdm.write if progress else logger.info
+    primary = distributed.is_primary()  # several processes: process 0 prints and writes the run's files
+    say = (tqdm.write if progress else logger.info) if primary else (lambda _: None)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if primary:
+        run_dir.mkdir(parents=True, exist_ok=True)
     if not isinstance(mesh, Mesh):
         mesh = make_mesh(devices, mesh)
     elif devices is not None:
@@ -536,22 +591,25 @@ def train(
             state, latest = _resume(ckpt, state, checkpoint_meta["model_config"], corrupt_dir)
             say(f"resumed from checkpoint {ckpt.directory / str(latest)}")
         start_step = int(state.step)
-        truncate_metrics(run_dir, start_step if latest is not None else -1)
+        if primary:
+            truncate_metrics(run_dir, start_step if latest is not None else -1)
 
         peak = None
         if flops_per_token:
-            device = mesh.devices.flat[0]
+            device = mesh.local_devices[0]  # one of this process's (several processes: the others are remote)
             # CPU "devices" share the host's cores, and the probe already uses all of them.
             peak = peak_flops(device) * (1 if device.platform == "cpu" else mesh.devices.size)
         summary: dict[str, Any] = {"step": start_step, "steps_run": 0}
         for r in read_metrics(run_dir):  # the latest values logged before a resume
             summary.update({k: v for k, v in r.items() if k.endswith(("_loss", "_ppl"))})
 
-        first_batch = _host_batch(get_batch, train_data, cfg, block_size, seed=cfg.seed, step=start_step)
+        rows = local_rows(cfg.batch_size, cfg.grad_accum_steps, mesh)  # None: one process holds every row
+        first_batch = _host_batch(get_batch, train_data, cfg, block_size, seed=cfg.seed, step=start_step, rows=rows)
         if objective.tokens_key not in first_batch:
             raise ValueError(f"train: the batches have entries {sorted(first_batch)}, but objective "
                              f"{objective.name!r} counts tokens in {objective.tokens_key!r}")
-        tokens_per_step = int(np.prod(first_batch[objective.tokens_key].shape))
+        tokens = first_batch[objective.tokens_key]
+        tokens_per_step = int(np.prod(tokens.shape)) * cfg.batch_size // tokens.shape[0]  # of the global batch
 
         def finish(step: int, nonfinite_steps: int) -> dict[str, Any]:
             elapsed = time.perf_counter() - t_start
@@ -560,14 +618,16 @@ def train(
                 step=step, steps_run=step - start_step, elapsed_s=elapsed, tokens_per_s=tps,
                 mfu=flops_per_token * tps / peak if peak else None, nonfinite_steps=nonfinite_steps,
             )
-            plot_losses(run_dir)
+            if primary:
+                plot_losses(run_dir)
             return summary
 
         if start_step >= cfg.max_steps:
             say(f"nothing to do: the run in {run_dir} is at step {start_step} >= max_steps={cfg.max_steps}")
             return finish(start_step, int(state.nonfinite_steps))
 
-        pbar = tqdm(total=cfg.max_steps, initial=start_step, disable=not progress, unit="step", dynamic_ncols=True)
+        pbar = tqdm(total=cfg.max_steps, initial=start_step, disable=not (progress and primary), unit="step",
+                    dynamic_ncols=True)
         loop = _Loop(
             cfg=cfg, run_dir=run_dir, block_size=block_size, mesh=mesh, ckpt=ckpt,
             checkpoint_meta=checkpoint_meta, get_batch=get_batch, train_data=train_data, objective=objective,
@@ -577,16 +637,25 @@ def train(
             },
             train_step=train_step, eval_step=eval_step, state=state, t_start=t_start,
             flops_per_token=flops_per_token, peak=peak, pbar=pbar, say=say, summary=summary,
-            nonfinite_steps=int(state.nonfinite_steps), t_log=t_start,
+            nonfinite_steps=int(state.nonfinite_steps), t_log=t_start, rows=rows, primary=primary,
         )
         del state  # the loop owns it (it is donated every step)
         try:
-            if latest is None and start_step % cfg.eval_interval == 0:
-                loop.evaluate(start_step)  # the initial loss
-            step = loop.run(start_step)
+            with _stop_together(loop):
+                if latest is None and start_step % cfg.eval_interval == 0:
+                    loop.evaluate(start_step)  # the initial loss
+                step = loop.run(start_step)
+        except jax.errors.JaxRuntimeError as e:
+            if not distributed.is_multiprocess():
+                raise
+            # gloo/NCCL report a peer that went away as a failed collective ("Connection closed by peer")
+            raise RuntimeError(f"process {distributed.process_index()}: a collective with the other processes "
+                               f"failed ({str(e).splitlines()[0][:200]}); another process has probably stopped: "
+                               "its error, or the launcher's, says which") from e
         except KeyboardInterrupt:
             interrupted = loop.save_on_interrupt()
-            plot_losses(run_dir)
+            if primary:
+                plot_losses(run_dir)
             raise interrupted from None
         return finish(step, loop.nonfinite_steps)
     finally:
