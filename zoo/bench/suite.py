@@ -268,22 +268,6 @@ def _measure_throughput(spec: dict[str, Any]) -> dict[str, Any]:
                 xla_flops=xla_flops, xla_bytes=xla_bytes, device_peak_bytes=worker.device_peak_bytes(device))
 
 
-def _filled_cache(cache, length: int, rng):
-    """The KV cache with random keys and values and every row's index at ``length`` (as if filled)."""
-    import jax
-    import jax.numpy as jnp
-    from flax import traverse_util
-
-    flat = traverse_util.flatten_dict(cache)
-    out = {}
-    for path, leaf in flat.items():
-        if path[-1] == "cache_index":
-            out[path] = jnp.full(leaf.shape, length, leaf.dtype)
-        else:
-            out[path] = jnp.asarray(rng.standard_normal(leaf.shape, dtype="float32"), leaf.dtype)
-    return jax.device_put(traverse_util.unflatten_dict(out))
-
-
 def _measure_decode(spec: dict[str, Any]) -> dict[str, Any]:
     """Seconds per generated token (B=1) at each context length, from a cache/state of that length."""
     import jax
@@ -309,7 +293,9 @@ def _measure_decode(spec: dict[str, Any]) -> dict[str, Any]:
 
         empty = init_cache(model, 1, cache_len)
         compiled, compile_s = compile_jax(step, params, empty, tokens[0][0])
-        states = {length: _filled_cache(empty, length, rng) for length in spec["contexts"]}
+        from zoo.bench.device_report import filled_cache  # noqa: PLC0415  (one copy; imports no tyro)
+
+        states = {length: filled_cache(empty, length, rng) for length in spec["contexts"]}
     else:
         def step(p, carry, ids):
             return model.apply(p, ids, initial_carry=carry, return_carry=True)
