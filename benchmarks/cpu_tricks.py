@@ -30,7 +30,8 @@ import sys
 import time
 from pathlib import Path
 
-import _publish
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _publish, also when loaded by path
+import _publish  # noqa: E402
 
 WORKER = r"""
 import sys, time, statistics
@@ -135,6 +136,11 @@ def tables(results: dict[str, list], rounds: int, machine: str, load: str) -> st
                 lines.append(row(f"bert: {masks} dropout masks instead of the hash, {where}",
                                  f"bert zoo{suffix}", f"bert {masks}{suffix}"))
     return "\n".join(lines)
+
+
+def render(data: dict) -> str:
+    """The published table, from a stored result (``benchmarks/results/cpu_tricks-cpu.json``)."""
+    return tables(data["ms_per_step"], data["rounds"], data["machine"], data["load"])
 
 
 def main(argv: list[str] | None = None) -> int:

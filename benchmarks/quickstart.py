@@ -24,7 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import _publish
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _publish, also when loaded by path
+import _publish  # noqa: E402
 
 COMMAND = ["zoo", "pretrain", "gpt", "--preset", "quickstart", "--no-progress"]
 MARKERS = ("<!-- quickstart:start -->", "<!-- quickstart:end -->")
@@ -44,6 +45,13 @@ def machine() -> str:
     from zoo.harness.results import cpu_model, num_threads  # noqa: PLC0415
 
     return f"{cpu_model()}, {num_threads()} CPU threads"
+
+
+def render(result: dict) -> str:
+    """README's quick-start claim, from a stored result."""
+    median, runs = result["median_s"], len(result["seconds"])
+    return (f"about {median / 60:.1f} minutes ({median:.0f} s, the median of {runs} runs from process start to "
+            f"exit on a fresh cache; {result['machine']}; `python benchmarks/quickstart.py`)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,8 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     slug = device_slug({"jax_platform": "cpu", "cpu": cpu_model(), "threads": num_threads()})
     path = _publish.RESULTS / f"quickstart-{slug}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
-    text = (f"about {median / 60:.1f} minutes ({median:.0f} s, the median of {len(times)} runs from process start to "
-            f"exit on a fresh cache; {where}; `python benchmarks/quickstart.py`)")
+    text = render(result)
     print(text)
     if args.update_docs:
         readme = _publish.README

@@ -129,14 +129,14 @@ def rerender(path: Path) -> str:
     import importlib
 
     name = path.stem.split("-")[0]
-    if name == "chunked_scan":  # published by a script in benchmarks/, loaded by its path
+    if name in ("chunked_scan", "cpu_tricks", "quickstart"):  # published by a script in benchmarks/, loaded by path
         import importlib.util
 
-        spec = importlib.util.spec_from_file_location("chunked_scan", RESULTS.parent / "chunked_scan.py")
+        spec = importlib.util.spec_from_file_location(name, RESULTS.parent / f"{name}.py")
         script = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(script)
         data = json.loads(path.read_text())
-        return script.render(data, data["command"])
+        return script.render(data, data["command"]) if name == "chunked_scan" else script.render(data)
     package = "experiments" if name in ("gradflow", "ladder", "tasks", "word_ladder") else "bench"
     return importlib.import_module(f"zoo.{package}.{name}").render(json.loads(path.read_text()))
 

@@ -441,11 +441,13 @@ class Checkpointer:
         try:
             self._manager.save(step, args=args, force=True)
             self._manager.wait_until_finished()
-        except Exception as e:
+        except BaseException as e:
             # Start over with a fresh manager: it deletes the failed save's temporary folder.
             with contextlib.suppress(Exception):  # the manager may be half-way through the failed save
                 self._manager.close()
             self._manager = self._open()
+            if not isinstance(e, Exception):  # Ctrl-C during the save: the trainer saves this step again
+                raise
             raise RuntimeError(
                 f"saving checkpoint step {step} in {self.directory} failed ({_brief(e)}); "
                 f"the earlier checkpoints {self.all_steps()} are intact"
