@@ -78,6 +78,8 @@ exception, which has the details).
 from __future__ import annotations
 
 import contextlib
+import threading
+import signal
 import dataclasses
 import os
 import warnings
@@ -353,6 +355,27 @@ def latest_checkpoint_step(directory: str | os.PathLike) -> int | None:
         return ckpt.latest_step()
 
 
+@contextlib.contextmanager
+def _ctrl_c_after():
+    """Ctrl-C during the block takes effect when it ends. An Orbax save interrupted half-way leaves its writer
+    threads filling the temporary folder, and the save the interrupt then makes collides with them
+    (CI: "Directory not empty: 'ocdbt.process_0'"); a save is a second or so, so Ctrl-C waits for it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        if callable(previous):
+            previous(signal.SIGINT, None)  # Python's default raises KeyboardInterrupt; zoo's multi-process one asks
+        elif previous == signal.SIG_DFL:
+            raise KeyboardInterrupt
+
+
 class Checkpointer:
     """Save and restore train states with metadata in ``directory``, keeping the newest ``keep``.
 
@@ -439,8 +462,9 @@ class Checkpointer:
             **{_STATE: ocp.args.StandardSave(state), _METADATA: ocp.args.JsonSave(metadata)}
         )
         try:
-            self._manager.save(step, args=args, force=True)
-            self._manager.wait_until_finished()
+            with _ctrl_c_after():
+                self._manager.save(step, args=args, force=True)
+                self._manager.wait_until_finished()
         except BaseException as e:
             # Start over with a fresh manager: it deletes the failed save's temporary folder.
             with contextlib.suppress(Exception):  # the manager may be half-way through the failed save
