@@ -78,10 +78,10 @@ exception, which has the details).
 from __future__ import annotations
 
 import contextlib
-import threading
-import signal
 import dataclasses
 import os
+import signal
+import threading
 import warnings
 import zlib
 from collections.abc import Callable
