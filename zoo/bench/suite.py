@@ -210,13 +210,19 @@ def _lm(spec: dict[str, Any], seq_len: int):
 _PARAMS: dict[tuple, Any] = {}
 
 
-def _init_once(key: tuple, init, *args):
-    """``init(*args)`` compiled as one program (eager init is slow), unboxed, cached under ``key``."""
+def _init_once(key: tuple, init, *args, keep_all: bool = False):
+    """``init(*args)`` compiled as one program (eager init is slow), unboxed, cached under ``key``.
+
+    One set is kept alive at a time, so memory stays the configuration's own; ``keep_all`` (--quick)
+    keeps every set: the batch sweep and decoding then reuse the parameters of the T sweep (the same
+    seed, so the same values) instead of compiling their initialisation again, half of the inits.
+    """
     import jax
     from flax import linen as nn
 
     if key not in _PARAMS:
-        _PARAMS.clear()  # keep one set alive at a time: memory stays the configuration's own
+        if not keep_all:
+            _PARAMS.clear()
         _PARAMS[key] = nn.meta.unbox(jax.jit(init)(*args))
     return _PARAMS[key]
 
@@ -237,7 +243,8 @@ def _measure_throughput(spec: dict[str, Any]) -> dict[str, Any]:
         dtype = _compute_dtype(spec)
         inputs = [jax.device_put(rng.standard_normal((b, t, spec["width"]), np.float32).astype(dtype), device)
                   for _ in range(spec["num_inputs"])]
-        params = _init_once(("layer", spec["kind"], spec["width"], spec["dtype"]), init, key, inputs[0])
+        params = _init_once(("layer", spec["kind"], spec["width"], spec["dtype"]), init, key, inputs[0],
+                            keep_all=spec.get("keep_params", False))
 
         def train(p, x):
             return apply(p, x).astype(jnp.float32).sum()
@@ -249,7 +256,7 @@ def _measure_throughput(spec: dict[str, Any]) -> dict[str, Any]:
         vocab = config.vocab_size
         inputs = [jax.device_put(rng.integers(0, vocab, (b, t + 1), dtype=np.int32), device)
                   for _ in range(spec["num_inputs"])]
-        params = _init_once(("lm", config), model.init, key, inputs[0][:, :t])
+        params = _init_once(("lm", config), model.init, key, inputs[0][:, :t], keep_all=spec.get("keep_params", False))
 
         def loss(p, ids):
             logits = model.apply(p, ids[:, :-1])  # (B, T, V) float32
@@ -282,7 +289,8 @@ def _measure_decode(spec: dict[str, Any]) -> dict[str, Any]:
     model, config = _lm(spec, cache_len)
     tokens = [(jnp.asarray(rng.integers(0, config.vocab_size, (1, 1), dtype=np.int32)),)
               for _ in range(spec["num_inputs"])]
-    params = _init_once(("lm", config), model.init, jax.random.key(spec["seed"]), tokens[0][0])
+    params = _init_once(("lm", config), model.init, jax.random.key(spec["seed"]), tokens[0][0],
+                        keep_all=spec.get("keep_params", False))
     baseline = worker.peak_rss_kib()
     points = []
     if spec["family"] == "gpt":
@@ -401,16 +409,32 @@ def run(cfg: Config, command: str) -> dict[str, Any]:
     cfg = cfg.resolved()
     other_load = results.OtherLoad()
     common = dict(dtype=cfg.dtype, head_dim=cfg.head_dim, repeats=cfg.repeats, warmup=cfg.warmup,
-                  budget_s=cfg.budget_s, num_inputs=cfg.num_inputs, seed=cfg.seed)
-    env = worker.environment(WORKER, {**common, "group": "env"}, cfg.timeout_s)
-    common["dtype"] = env["dtype"]
-    env["mem_limit_bytes"] = common["mem_limit_bytes"] = limit = worker.default_memory_limit(
-        cfg.mem_limit_gb, env["jax_platform"])
-    jobs, notes = plan(cfg, env["jax_platform"])
+                  budget_s=cfg.budget_s, num_inputs=cfg.num_inputs, seed=cfg.seed, keep_params=cfg.quick)
+    # one process per job, or with --no-isolate (--quick) one for them all; with --quick that one describes
+    # the environment too (a process start less; the bandwidth test's 512 MiB then count in its peak memory)
+    with (contextlib.nullcontext() if cfg.isolate else worker.Worker(WORKER)) as shared:
+        env = worker.environment(WORKER, {**common, "group": "env"}, cfg.timeout_s, shared if cfg.quick else None)
+        common["dtype"] = env["dtype"]
+        env["mem_limit_bytes"] = common["mem_limit_bytes"] = limit = worker.default_memory_limit(
+            cfg.mem_limit_gb, env["jax_platform"])
+        jobs, notes = plan(cfg, env["jax_platform"])
+        _run_jobs(cfg, jobs, common, limit, shared)
 
-    bar = tqdm(jobs, desc="zoo bench", unit="config", file=sys.stderr, disable=not cfg.progress)
-    # one process per job, or with --no-isolate (--quick) one for them all
-    with bar, (contextlib.nullcontext() if cfg.isolate else worker.Worker(WORKER)) as shared:
+    env["other_processes_cpu_share"] = other = other_load.fraction()
+    notes += results.other_load_notes(other)
+    if not cfg.isolate:
+        notes.append("All configurations ran in one process (--quick or --no-isolate): each peak memory "
+                     "figure is that process's high-water mark so far, not the configuration's own.")
+    measurements = [suite_report.derive(job, env) for job in jobs]
+    return {"benchmark": "suite", "command": command, "date": results.utc_now(), "environment": env,
+            "config": results.config_json(cfg), "layer_widths": layer_widths(cfg), "notes": notes,
+            "measurements": measurements, "crossovers": suite_report.find_crossovers(measurements, cfg.seq_lens)}
+
+
+def _run_jobs(cfg: Config, jobs: list[dict[str, Any]], common: dict[str, Any], limit: int | None,
+              shared: worker.Worker | None) -> None:
+    """Measure each job (its ``result``): in a fresh worker each, or in ``shared``; estimated OOMs are not run."""
+    with tqdm(jobs, desc="zoo bench", unit="config", file=sys.stderr, disable=not cfg.progress) as bar:
         for job in bar:
             bar.set_postfix_str(_job_label(job))
             need = dense_logit_bytes(cfg, job) * (3 if job["mode"] == "train" else 1) \
@@ -422,16 +446,6 @@ def run(cfg: Config, command: str) -> dict[str, Any]:
                 job["result"] = worker.spawn(WORKER, {**common, **job}, cfg.timeout_s)
             else:
                 job["result"] = shared.request({**common, **job}, cfg.timeout_s)
-
-    env["other_processes_cpu_share"] = other = other_load.fraction()
-    notes += results.other_load_notes(other)
-    if not cfg.isolate:
-        notes.append("All configurations ran in one process (--quick or --no-isolate): each peak memory "
-                     "figure is that process's high-water mark so far, not the configuration's own.")
-    measurements = [suite_report.derive(job, env) for job in jobs]
-    return {"benchmark": "suite", "command": command, "date": results.utc_now(), "environment": env,
-            "config": results.config_json(cfg), "layer_widths": layer_widths(cfg), "notes": notes,
-            "measurements": measurements, "crossovers": suite_report.find_crossovers(measurements, cfg.seq_lens)}
 
 
 def rerender(data: dict[str, Any], command: str) -> dict[str, Any]:

@@ -264,13 +264,16 @@ def spawn(target: str, spec: dict[str, Any], timeout_s: float) -> dict[str, Any]
         return worker.request(spec, timeout_s)
 
 
-def environment(target: str, spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+def environment(target: str, spec: dict[str, Any], timeout_s: float, shared: Worker | None = None) -> dict[str, Any]:
     """The environment as a worker describes it (``TARGET(spec)["environment"]``); a RuntimeError if it fails.
 
     The parent of a benchmark that measures in workers never starts a JAX
     backend itself: on a GPU it would hold the memory the workers measure.
+    A fresh worker describes it, or ``shared``, a running one that will also
+    measure (one process start less, for runs that measure in one process).
     """
-    described = spawn(target, spec, max(timeout_s, ENV_TIMEOUT_S))
+    timeout_s = max(timeout_s, ENV_TIMEOUT_S)
+    described = spawn(target, spec, timeout_s) if shared is None else shared.request(spec, timeout_s)
     if described["status"] != "ok":
         raise RuntimeError(f"the environment worker failed: {described['error']}")
     return described["environment"] | {"peak_rss": "VmHWM" if os.path.exists("/proc/self/status") else "ru_maxrss"}
