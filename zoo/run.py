@@ -192,12 +192,22 @@ def nonfinite_summary(params: Any, prefix: str = "") -> str | None:
     its counts, and how many arrays have any, e.g. ``params/wte/embedding: 12 NaN; 1 of 20 arrays``."""
     import jax  # noqa: PLC0415
     import jax.numpy as jnp  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
 
     from zoo.train.checkpoint import leaves_with_paths  # noqa: PLC0415
 
+    def counts_of(x):
+        # NumPy where this process holds the whole array: eager jnp compiled 4 small programs per distinct
+        # shape, ~1 s of every fresh `zoo` process that loads a run; jnp (on device) for arrays spread
+        # over several hosts
+        if getattr(x, "is_fully_addressable", True):
+            a = np.asarray(x)
+            return np.isnan(a).sum(), np.isinf(a).sum()
+        return jnp.isnan(x).sum(), jnp.isinf(x).sum()
+
     leaves = [(f"{prefix}/{path}" if prefix else path, x) for path, x in leaves_with_paths(params)
               if jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
-    counts = jax.device_get([(jnp.isnan(x).sum(), jnp.isinf(x).sum()) for _, x in leaves])
+    counts = jax.device_get([counts_of(x) for _, x in leaves])
     bad = [(path, int(n), int(i)) for (path, _), (n, i) in zip(leaves, counts, strict=True) if n or i]
     if not bad:
         return None
