@@ -84,6 +84,10 @@ def test_chunked_reversed_sequences(helpers):
     _close(run(chunked), run(seq))
 
 
+# the scan as one compiled program per (method, chunk): eager, every primitive compiles on its own
+_jit_recurrence = jax.jit(zoo.linear_recurrence, static_argnames=("method", "chunk_size"))
+
+
 def test_chunked_is_stable_for_extreme_finite_gates():
     """Decays from exp(-1e30) (a = 0) to 1 and inputs up to 1e30: finite, and equal to the sequential scan."""
     rng = np.random.default_rng(3)
@@ -91,13 +95,13 @@ def test_chunked_is_stable_for_extreme_finite_gates():
     b = rng.choice([-1e30, -1.0, 0.0, 1e-30, 1.0, 1e30], size=(40, B, H))
     h0 = rng.choice([-1e30, 0.0, 1.0], size=(B, H))
     args = [jnp.asarray(v, jnp.float32) for v in (log_a, b, h0)]
-    ref = zoo.linear_recurrence(*args, method="sequential")[1]
+    ref = _jit_recurrence(*args, method="sequential")[1]
     for chunk in (1, 7, 40):
-        hs = zoo.linear_recurrence(*args, method="chunked", chunk_size=chunk)[1]
+        hs = _jit_recurrence(*args, method="chunked", chunk_size=chunk)[1]
         assert np.all(np.isfinite(np.asarray(hs)))
         np.testing.assert_allclose(np.asarray(hs), np.asarray(ref), rtol=1e-5, atol=1e-5)
-    grads = jax.grad(lambda la, b, h0: jnp.sum(zoo.linear_recurrence(la, b, h0, method="chunked", chunk_size=7)[1]
-                                               * 1e-30), argnums=(0, 1, 2))(*args)
+    grads = jax.jit(jax.grad(lambda la, b, h0: jnp.sum(
+        zoo.linear_recurrence(la, b, h0, method="chunked", chunk_size=7)[1] * 1e-30), argnums=(0, 1, 2)))(*args)
     assert all(np.all(np.isfinite(np.asarray(g))) for g in grads)
 
 
@@ -107,9 +111,9 @@ def test_cells_default_and_chunked_match_sequential(helpers):
     for cls in (zoo.MinGRUCell, zoo.MinLSTMCell):
         ref = zoo.RNN(cls(features=4, method="sequential"))
         params = helpers.init_params(ref, x, seed=12)
-        want = ref.apply(params, x)
+        want = helpers.apply(ref, params, x)  # jitted applies: eager ones compile op by op
         for cell in (cls(features=4), cls(features=4, method="chunked", chunk_size=2)):
-            np.testing.assert_allclose(zoo.RNN(cell).apply(params, x), want, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(helpers.apply(zoo.RNN(cell), params, x), want, rtol=1e-5, atol=1e-5)
 
 
 def test_method_arguments():
