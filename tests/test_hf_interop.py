@@ -72,7 +72,8 @@ def test_fixture_logits_and_hidden_states_match_transformers(name):
     np.testing.assert_allclose(hidden[real], ref["hidden"][real], rtol=0, atol=ATOL)
     if "nsp" in ref:  # BertForPreTraining: its NSP head is kept in params
         kw = {"segment_ids": ref["segments"].astype(np.int32), "seq_lengths": ref["lengths"].astype(np.int32)}
-        _, nsp = zoo.BERTForPreTraining(run.config).apply({"params": run.params}, ref["ids"].astype(np.int32), **kw)
+        _, nsp = jax.jit(zoo.BERTForPreTraining(run.config).apply)({"params": run.params},
+                                                                    ref["ids"].astype(np.int32), **kw)
         np.testing.assert_allclose(nsp, ref["nsp"], rtol=0, atol=ATOL)
 
 
@@ -131,10 +132,12 @@ def tiny_run(family: str, tokenizer: str = "byte", run_dir: Path = Path("tiny"),
         model = (zoo.BERTForSequenceClassification if family == "bert-classifier" else zoo.BERTForMaskedLM)(config)
     if not init:
         return Run(run_dir, family, config, TrainConfig(), model, {}, tok, 7, {})
-    params = nn.unbox(jax.jit(model.init)(jax.random.key(1), jnp.zeros((1, 4), jnp.int32))["params"])
-    rng = np.random.default_rng(2)  # NumPy: JAX's eager random ops would compile once per shape
-    params = jax.tree.map(lambda x: np.asarray(x) + np.float32(0.1) * rng.standard_normal(x.shape, np.float32),
-                          params)  # LayerNorms away from 1, biases from 0
+    # the shapes only (compiling the initialisers took ~1 s a case); NumPy values: JAX's eager random ops would
+    # compile once per shape
+    shapes = nn.unbox(jax.eval_shape(model.init, jax.random.key(1), jnp.zeros((1, 4), jnp.int32))["params"])
+    rng = np.random.default_rng(2)
+    params = jax.tree.map(lambda x: np.float32(0.1) * rng.standard_normal(x.shape, np.float32) + np.float32(
+        1.0 if len(x.shape) == 1 else 0.0), shapes)  # every parameter random, LayerNorm scales about 1
     info = {"labels": ["a", "b", "c"]} if family == "bert-classifier" else {}
     return Run(run_dir, family, config, TrainConfig(), model, params, tok, 7, info)
 
