@@ -56,7 +56,8 @@ def test_tanh_rnn_matches_forward_mode_jacobian_of_a_hand_written_loop(quadratic
                 state = jnp.tanh(xb[s] @ u + bias + state @ w)
             return jnp.sum(state**2) if quadratic else state @ r
 
-        grads = np.stack([np.asarray(jax.jacfwd(row_loss)(jnp.asarray(x[i]))) for i in range(b)])  # (B, T, D)
+        jac = jax.jit(jax.jacfwd(row_loss))  # one program for both rows (eager: every op compiles on its own)
+        grads = np.stack([np.asarray(jac(jnp.asarray(x[i]))) for i in range(b)])  # (B, T, D)
         want = np.linalg.norm(grads, axis=-1).mean(axis=0)[::-1]  # (T,) by lag
         got = jax.jit(lambda p, x: gradflow.lag_gradient_norms(rnn.apply, p, x, loss))(
             rnn_variables(u, w, bias), jnp.asarray(x)
@@ -72,7 +73,7 @@ def test_transformer_curve_is_flat_where_a_contractive_rnn_decays():
     t, d, v = 32, 16, 20
     ids = np.random.default_rng(3).integers(0, v, (4, t + 1))
     model = gradflow.CharLM("transformer", v, d, t)
-    params = nn.unbox(model.init(jax.random.key(0), ids[:1, :t]))
+    params = nn.unbox(jax.jit(model.init)(jax.random.key(0), ids[:1, :t]))  # eager init took ~5 s
     norms = np.asarray(gradflow.lm_lag_norms(model, params, ids[:, :t], ids[:, t]))
     assert norms.shape == (t,) and np.all(norms > 0)
     assert norms[1:].min() / norms[1:].max() > 0.1
