@@ -41,12 +41,14 @@ def test_sgns_loss_and_gradients_match_numpy_and_autodiff():
     ref_loss = -np.sum(mask * np.log(_sigmoid(np.where(y == 1, s, -s))))
     e = mask * (y - _sigmoid(s))
     ref_dh, ref_drows = -np.einsum("nk,nkd->nd", e, rows), -e[..., None] * h[:, None, :]
-    loss, dh, drows = sgns_grads(jnp.asarray(h), jnp.asarray(rows), jnp.asarray(mask))
+    # jitted: eager, every operation (and its derivative) compiles on its own
+    loss, dh, drows = jax.jit(sgns_grads)(jnp.asarray(h), jnp.asarray(rows), jnp.asarray(mask))
     np.testing.assert_allclose(float(loss), ref_loss, rtol=1e-5)
-    np.testing.assert_allclose(float(sgns_loss(h, rows, mask)), ref_loss, rtol=1e-5)
+    np.testing.assert_allclose(float(jax.jit(sgns_loss)(h, rows, mask)), ref_loss, rtol=1e-5)
     np.testing.assert_allclose(dh, ref_dh, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(drows, ref_drows, rtol=1e-5, atol=1e-6)
-    auto_dh, auto_drows = jax.grad(sgns_loss, argnums=(0, 1))(jnp.asarray(h), jnp.asarray(rows), jnp.asarray(mask))
+    auto_dh, auto_drows = jax.jit(jax.grad(sgns_loss, argnums=(0, 1)))(jnp.asarray(h), jnp.asarray(rows),
+                                                                        jnp.asarray(mask))
     np.testing.assert_allclose(auto_dh, dh, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(auto_drows, drows, rtol=1e-5, atol=1e-6)
 
