@@ -365,10 +365,9 @@ def test_decoder_is_causal_in_values_and_gradients():
 
 
 def _decode(module, variables, cache, chunks, **kw):
-    step = jax.jit(lambda variables, chunk: apply(module, variables, chunk, decode=True, mutable=["cache"], **kw))
     outs = []
-    for chunk in chunks:
-        y, mutated = step({**variables, "cache": cache}, chunk)
+    for chunk in chunks:  # `apply` keeps one compiled step per chunk shape, shared with the tests' own steps
+        y, mutated = apply(module, {**variables, "cache": cache}, chunk, decode=True, mutable=["cache"], **kw)
         cache = mutated["cache"]
         outs.append(y)
     return np.concatenate(outs, axis=1), cache
@@ -536,8 +535,8 @@ def test_activations_match_reference_values_and_gradients():
     for name, approximate in (("gelu", False), ("gelu_tanh", True)):
         f = ACTIVATIONS[name]
         np.testing.assert_allclose(f(x), ref_gelu(x, approximate), rtol=1e-6, atol=1e-6)
-        ref = jax.grad(lambda v: jnp.sum(jax.nn.gelu(v, approximate=approximate) ** 2))(x)
-        np.testing.assert_allclose(jax.grad(lambda v: jnp.sum(f(v) ** 2))(x), ref, rtol=1e-6, atol=1e-6)
+        ref = jax.jit(jax.grad(lambda v: jnp.sum(jax.nn.gelu(v, approximate=approximate) ** 2)))(x)
+        np.testing.assert_allclose(jax.jit(jax.grad(lambda v: jnp.sum(f(v) ** 2)))(x), ref, rtol=1e-6, atol=1e-6)
 
 
 def test_old_keyword_names_still_work_with_a_warning():
