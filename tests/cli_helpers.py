@@ -1,15 +1,21 @@
-"""Running the ``zoo`` command in a subprocess, for the end-to-end CLI tests."""
+"""Running the ``zoo`` command in its own process, for the end-to-end CLI tests."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
+import zoo_server
 
-def zoo_cmd(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    """``python -m zoo ARGS`` in ``cwd`` with its own cache (ZOO_CACHE_DIR) and quick XLA compiles."""
-    env = {**os.environ, "ZOO_CACHE_DIR": str(cwd / "cache"), "XLA_FLAGS": "--xla_backend_optimization_level=0"}
-    return subprocess.run([sys.executable, "-m", "zoo", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+
+def zoo_cmd(*args: str, cwd: Path, timeout: int = 300, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess:
+    """``python -m zoo ARGS`` in ``cwd`` with its own cache (ZOO_CACHE_DIR) and quick XLA compiles.
+
+    The process is forked from the tests' fork server (:mod:`zoo_server`: the same command in its own
+    process, without re-importing jax and zoo) where the environment allows, else started afresh.
+    """
+    env = {**os.environ, "ZOO_CACHE_DIR": str(cwd / "cache"), "XLA_FLAGS": "--xla_backend_optimization_level=0",
+           **(env or {})}
+    return zoo_server.zoo_cmd(list(args), cwd=cwd, env=env, timeout=timeout)

@@ -124,7 +124,8 @@ def test_rows_that_see_nothing_are_zero_not_nan_and_gradients_are_finite():
     out = np.asarray(zoo.dot_product_attention(q, k, v, **kw))
     assert np.all(out[0, 2:] == 0) and np.all(out[1] == 0)
     assert np.any(out[0, :2] != 0)
-    grads = jax.grad(lambda q, k, v: zoo.dot_product_attention(q, k, v, **kw).sum(), argnums=(0, 1, 2))(q, k, v)
+    # under jit: eagerly, the gradient compiles each primitive on its own (seconds)
+    grads = jax.jit(jax.grad(lambda q, k, v: zoo.dot_product_attention(q, k, v, **kw).sum(), argnums=(0, 1, 2)))(q, k, v)
     assert all(bool(jnp.isfinite(g).all()) for g in grads)
 
 
@@ -164,9 +165,9 @@ def test_causality_values_and_gradients():
     q2, k2, v2 = (a.copy() for a in (q, k, v))
     for a in (q2, k2, v2):
         a[:, cut + 1 :] += rand(a[:, cut + 1 :].shape, 9)
-    f = lambda q, k, v: zoo.dot_product_attention(q, k, v, is_causal=True)
+    f = jax.jit(lambda q, k, v: zoo.dot_product_attention(q, k, v, is_causal=True))  # one compile, not one per primitive
     np.testing.assert_allclose(np.asarray(f(q, k, v))[:, : cut + 1], np.asarray(f(q2, k2, v2))[:, : cut + 1], atol=1e-6)
-    g = lambda q, k, v: jax.grad(lambda q: f(q, k, v)[:, : cut + 1].sum())(q)
+    g = jax.jit(lambda q, k, v: jax.grad(lambda q: f(q, k, v)[:, : cut + 1].sum())(q))
     np.testing.assert_allclose(np.asarray(g(q, k, v))[:, : cut + 1], np.asarray(g(q2, k2, v2))[:, : cut + 1], atol=1e-5)
 
 
@@ -177,7 +178,8 @@ def test_gradients_match_float64_numerics():
         mask = np.ones((2, 1, 4, 5), bool)
         mask[0, 0, 2] = False
         f = lambda q, k, v: zoo.dot_product_attention(q, k, v, mask=mask, is_causal=False)
-        check_grads(f, (q, k, v), order=1, modes=["rev", "fwd"])
+        # jitted: check_grads evaluates f, its JVP and VJP many times; eagerly each one compiles op by op
+        check_grads(jax.jit(f), (q, k, v), order=1, modes=["rev", "fwd"])
 
 
 def test_attention_weights_rows_sum_to_one_or_zero():
@@ -267,9 +269,10 @@ def test_length_values_checked_under_jit_only_in_checked_mode():
 def test_blockwise_equals_dense_through_the_public_function(kw):
     """implementation='blockwise' and 'xla' agree (values and gradients) through zoo.dot_product_attention."""
     q, k, v = qkv(t=33, s=33, n=4, k=2, h=8, seed=11)
-    f = lambda impl: (lambda q, k, v: zoo.dot_product_attention(q, k, v, implementation=impl, **kw))
+    # jitted: eager values and gradients would compile every primitive (of the blockwise loop too) on its own
+    f = lambda impl: jax.jit(lambda q, k, v: zoo.dot_product_attention(q, k, v, implementation=impl, **kw))
     np.testing.assert_allclose(np.asarray(f("blockwise")(q, k, v)), np.asarray(f("xla")(q, k, v)), atol=2e-5)
-    g = lambda impl: jax.grad(lambda *a: (f(impl)(*a) ** 2).sum(), argnums=(0, 1, 2))(q, k, v)
+    g = lambda impl: jax.jit(jax.grad(lambda *a: (f(impl)(*a) ** 2).sum(), argnums=(0, 1, 2)))(q, k, v)
     for a, b in zip(g("blockwise"), g("xla")):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=5e-5)
 

@@ -3,7 +3,8 @@
 For each Markdown file, the fenced blocks run in document order in one
 temporary working directory, so a later block can use what an earlier one
 made (``runs/shakespeare``). ``python`` blocks run in one namespace per
-file; ``bash`` blocks run with ``bash -e``, with ``zoo`` on the PATH. Blocks
+file; ``bash`` blocks run with ``bash -e``, with ``zoo`` on the PATH: each ``zoo`` command is its own
+process, forked from the tests' fork server where it can be (:mod:`zoo_server`). Blocks
 without a language (layouts, outputs) are text.
 
 An HTML comment on the lines right before a block's fence changes how it is
@@ -30,16 +31,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zoo_server
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
-_FENCE = re.compile(r"^( *)```(\w*)\n(.*?)^\1```", re.S | re.M)
+_FENCE = re.compile(r"^( *)```(\w*)\n(.*?)^\1```", re.DOTALL | re.MULTILINE)
 _MARKER = re.compile(r"<!--\s*doc-test:\s*(skip|replace)\s*(.*?)\s*-->")
 
 
 def _words(seed: int, n: int) -> str:
-    vocab = "the king and queen of a far land spoke to all their people by night and day".split()
+    vocab = ["the", "king", "and", "queen", "of", "a", "far", "land", "spoke", "to", "all", "their", "people", "by", "night", "and", "day"]
     return " ".join(np.random.default_rng(seed).choice(vocab, n))
 
 
@@ -75,7 +77,7 @@ def blocks(text: str) -> list[dict]:
         while before and _MARKER.search(before[-1]):
             markers.insert(0, _MARKER.search(before[-1]).groups())
             before.pop()
-        code = "\n".join(line[len(indent):] if line.startswith(indent) else line for line in body.splitlines())
+        code = "\n".join(line.removeprefix(indent) for line in body.splitlines())
         out.append({"lang": lang, "code": code, "markers": markers, "line": text[: m.start()].count("\n") + 1})
     return out
 
@@ -102,6 +104,14 @@ def test_examples_run(path, tmp_path, monkeypatch):
     env = {**os.environ, "ZOO_CACHE_DIR": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
            "XLA_FLAGS": "--xla_backend_optimization_level=0"}
+    server = zoo_server.get()
+    if server is not None and zoo_server.compatible(env, server.env):
+        shim = tmp_path / "bin" / "zoo"  # the fork server's client, ahead of the installed `zoo` on the PATH
+        shim.parent.mkdir()
+        shim.write_text(f"#!{sys.executable} -S\nimport sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+                        "import zoo_server\nsys.exit(zoo_server.shim())\n")
+        shim.chmod(0o755)
+        env.update(PATH=f"{shim.parent}{os.pathsep}{env['PATH']}", ZOO_FORK_SERVER=server.path)
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "__docs__"}
     for block in found:

@@ -51,18 +51,21 @@ def test_flop_counts_hand_worked():
 def test_gpt_is_causal_and_returns_float32_logits():
     model = zoo.GPT(NANO.replace(dtype="bfloat16"))
     ids = RNG.integers(0, 37, (2, 10))
-    params = model.init(jax.random.key(0), ids)
-    logits = model.apply(params, ids)
+    # init and apply jitted (one compile each; eagerly flax compiles every primitive on its own)
+    params = jax.jit(model.init)(jax.random.key(0), ids)
+    apply = jax.jit(model.apply)
+    logits = apply(params, ids)
     assert logits.shape == (2, 10, 37) and logits.dtype == jnp.float32
     ids2 = ids.copy()
     ids2[:, 6:] = (ids2[:, 6:] + 1) % 37
-    np.testing.assert_array_equal(logits[:, :6], model.apply(params, ids2)[:, :6])
-    assert not np.allclose(logits[:, 6:], model.apply(params, ids2)[:, 6:])
+    logits2 = apply(params, ids2)
+    np.testing.assert_array_equal(logits[:, :6], logits2[:, :6])
+    assert not np.allclose(logits[:, 6:], logits2[:, 6:])
 
 
 def test_bad_ids_and_lengths_raise():
     model = zoo.GPT(NANO)
-    params = model.init(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))
+    params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))  # the errors below stay eager
     with pytest.raises(ValueError, match="token ids must be valid indices into a table of size 37.*got 37"):
         model.apply(params, np.array([[1, 37]]))
     with pytest.raises(Exception, match="token ids"):
@@ -107,7 +110,7 @@ def greedy_by_full_forward(model, params, prompt, n):
     ids=["gpt", "gpt-rope-unrolled", "lstm", "mingru"],
 )
 def test_cached_greedy_generation_equals_repeated_full_forward(model):
-    params = model.init(jax.random.key(1), jnp.zeros((1, 4), jnp.int32))
+    params = jax.jit(model.init)(jax.random.key(1), jnp.zeros((1, 4), jnp.int32))
     # scale the weights up so the argmax is decisive (random init gives near-uniform logits)
     params = jax.tree.map(lambda x: x * 8 if x.ndim >= 2 else x, nn.unbox(params))
     prompts = [RNG.integers(0, 37, 5), RNG.integers(0, 37, 2)]

@@ -4,18 +4,24 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import zoo_server
 
 import zoo
 from zoo import presets
 
 
-def run_zoo(*args, tmp_path, timeout=300):
+def run_zoo(*args, tmp_path, timeout=300, fresh=False):
+    """``zoo ARGS`` in its own process: forked from the tests' fork server, or with ``fresh`` a new
+    interpreter running ``python -m zoo`` (the entry point itself, imports and all)."""
     env = {**os.environ, "ZOO_CACHE_DIR": str(tmp_path / "cache"), "XLA_FLAGS": "--xla_backend_optimization_level=0",
            "HF_HOME": str(tmp_path / "hf")}
-    return subprocess.run([sys.executable, "-m", "zoo", *args], capture_output=True, text=True, timeout=timeout,
-                          env=env)
+    if fresh:
+        return subprocess.run([sys.executable, "-m", "zoo", *args], capture_output=True, text=True, timeout=timeout,
+                              env=env)
+    return zoo_server.zoo_cmd(list(args), cwd=Path.cwd(), env=env, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +31,7 @@ def nano_run(tmp_path_factory):
     out = tmp / "gpt"
     proc = run_zoo("pretrain", "gpt", "--preset", "nano", "--out", str(out), "--no-progress",
                    "--train.max-steps", "12", "--train.eval-interval", "6", "--sample-tokens", "16",
-                   tmp_path=tmp)
+                   tmp_path=tmp, fresh=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return tmp, out, proc
 

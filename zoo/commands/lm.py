@@ -287,8 +287,9 @@ def _embeddings_from(vectors, args, model_config, tokenizer, prog: str):
     from zoo.models.nplm import with_word_vectors  # noqa: PLC0415
     from zoo.registry import family, model_for  # noqa: PLC0415
 
-    params = family("nplm").objective.init_params(model_for("nplm", model_config), model_config,
-                                                  jax.random.key(args.train.seed))
+    model = model_for("nplm", model_config)
+    init = jax.jit(lambda key: family("nplm").objective.init_params(model, model_config, key))  # as the trainer does
+    params = init(jax.random.key(args.train.seed))
     params, covered = with_word_vectors(params, tokenizer.words, vectors)
     notice(prog, f"--init-embeddings {args.init_embeddings}: {covered:,} of the {len(tokenizer.words):,} words "
                  "start from its vectors; the others (and <unk>, <|endoftext|>) from the random initialisation")
