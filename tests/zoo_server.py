@@ -173,6 +173,7 @@ class Server:
     def close(self) -> None:
         self.proc.kill()
         self.proc.wait()
+        self.proc.stdout.close()
         import shutil
 
         shutil.rmtree(self.dir, ignore_errors=True)
