@@ -2,6 +2,7 @@
 
     python benchmarks/cpu_processes.py --data shakespeare.txt --seeds 0 1 2
     python benchmarks/cpu_processes.py --data shakespeare.txt --nanogpt-logs n0.log n1.log n2.log
+    python benchmarks/cpu_processes.py --data shakespeare.txt --nanogpt-cmd "bash run_nanogpt.sh {seed}"
 
 For each seed, one after another on this machine:
 
@@ -13,7 +14,9 @@ each in a fresh process, with a fresh run directory, a fresh tokenization cache 
 compilation cache (``JAX_COMPILATION_CACHE_DIR`` removed), so every run pays what a first run after an
 install pays: reading and tokenizing the corpus, compiling. The wall time is from starting the command to
 its exit. nanoGPT's figures come from logs of runs you made yourself just before, one per seed (see
-``zoo/bench/pretrain.py`` for the command); this script never runs nanoGPT.
+``zoo/bench/pretrain.py`` for the command), or from a command you give (``--nanogpt-cmd``, ``{seed}`` replaced
+by the seed; its output is parsed as such a log): it runs first for each seed, then the zoo variants, so a
+drift in the machine hits all alike. zoo ships no nanoGPT code and never fetches it.
 
 The machine must be otherwise idle: the CPU time other processes took during the runs is measured and
 printed; above 5% the report says the figures are not to be published. It records what changes a CPU
@@ -75,6 +78,21 @@ def zoo_run(preset: str, data: str, seed: int, nproc: int, timeout_s: float) -> 
             "command": " ".join(["zoo", *argv[3:]])}
 
 
+def nanogpt_run(command: str, seed: int, timeout_s: float) -> dict:
+    """One nanoGPT run from the user's ``command``: its log's figures (wall time as the log states it)."""
+    proc = subprocess.run(command.format(seed=seed), shell=True, capture_output=True, text=True, timeout=timeout_s)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{command.format(seed=seed)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return _with_tokens_per_s({"seed": seed, **parse_nanogpt_log(proc.stdout + "\n" + proc.stderr),
+                               "command": command.format(seed=seed)})
+
+
+def _with_tokens_per_s(run: dict) -> dict:
+    """nanoGPT logs milliseconds per iteration; its recipe trains 12 x 64 tokens per iteration."""
+    ms = run.get("median_ms_per_step")
+    return {**run, "median_tokens_per_s": 12 * 64 / (ms / 1000) if ms else None}
+
+
 def summary(values: list[float]) -> str:
     return f"{np.mean(values):.1f} ({min(values):.1f}-{max(values):.1f})"
 
@@ -110,12 +128,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--nproc", type=int, nargs="+", default=[1, 2], help="process counts to time")
     parser.add_argument("--nanogpt-logs", type=Path, nargs="*", default=[], help="one log per seed")
+    parser.add_argument("--nanogpt-cmd", default=None,
+                        help="a shell command running nanoGPT for seed {seed} under /usr/bin/time -f '%%e s wall'")
     parser.add_argument("--out", type=Path, default=None, help="folder for the JSON and Markdown results")
     parser.add_argument("--timeout-s", type=float, default=3600.0)
     args = parser.parse_args(argv)
     load = timing.OtherLoad()
     runs: dict[str, list[dict]] = {}
     for seed in args.seeds:  # seed by seed, the variants one after another: drifts in the machine hit all alike
+        if args.nanogpt_cmd:
+            result = nanogpt_run(args.nanogpt_cmd, seed, args.timeout_s)
+            runs.setdefault("nanoGPT", []).append(result)
+            print(f"seed {seed}, nanoGPT: {result['wall_s']:.1f} s, val loss {result['val_loss']:.4f}", file=sys.stderr,
+                  flush=True)
         for nproc in args.nproc:
             label = "zoo, 1 process" if nproc == 1 else f"zoo launch, {nproc} processes"
             result = zoo_run(args.preset, args.data, seed, nproc, args.timeout_s)
@@ -123,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed {seed}, {label}: {result['wall_s']:.1f} s, val loss {result['val_loss']:.4f}",
                   file=sys.stderr, flush=True)
     if args.nanogpt_logs:
-        runs["nanoGPT"] = [parse_nanogpt_log(p.read_text()) for p in args.nanogpt_logs]
+        runs["nanoGPT"] = [_with_tokens_per_s(parse_nanogpt_log(p.read_text())) for p in args.nanogpt_logs]
     env = timing.environment()
     env["other_processes_cpu_share"] = load.fraction()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,

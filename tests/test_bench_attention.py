@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import zoo_server
 
 from zoo.bench import attention
 from zoo.harness import results as harness_results
@@ -27,10 +28,7 @@ LABELS = [attention.IMPL_LABELS[i] for i in IMPLS]
 
 
 def bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "zoo", "bench", "attention", *args],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False,
-    )
+    return zoo_server.zoo_cmd(["bench", "attention", *args], cwd=ROOT, env=dict(os.environ), timeout=timeout)
 
 
 def results(out: Path) -> tuple[dict, str]:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import zoo_server
 
 ROOT = Path(__file__).resolve().parent.parent
 ZOO_ROWS = [
@@ -24,9 +26,7 @@ FLAX_ROWS = ["flax.linen SimpleCell", "flax.linen LSTMCell", "flax.linen GRUCell
 
 
 def zoo_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "zoo", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
-    )
+    return zoo_server.zoo_cmd(list(args), cwd=ROOT, env=dict(os.environ), timeout=timeout)  # its own process
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,9 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
+import zoo_server
 
 from zoo.bench.pretrain import parse_nanogpt_log
 
@@ -31,8 +30,8 @@ def test_quick_run_reports_both(tmp_path):
     log = tmp_path / "nanogpt.log"
     log.write_text(LOG)
     env = {**os.environ, "ZOO_CACHE_DIR": str(tmp_path / "cache")}
-    proc = subprocess.run([sys.executable, "-m", "zoo", "bench", "pretrain", "--quick", "--nanogpt-log", str(log),
-                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=300, env=env)
+    proc = zoo_server.zoo_cmd(["bench", "pretrain", "--quick", "--nanogpt-log", str(log), "--out", str(tmp_path)],
+                              cwd=tmp_path, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = json.loads(next(tmp_path.glob("pretrain-*.json")).read_text())
     assert data["zoo"]["wall_s"] > 0 and data["zoo"]["val_loss"] > 0 and data["nanogpt"]["wall_s"] == 107.05
