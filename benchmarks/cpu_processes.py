@@ -2,7 +2,7 @@
 
     python benchmarks/cpu_processes.py --data shakespeare.txt --seeds 0 1 2
     python benchmarks/cpu_processes.py --data shakespeare.txt --nanogpt-logs n0.log n1.log n2.log
-    python benchmarks/cpu_processes.py --data shakespeare.txt --nanogpt-cmd "bash run_nanogpt.sh {seed}"
+    python benchmarks/cpu_processes.py --data shakespeare.txt --nanogpt-cmd "bash run_seed.sh {seed}"
 
 For each seed, one after another on this machine:
 
@@ -23,8 +23,9 @@ printed; above 5% the report says the figures are not to be published. It record
 run's speed and is easy to miss: ``XLA_FLAGS`` and the other ``JAX_*``/``XLA_*``/thread variables of the
 environment, the CPU count and model, zoo's commit.
 
-Writes ``benchmarks/results/cpu-processes-<device>.json`` and ``.md`` with ``--out``; it never edits the
-README or the docs (a person decides what is published).
+Writes ``benchmarks/results/cpu_processes-<device>.json`` and ``.md`` with ``--out``; with ``--update-docs``
+also the table in docs/distributed.md (refused when other processes took more than 5% of the CPU).
+``--from-json FILE`` renders a stored result instead of running.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -51,7 +53,15 @@ except ImportError:
 from zoo.bench.pretrain import parse_nanogpt_log  # noqa: E402
 
 MAX_OTHER_LOAD = 0.05
-_ENV_KEYS = re.compile(r"^(XLA_|JAX_|TF_|OMP_|MKL_|OPENBLAS_|ZOO_)")
+_ENV_KEYS = re.compile(r"^(XLA_|JAX_|TF_CPP_|OMP_|MKL_|OPENBLAS_|ZOO_)")
+_ABSOLUTE = re.compile(r"(?<![\w.])/(?:[^\s/'\"]+/)*")  # the directories of an absolute path, which name this machine
+MARKERS = ("<!-- bench:cpu_processes:start -->", "<!-- bench:cpu_processes:end -->")
+PAGE = ROOT / "docs" / "distributed.md"
+
+
+def portable(text: str) -> str:
+    """``text`` with every absolute path shortened to its file name, as the docs show commands."""
+    return _ABSOLUTE.sub("", text)
 
 
 def zoo_run(preset: str, data: str, seed: int, nproc: int, timeout_s: float) -> dict:
@@ -75,7 +85,7 @@ def zoo_run(preset: str, data: str, seed: int, nproc: int, timeout_s: float) -> 
     tokens_per_step = None
     return {"nproc": nproc, "seed": seed, "wall_s": wall, "val_loss": evals[-1]["val_loss"], "step": evals[-1]["step"],
             "median_tokens_per_s": float(np.median([r["tokens_per_s"] for r in logs])) if logs else tokens_per_step,
-            "command": " ".join(["zoo", *argv[3:]])}
+            "command": portable(" ".join(["zoo", *argv[3:]]))}
 
 
 def nanogpt_run(command: str, seed: int, timeout_s: float) -> dict:
@@ -84,7 +94,7 @@ def nanogpt_run(command: str, seed: int, timeout_s: float) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"{command.format(seed=seed)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return _with_tokens_per_s({"seed": seed, **parse_nanogpt_log(proc.stdout + "\n" + proc.stderr),
-                               "command": command.format(seed=seed)})
+                               "command": portable(command.format(seed=seed))})
 
 
 def _with_tokens_per_s(run: dict) -> dict:
@@ -97,12 +107,17 @@ def summary(values: list[float]) -> str:
     return f"{np.mean(values):.1f} ({min(values):.1f}-{max(values):.1f})"
 
 
+def _env_line(env_vars: dict) -> str:
+    shown = {k: v for k, v in env_vars.items() if _ENV_KEYS.match(k)}
+    return ", ".join(f"{k}={v}" for k, v in shown.items()) or "no XLA_/JAX_/thread variables set"
+
+
 def render(data: dict) -> str:
     env = data["environment"]
     lines = ["**nanoGPT's CPU recipe: one process, two processes, nanoGPT** (wall s from start to exit, cold "
              "caches; mean (min-max) over seeds)", "", timing.device_line(env), timing.versions_line(env),
-             f"- zoo commit: {data['commit']}", f"- seeds: {data['seeds']}",
-             f"- environment: {data['env_vars'] or 'no XLA_/JAX_/thread variables set'}",
+             f"- zoo commit: {data['commit']}", f"- seeds: {data['seeds']}", f"- command: `{data['command']}`",
+             f"- environment: {_env_line(data['env_vars'])}",
              f"- other processes' CPU share during the runs: {100 * env['other_processes_cpu_share']:.1f}%", ""]
     rows = []
     for label, runs in data["runs"].items():
@@ -132,7 +147,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="a shell command running nanoGPT for seed {seed} under /usr/bin/time -f '%%e s wall'")
     parser.add_argument("--out", type=Path, default=None, help="folder for the JSON and Markdown results")
     parser.add_argument("--timeout-s", type=float, default=3600.0)
+    parser.add_argument("--from-json", type=Path, default=None, help="render a stored result instead of running")
+    parser.add_argument("--update-docs", action="store_true", help=f"write the table into {PAGE.relative_to(ROOT)}")
     args = parser.parse_args(argv)
+    if args.from_json:
+        data = json.loads(args.from_json.read_text())
+        return _publish(data, args)
     load = timing.OtherLoad()
     runs: dict[str, list[dict]] = {}
     for seed in args.seeds:  # seed by seed, the variants one after another: drifts in the machine hit all alike
@@ -155,16 +175,28 @@ def main(argv: list[str] | None = None) -> int:
                             text=True).stdout.strip() or "unknown"
     data = {"environment": env, "commit": commit, "seeds": args.seeds, "runs": runs, "date": timing.utc_now(),
             "env_vars": {k: v for k, v in sorted(os.environ.items()) if _ENV_KEYS.match(k)},
-            "cpu_count": os.cpu_count(), "command": " ".join(["python benchmarks/cpu_processes.py", *(argv or
-                                                                                                        sys.argv[1:])])}
+            "cpu_count": os.cpu_count(),
+            "command": portable(shlex.join(["python", "benchmarks/cpu_processes.py", *(argv or sys.argv[1:])]))}
+    return _publish(data, args)
+
+
+def _publish(data: dict, args: argparse.Namespace) -> int:
     markdown = render(data)
     print(markdown, end="")
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        stem = args.out / f"cpu-processes-{timing.device_slug(env)}"
+        stem = args.out / f"cpu_processes-{timing.device_slug(data['environment'])}"
         stem.with_suffix(".json").write_text(json.dumps(data, indent=1, default=str) + "\n")
         stem.with_suffix(".md").write_text(markdown)
         print(f"wrote {stem}.json and {stem}.md", file=sys.stderr)
+    if args.update_docs:
+        if data["environment"]["other_processes_cpu_share"] > MAX_OTHER_LOAD:
+            print(f"{PAGE.name} not updated: other processes used the CPU during the runs", file=sys.stderr)
+            return 1
+        text = PAGE.read_text()
+        start, end = text.index(MARKERS[0]) + len(MARKERS[0]), text.index(MARKERS[1])
+        PAGE.write_text(text[:start] + "\n" + markdown + text[end:])
+        print(f"updated {PAGE.relative_to(ROOT)}", file=sys.stderr)
     return 0
 
 

@@ -210,3 +210,25 @@ def test_a_corrupt_checkpoint_falls_back_in_one_line(work):
         if f.is_file() and f.stat().st_size > 1000:
             f.write_bytes(b"\0" * f.stat().st_size)
     one_line_error(zoo_cmd("sample", "ck", cwd=work), 2, "no usable checkpoint", "step 4", "step 2")
+
+
+def test_the_resume_hint_repeats_the_launch(monkeypatch):
+    """Ctrl-C's hint is the command to run again: under `zoo launch` (ZOO_LAUNCHED_BY, set by the launcher
+    for a zoo command) the whole launch, else the zoo command, either way without --overwrite."""
+    from zoo.cli import interrupted_message
+    from zoo.commands.launch import ENV_LAUNCHED_BY, child_env
+    from zoo.errors import TrainingInterrupted
+
+    launch = dict(coordinator="127.0.0.1:1234", nproc=2, index=1, local_devices=2)
+    assert child_env({}, **launch, command=["pretrain", "gpt"])[ENV_LAUNCHED_BY] == \
+        "zoo launch --nproc 2 --local-devices 2 --"
+    assert ENV_LAUNCHED_BY not in child_env({ENV_LAUNCHED_BY: "x"}, **launch, command=["python", "script.py"])
+
+    argv = ["pretrain", "gpt", "--preset", "nano", "--out", "runs/a b", "--overwrite", "--distributed"]
+    stop = TrainingInterrupted(3, "runs/a b/checkpoints/3")
+    monkeypatch.delenv(ENV_LAUNCHED_BY, raising=False)
+    assert interrupted_message(stop, argv).endswith(
+        "Resume with: zoo pretrain gpt --preset nano --out 'runs/a b' --distributed")
+    monkeypatch.setenv(ENV_LAUNCHED_BY, "zoo launch --nproc 2 --")
+    assert interrupted_message(stop, argv).endswith(
+        "Resume with: zoo launch --nproc 2 -- pretrain gpt --preset nano --out 'runs/a b' --distributed")

@@ -129,7 +129,7 @@ def rerender(path: Path) -> str:
     import importlib
 
     name = path.stem.split("-")[0]
-    if name in ("chunked_scan", "cpu_tricks", "quickstart"):  # published by a script in benchmarks/, loaded by path
+    if name in ("chunked_scan", "cpu_processes", "cpu_tricks", "quickstart"):  # published by a script in benchmarks/, loaded by path
         import importlib.util
 
         spec = importlib.util.spec_from_file_location(name, RESULTS.parent / f"{name}.py")

@@ -237,7 +237,8 @@ def interrupted_message(e: KeyboardInterrupt, argv: Sequence[str]) -> str:
 
     if not isinstance(e, TrainingInterrupted):
         return "interrupted; nothing was saved"
-    again = "zoo " + shlex.join(a for a in argv if a != "--overwrite")
+    # under `zoo launch` (which sets ZOO_LAUNCHED_BY to "zoo launch --nproc N --"), the whole launch again
+    again = os.environ.get("ZOO_LAUNCHED_BY", "zoo") + " " + shlex.join(a for a in argv if a != "--overwrite")
     if e.checkpoint is None:
         return f"interrupted during a step before any checkpoint; nothing was saved. Start again with: {again}"
     return f"interrupted at step {e.step}; checkpoint saved in {e.checkpoint}. Resume with: {again}"

@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -65,10 +66,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+ENV_LAUNCHED_BY = "ZOO_LAUNCHED_BY"  # "zoo launch --nproc N --": what a zoo command's resume hint starts with
+
+
 def child_env(base: dict[str, str], *, coordinator: str, nproc: int, index: int,
-              local_devices: int | None) -> dict[str, str]:
-    """The environment of child ``index``: the ZOO_* join settings, the CPU platform, and a device count
-    only when asked for (the parent's is removed)."""
+              local_devices: int | None, command: Sequence[str] = ()) -> dict[str, str]:
+    """The environment of child ``index``: the ZOO_* join settings, the CPU platform, a device count
+    only when asked for (the parent's is removed), and for a zoo ``command`` the launch its resume hint
+    repeats (``ZOO_LAUNCHED_BY``)."""
     env = dict(base)
     flags = _DEVICE_COUNT_FLAG.sub("", env.get("XLA_FLAGS", "")).split()
     if local_devices is not None:
@@ -80,6 +85,10 @@ def child_env(base: dict[str, str], *, coordinator: str, nproc: int, index: int,
     env.pop("JAX_NUM_CPU_DEVICES", None)
     env.update(ZOO_COORDINATOR=coordinator, ZOO_NUM_PROCESSES=str(nproc), ZOO_PROCESS_ID=str(index),
                JAX_PLATFORMS="cpu")
+    env.pop(ENV_LAUNCHED_BY, None)
+    if command and child_command(command)[1:3] == ["-m", "zoo"]:
+        env[ENV_LAUNCHED_BY] = shlex.join(["zoo", "launch", "--nproc", str(nproc), *(
+            ["--local-devices", str(local_devices)] if local_devices is not None else []), "--"])
     return env
 
 
@@ -169,7 +178,7 @@ def launch(command: Sequence[str], nproc: int, *, local_devices: int | None = No
     try:
         for index in range(nproc):
             env = child_env(dict(os.environ), coordinator=coordinator, nproc=nproc, index=index,
-                            local_devices=local_devices)
+                            local_devices=local_devices, command=command)
             # own session: a Ctrl-C in the terminal reaches the launcher only, which forwards it once
             proc = subprocess.Popen(child_command(command), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     start_new_session=True)

@@ -356,10 +356,13 @@ def latest_checkpoint_step(directory: str | os.PathLike) -> int | None:
 
 
 @contextlib.contextmanager
-def _ctrl_c_after():
-    """Ctrl-C during the block takes effect when it ends. An Orbax save interrupted half-way leaves its writer
-    threads filling the temporary folder, and the save the interrupt then makes collides with them
-    (CI: "Directory not empty: 'ocdbt.process_0'"); a save is a second or so, so Ctrl-C waits for it."""
+def ctrl_c_after():
+    """Ctrl-C during the block takes effect when it ends (main thread; elsewhere nothing changes).
+
+    For work that must not stop half-way: an Orbax save interrupted half-way leaves its writer threads
+    filling the temporary folder, and the save the interrupt then makes collides with them (CI: "Directory
+    not empty: 'ocdbt.process_0'"); a training step interrupted inside its call has donated the state it was
+    given (CI: "interrupted during a step before any checkpoint"). Both take a second or so."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -462,7 +465,7 @@ class Checkpointer:
             **{_STATE: ocp.args.StandardSave(state), _METADATA: ocp.args.JsonSave(metadata)}
         )
         try:
-            with _ctrl_c_after():
+            with ctrl_c_after():
                 self._manager.save(step, args=args, force=True)
                 self._manager.wait_until_finished()
         except BaseException as e:

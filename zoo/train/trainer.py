@@ -52,7 +52,7 @@ from tqdm.auto import tqdm
 
 from zoo._version import __version__
 from zoo.errors import NonFiniteError, TrainingInterrupted
-from zoo.train.checkpoint import Checkpointer, CheckpointWarning
+from zoo.train.checkpoint import Checkpointer, CheckpointWarning, ctrl_c_after
 from zoo.train.config import TrainConfig
 from zoo.train.lock import RunLock
 from zoo.train.metrics import append_metrics, peak_flops, plot_losses, read_metrics, truncate_metrics
@@ -357,7 +357,8 @@ class _Loop:
         # jax 0.10.2 on 2 cores). One step in flight at a time avoids it.
         one_at_a_time = self.mesh.devices.size > 1 and self.mesh.devices.flat[0].platform == "cpu"
         while step < cfg.max_steps:
-            self.state, metrics = self.train_step(self.state, batch)
+            with ctrl_c_after():  # the call donates self.state: a Ctrl-C inside it would lose the state
+                self.state, metrics = self.train_step(self.state, batch)
             if one_at_a_time:
                 jax.block_until_ready(metrics)
             self.pending.append(metrics)
