@@ -237,8 +237,10 @@ def interrupted_message(e: KeyboardInterrupt, argv: Sequence[str]) -> str:
 
     if not isinstance(e, TrainingInterrupted):
         return "interrupted; nothing was saved"
-    # under `zoo launch` (which sets ZOO_LAUNCHED_BY to "zoo launch --nproc N --"), the whole launch again
-    again = os.environ.get("ZOO_LAUNCHED_BY", "zoo") + " " + shlex.join(a for a in argv if a != "--overwrite")
+    from zoo.commands.launch import ENV_LAUNCHED_BY  # noqa: PLC0415
+
+    # under `zoo launch` (which sets ENV_LAUNCHED_BY to "zoo launch --nproc N --"), the whole launch again
+    again = os.environ.get(ENV_LAUNCHED_BY, "zoo") + " " + shlex.join(a for a in argv if a != "--overwrite")
     if e.checkpoint is None:
         return f"interrupted during a step before any checkpoint; nothing was saved. Start again with: {again}"
     return f"interrupted at step {e.step}; checkpoint saved in {e.checkpoint}. Resume with: {again}"
