@@ -9,11 +9,12 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
     os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=4").strip()
-# The tests run many small programs, so XLA's compile time dominates the run
-# time; skipping LLVM's optimisation passes halves it (it does not change
-# floating-point semantics). Set the flag in XLA_FLAGS to override.
-if "xla_backend_optimization_level" not in os.environ["XLA_FLAGS"]:
-    os.environ["XLA_FLAGS"] += " --xla_backend_optimization_level=0"
+# Quick compiles (zoo_server.QUICK_XLA_FLAGS says why); a flag already in XLA_FLAGS overrides its default.
+from zoo_server import QUICK_XLA_FLAGS  # imports neither jax nor zoo
+
+for _flag in QUICK_XLA_FLAGS.split():
+    if _flag.split("=")[0] not in os.environ["XLA_FLAGS"]:
+        os.environ["XLA_FLAGS"] += " " + _flag
 
 
 # Tracing allocates many short-lived objects, and a worker's heap grows with every compiled program it

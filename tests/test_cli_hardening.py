@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from cli_helpers import zoo_cmd
+from zoo_server import QUICK_XLA_FLAGS, seed_cache
 
 NANO = ("pretrain", "gpt", "--preset", "nano", "--no-progress", "--sample-tokens", "0")
 
@@ -162,7 +162,8 @@ def test_a_run_directory_in_use_is_refused(work):
 def test_ctrl_c_saves_and_says_how_to_resume(work):
     args = [*NANO, "--data", "a.txt", "--out", "interrupted", "--train.max-steps", "100000",
             "--train.log-interval", "1", "--train.eval-interval", "100000"]
-    env = {**os.environ, "ZOO_CACHE_DIR": str(work / "cache"), "XLA_FLAGS": "--xla_backend_optimization_level=0"}
+    env = {**os.environ, "ZOO_CACHE_DIR": str(work / "cache"), "XLA_FLAGS": QUICK_XLA_FLAGS}
+    seed_cache(env["ZOO_CACHE_DIR"])
     proc = subprocess.Popen([sys.executable, "-m", "zoo", *args], cwd=work, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     metrics = work / "interrupted" / "metrics.jsonl"

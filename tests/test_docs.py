@@ -103,7 +103,8 @@ def test_examples_run(path, tmp_path, monkeypatch):
     _example_files(tmp_path)
     env = {**os.environ, "ZOO_CACHE_DIR": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "XLA_FLAGS": "--xla_backend_optimization_level=0"}
+           "XLA_FLAGS": zoo_server.QUICK_XLA_FLAGS}
+    zoo_server.seed_cache(env["ZOO_CACHE_DIR"])
     server = zoo_server.get()
     if server is not None and zoo_server.compatible(env, server.env):
         shim = tmp_path / "bin" / "zoo"  # the fork server's client, ahead of the installed `zoo` on the PATH

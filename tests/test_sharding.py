@@ -18,16 +18,16 @@ import jax
 import numpy as np
 import optax
 import pytest
+from zoo_server import QUICK_XLA_FLAGS
 
 import zoo
 from zoo import presets
 from zoo.cli import main
 from zoo.data.masking import mlm_batch
 from zoo.train import sharding
-from zoo.train.costs import communication_table, step_collectives
+from zoo.train.costs import communication_table, state_memory, step_collectives
 from zoo.train.hlo import hlo_collectives
 from zoo.train.objectives import MASKED_LM, NEXT_TOKEN
-from zoo.train.costs import state_memory
 from zoo.train.step import (
     abstract_train_state,
     init_train_state,
@@ -322,7 +322,7 @@ def test_resume_under_another_mesh_and_load_on_one_device(gpt_runs, tmp_path):
         f"assert main(['sample', {str(run)!r}, '--max-new-tokens', '8', '--temperature', '0']) == 0\n"
         f"assert main(['eval', {str(run)!r}]) == 0\n"
     )
-    env = {**os.environ, "XLA_FLAGS": "--xla_backend_optimization_level=0", "ZOO_CACHE_DIR": str(tmp_path / "c")}
+    env = {**os.environ, "XLA_FLAGS": QUICK_XLA_FLAGS, "ZOO_CACHE_DIR": str(tmp_path / "c")}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "loss" in proc.stdout
