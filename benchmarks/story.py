@@ -13,10 +13,13 @@
     zoo ladder --level word --data tinyshakespeare.txt --max-steps 300 --out benchmarks/results/word-ladder-tinyshakespeare
     python benchmarks/story.py word_ladder benchmarks/results/word-ladder-tinyshakespeare --update-docs
 
+    zoo ladder --level word --data gcide --max-vocab 10000 --out benchmarks/results/word-ladder-gcide
+    python benchmarks/story.py word_ladder benchmarks/results/word-ladder-gcide --section gcide --update-docs
+
 The measuring is done by the commands, which write their results (JSON, Markdown, a plot) into the
 folder; this script only renders that folder's results, with the plot linked from the repository
 root, and with ``--update-docs`` puts them between ``<!-- story:NAME:start -->`` and
-``<!-- story:NAME:end -->`` in docs/story.md. Nothing here is typed by hand. Results measured while
+``<!-- story:NAME:end -->`` in docs/story.md (``--section S``: ``story:NAME:S``, for a second corpus). Nothing here is typed by hand. Results measured while
 other processes took more than 5% of the CPU say so in their table (the ladder records the share).
 """
 
@@ -36,8 +39,9 @@ PAGE = ROOT / "docs" / "story.md"
 NAMES = ("ladder", "gradflow", "tasks", "word_ladder")
 
 
-def markers(name: str) -> tuple[str, str]:
-    return f"<!-- story:{name}:start -->", f"<!-- story:{name}:end -->"
+def markers(name: str, section: str | None = None) -> tuple[str, str]:
+    key = f"{name}:{section}" if section else name
+    return f"<!-- story:{key}:start -->", f"<!-- story:{key}:end -->"
 
 
 def render(name: str, folder: Path, command: str | None = None) -> str:
@@ -55,12 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", choices=NAMES)
     parser.add_argument("folder", type=Path, help="the --out folder of the command that measured")
     parser.add_argument("--command", help="the measuring command, for results that did not record it")
+    parser.add_argument("--section", help="a second table of the same measurement (another corpus): its markers "
+                        "are story:NAME:SECTION")
     parser.add_argument("--update-docs", action="store_true")
     args = parser.parse_args(argv)
     body = render(args.name, args.folder, args.command)
     print(body, end="")
     if args.update_docs:
-        start, end = markers(args.name)
+        start, end = markers(args.name, args.section)
         try:
             PAGE.write_text(_publish.replace_between_markers(PAGE.read_text(), _publish.docs_figures(body), start, end))
         except ValueError as e:
