@@ -48,7 +48,26 @@ ROOT = Path(__file__).resolve().parent.parent
 # older elemental emitter (fusion emitters off) compiles the same operations about 3x faster: the
 # train steps of gpt/bert/seq2seq/lstm/mingru nano compiled in 15.3 s with level 0 alone, 4.8 s with
 # both (jaxlib 0.10.2, 2-core EPYC). Neither changes what a program computes beyond rounding order.
-QUICK_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
+WANTED_XLA_FLAGS = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
+
+
+def _quick_xla_flags() -> str:
+    """The flags of WANTED_XLA_FLAGS this jaxlib accepts: XLA aborts a process on a flag it does not know, and
+    a later jaxlib may retire one. Probed once per test run (a subprocess starts the CPU backend, about 2 s),
+    then inherited by the workers and every process through ``ZOO_TEST_XLA_FLAGS``."""
+    if "ZOO_TEST_XLA_FLAGS" not in os.environ:
+        def accepted(flags):
+            env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": " ".join(flags)}
+            return subprocess.run([sys.executable, "-c", "import jax; jax.devices()"], env=env,
+                                  capture_output=True, timeout=300).returncode == 0
+        flags = list(WANTED_XLA_FLAGS)
+        if not accepted(flags):
+            flags = [f for f in WANTED_XLA_FLAGS if accepted([f])]
+        os.environ["ZOO_TEST_XLA_FLAGS"] = " ".join(flags)
+    return os.environ["ZOO_TEST_XLA_FLAGS"]
+
+
+QUICK_XLA_FLAGS = _quick_xla_flags()
 
 PRELOAD = ("jax", "jax.numpy", "flax.linen", "optax", "orbax.checkpoint", "tyro", "tokenizers", "zoo", "zoo.cli",
            "zoo.commands.common", "zoo.commands.lm", "zoo.commands.bert", "zoo.commands.seq2seq",
