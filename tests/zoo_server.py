@@ -45,10 +45,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # The XLA flags of the tests and of every process they start: the tests compile hundreds of small
 # programs, so compile time dominates the run. Level 0 skips LLVM's optimisation passes; XLA:CPU's
-# older elemental emitter (fusion emitters off) compiles the same operations about 3x faster: the
-# train steps of gpt/bert/seq2seq/lstm/mingru nano compiled in 15.3 s with level 0 alone, 4.8 s with
-# both (jaxlib 0.10.2, 2-core EPYC). Neither changes what a program computes beyond rounding order.
-WANTED_XLA_FLAGS = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
+# older elemental emitter (fusion emitters off) compiles the same operations in about half the time;
+# one codegen part, instead of several compiled on a thread pool, saves a little more where two test
+# workers share two cores. `python benchmarks/compile_flags.py` (the nano train steps of five
+# families, each variant in fresh processes, 3 rounds interleaved; idle 2-core EPYC, jaxlib 0.10.2):
+# compile 6.26 s with level 0 alone, 3.31 s with the emitter flag, 2.84 s with all three (medians).
+# None changes what a program computes beyond rounding order.
+WANTED_XLA_FLAGS = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false",
+                    "--xla_cpu_parallel_codegen_split_count=1")
 
 
 def _quick_xla_flags() -> str:
