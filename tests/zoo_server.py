@@ -111,6 +111,10 @@ def _run_child(request: dict, fds: list[int]) -> None:
         sys.stderr.reconfigure(write_through=True)
     sys.argv = [str(ROOT / "zoo" / "__main__.py"), *request["args"]]
     sys.path[0] = request["cwd"]  # `python -m` puts the working directory first
+    # conftest's collector thresholds (tracing makes many short-lived objects): docs/cli.md took 54.7 and
+    # 55.4 s with them, 57.1 and 60.0 s with Python's defaults (interleaved, one worker). The command's
+    # results do not depend on when garbage is collected.
+    gc.set_threshold(50_000, 20, 100)
     code = 0
     try:
         import runpy
