@@ -10,7 +10,7 @@ _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
     os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=4").strip()
 # Quick compiles (zoo_server.QUICK_XLA_FLAGS says why); a flag already in XLA_FLAGS overrides its default.
-from zoo_server import QUICK_XLA_FLAGS  # imports neither jax nor zoo
+from zoo_server import GC_THRESHOLDS, QUICK_XLA_FLAGS  # imports neither jax nor zoo
 
 for _flag in QUICK_XLA_FLAGS.split():
     if _flag.split("=")[0] not in os.environ["XLA_FLAGS"]:
@@ -23,7 +23,7 @@ for _flag in QUICK_XLA_FLAGS.split():
 # default, 5.1 s of 181 s with these (41); a test's memory is unchanged, garbage waits longer.
 import gc  # noqa: E402
 
-gc.set_threshold(50_000, 20, 100)
+gc.set_threshold(*GC_THRESHOLDS)
 
 
 # ---------------------------------------------------------------------------

@@ -74,6 +74,9 @@ def _quick_xla_flags() -> str:
 
 QUICK_XLA_FLAGS = _quick_xla_flags()
 
+# The collector thresholds of the tests and of the commands they fork (conftest says why).
+GC_THRESHOLDS = (50_000, 20, 100)
+
 PRELOAD = ("jax", "jax.numpy", "flax.linen", "optax", "orbax.checkpoint", "tyro", "tokenizers", "zoo", "zoo.cli",
            "zoo.commands.common", "zoo.commands.lm", "zoo.commands.bert", "zoo.commands.seq2seq",
            "zoo.commands.evaluate", "zoo.commands.export", "zoo.train.trainer")
@@ -114,7 +117,7 @@ def _run_child(request: dict, fds: list[int]) -> None:
     # conftest's collector thresholds (tracing makes many short-lived objects): docs/cli.md took 54.7 and
     # 55.4 s with them, 57.1 and 60.0 s with Python's defaults (interleaved, one worker). The command's
     # results do not depend on when garbage is collected.
-    gc.set_threshold(50_000, 20, 100)
+    gc.set_threshold(*GC_THRESHOLDS)
     code = 0
     try:
         import runpy
@@ -288,17 +291,12 @@ def seed_cache(cache: os.PathLike | str) -> None:
     if (cache / "peak_flops.json").exists():
         return
     if _peak_flops_json is None:
-        from zoo.train import metrics  # here, not at the top: conftest imports this file before jax
+        from unittest import mock  # here, not at the top: the docs' `zoo` shim imports this file too
 
-        saved = os.environ.get("ZOO_CACHE_DIR")
-        os.environ["ZOO_CACHE_DIR"] = str(cache)
-        try:
+        from zoo.train import metrics  # and conftest imports it before jax
+
+        with mock.patch.dict(os.environ, {"ZOO_CACHE_DIR": str(cache)}):  # peak_flops writes it there
             metrics.peak_flops()
-        finally:
-            if saved is None:
-                os.environ.pop("ZOO_CACHE_DIR")
-            else:
-                os.environ["ZOO_CACHE_DIR"] = saved
         _peak_flops_json = (cache / "peak_flops.json").read_text()
     else:
         (cache / "peak_flops.json").write_text(_peak_flops_json)
